@@ -1,0 +1,50 @@
+# posecast — build, run and test. `make help` lists the targets.
+
+GO        ?= go
+PKGS      ?= ./...
+BENCHTIME ?= 1s
+FUZZTIME  ?= 30s
+# Flags passed to the server by `make run`, e.g. make run ARGS="--tick 100ms".
+ARGS      ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build posecast into bin/.
+	$(GO) build -o bin/ ./cmd/...
+
+.PHONY: run
+run: ## Run the server on its embedded defaults (in-memory store, one node, self-signed certificate).
+	$(GO) run ./cmd/posecast $(ARGS)
+
+.PHONY: test
+test: lint ## Vet, staticcheck, and every test with the race detector.
+	$(GO) test -race -shuffle=on -timeout 8m $(PKGS)
+
+.PHONY: lint
+lint: ## gofmt, go vet and staticcheck.
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
+
+.PHONY: bench
+bench: ## Benchmarks with allocation counts (BENCHTIME=1s).
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each.
+	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
+	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$target"; \
+	    $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+.PHONY: clean
+clean: ## Remove build output.
+	rm -rf bin

@@ -1,0 +1,209 @@
+package codec
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// sameJSON reports whether a and b read the same as JSON, which forgets the
+// integer widths msgpack keeps.
+func sameJSON(t *testing.T, a, b any) bool {
+	t.Helper()
+	ja, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jb, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Equal(ja, jb)
+}
+
+func sampleMessages() []Message {
+	return []Message{
+		&Hello{Version: Version, Client: "test"},
+		&Welcome{Version: Version, Session: "s1", ServerTime: 1700000000000, TickMillis: 200, MaxDatagram: 1200, MaxMessage: 65536},
+		&Join{Header: Header{Ref: 1}, Room: "lobby", User: "u1", Name: "Ada", Device: "d1", Meta: map[string]any{"color": "red"}},
+		&Joined{Header: Header{Ref: 1}, Room: "lobby", User: "u1", Entity: "u1", Slot: 3, PresenceRef: "r1", Position: [3]float64{1, 2.1, 3}, Rotation: [4]float64{0, 0, 0, 1}, TickMillis: 200},
+		&Leave{Header: Header{Ref: 2}},
+		&Event{Name: "door_opened", Data: map[string]any{"door": "d7", "angle": 1.5, "tags": []any{"a", int64(-3)}}},
+		&Create{Header: Header{Ref: 3}, Components: Components{"obstacle": true, "position": []any{1.0, 0.0, 2.0}}},
+		&Update{Header: Header{Ref: 4}, Entity: "e1", Components: Components{"open": true, "gone": nil}},
+		&Delete{Header: Header{Ref: 5}, Entity: "e1"},
+		&Resync{},
+		&Ping{Header: Header{Ref: 6}, Time: 123},
+		&Pong{Header: Header{Ref: 6}, Time: 123, ServerTime: 456},
+		&EntitiesState{Seq: 9, Entities: map[string]Components{"e1": {"spawn_point": true}}},
+		&EntitiesDiff{Creates: map[string]Components{"u2": {"avatar": true}}, Updates: map[string]Components{}, Deletes: []string{"u1"}},
+		&PresenceState{State: map[string]PresenceEntry{"u1": {Metas: []PresenceMeta{{Ref: "r1", Name: "Ada", OnlineAt: 1}}}}},
+		&PresenceDiff{Joins: map[string]PresenceEntry{"u2": {Metas: []PresenceMeta{{Ref: "r2", PrevRef: "r0", Stale: true}}}}, Leaves: map[string]PresenceEntry{}},
+		&OK{Header: Header{Ref: 3}, Entity: "e9"},
+		&Error{Header: Header{Ref: 7}, Code: CodeInvalid, Message: "room name too long"},
+		&Goodbye{Code: CodeServerShutdown, Message: "server is stopping"},
+	}
+}
+
+func TestEveryMessageRoundTrips(t *testing.T) {
+	for _, m := range sampleMessages() {
+		t.Run(m.kind(), func(t *testing.T) {
+			frame, err := EncodeFrame(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := ReadFrame(bytes.NewReader(frame), nil, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := Decode(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.kind() != m.kind() || got.header().Type != m.kind() {
+				t.Fatalf("decoded a %q, want %q", got.kind(), m.kind())
+			}
+			if !sameJSON(t, got, m) {
+				g, _ := json.Marshal(got)
+				w, _ := json.Marshal(m)
+				t.Errorf("decoded %s\nwant %s", g, w)
+			}
+		})
+	}
+}
+
+func TestMessagesAreMapsWithAType(t *testing.T) {
+	frame, err := EncodeFrame(&Join{Header: Header{Ref: 1}, Room: "lobby"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var generic map[string]any
+	if err := msgpack.Unmarshal(frame[FrameHeaderSize:], &generic); err != nil {
+		t.Fatal(err)
+	}
+	if generic["type"] != "join" || generic["room"] != "lobby" {
+		t.Errorf("generic decode %v", generic)
+	}
+}
+
+func TestDecodeRefusesBadMessages(t *testing.T) {
+	mp := func(v any) []byte {
+		b, err := msgpack.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	deep := bytes.Repeat([]byte{0x91}, 100)
+	deep = append(deep, 0x01)
+	tests := []struct {
+		name string
+		body []byte
+		want error
+	}{
+		{"empty body", nil, ErrMalformed},
+		{"unknown type", mp(map[string]any{"type": "teleport"}), ErrUnknownType},
+		{"no type", mp(map[string]any{"room": "x"}), ErrUnknownType},
+		{"not a map", mp([]any{1, 2}), ErrMalformed},
+		{"wrong field type", mp(map[string]any{"type": "join", "room": 5}), ErrMalformed},
+		{"truncated", mp(map[string]any{"type": "join", "room": "lobby"})[:8], ErrMalformed},
+		{"map declaring four billion entries", []byte{0xdf, 0xff, 0xff, 0xff, 0xff}, ErrMalformed},
+		{"array nested 100 deep", append([]byte{0x82, 0xa4, 't', 'y', 'p', 'e', 0xa5, 'e', 'v', 'e', 'n', 't', 0xa4, 'd', 'a', 't', 'a'}, deep...), ErrTooLarge},
+		{"trailing bytes", append(mp(map[string]any{"type": "leave"}), 0xc0), ErrMalformed},
+		{"non-string map key in data", mp(map[string]any{"type": "event", "name": "x", "data": map[int]int{1: 2}}), ErrMalformed},
+		{"binary extension in data", mp(map[string]any{"type": "event", "name": "x", "data": msgpack.RawMessage{0xd4, 0x01, 0x00}}), ErrMalformed},
+		{"invalid UTF-8 in components", mp(map[string]any{"type": "create", "components": map[string]any{"x": "\xff"}}), ErrMalformed},
+		{"NaN in components", mp(map[string]any{"type": "update", "entity": "e", "components": map[string]any{"x": nanValue()}}), ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := Decode(tt.body)
+			if !errors.Is(err, tt.want) {
+				t.Errorf("Decode = %v, %v; want %v", m, err, tt.want)
+			}
+		})
+	}
+}
+
+func nanValue() float64 {
+	var zero float64
+	return zero / zero
+}
+
+func TestReadFrameLimits(t *testing.T) {
+	tests := []struct {
+		name  string
+		input []byte
+		want  error
+	}{
+		{"length over the limit is refused unread", []byte{0x00, 0x10, 0x00, 0x01}, ErrTooLarge},
+		{"huge length", []byte{0xff, 0xff, 0xff, 0xff}, ErrTooLarge},
+		{"empty frame", []byte{0, 0, 0, 0}, ErrMalformed},
+		{"body cut short", []byte{0, 0, 0, 5, 1, 2}, io.ErrUnexpectedEOF},
+		{"header cut short", []byte{0, 0}, io.ErrUnexpectedEOF},
+		{"nothing", nil, io.EOF},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ReadFrame(bytes.NewReader(tt.input), nil, 1024)
+			if !errors.Is(err, tt.want) {
+				t.Errorf("ReadFrame = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestCheckValue(t *testing.T) {
+	mp := func(v any) []byte {
+		b, err := msgpack.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	tests := []struct {
+		name string
+		b    []byte
+		ok   bool
+	}{
+		{"fixint", []byte{0x05}, true},
+		{"nested map", mp(map[string]any{"a": []any{1, "x", map[string]any{"b": 2.5}}}), true},
+		{"all scalar widths", mp([]any{uint8(200), uint16(60000), uint32(1 << 31), uint64(1 << 63), int8(-100), int16(-30000), int32(-1 << 30), int64(-1 << 62), float32(1.5), 2.5, nil, true, false, []byte{1, 2, 3}}), true},
+		{"ext", []byte{0xc7, 0x02, 0x05, 0xaa, 0xbb}, true},
+		{"never-used byte", []byte{0xc1}, false},
+		{"truncated str", []byte{0xa5, 'a'}, false},
+		{"str32 longer than input", []byte{0xdb, 0xff, 0xff, 0xff, 0xff, 'a'}, false},
+		{"array16 with too few bytes", []byte{0xdc, 0x00, 0x10, 0x01}, false},
+		{"two values", []byte{0x01, 0x02}, false},
+		{"depth at the limit", append(bytes.Repeat([]byte{0x91}, 16), 0x01), true},
+		{"depth over the limit", append(bytes.Repeat([]byte{0x91}, 17), 0x01), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckValue(tt.b, 16)
+			if (err == nil) != tt.ok {
+				t.Errorf("CheckValue = %v, want ok=%v", err, tt.ok)
+			}
+		})
+	}
+}
+
+func BenchmarkEncodeFrame(b *testing.B) {
+	m := &EntitiesDiff{
+		Creates: map[string]Components{"u2": {"avatar": true, "slot": 4, "name": "Ada", "position": []float64{1, 2, 3}}},
+		Updates: map[string]Components{"door": {"open": true}},
+		Deletes: []string{"u1"},
+	}
+	b.ReportAllocs()
+	var buf []byte
+	for b.Loop() {
+		var err error
+		if buf, err = AppendFrame(buf[:0], m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

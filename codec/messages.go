@@ -1,0 +1,287 @@
+package codec
+
+// Version is the protocol version this package speaks, sent in hello and welcome.
+const Version = 1
+
+// Control message types: the "type" field of every message on the reliable stream.
+const (
+	// Client to server.
+	TypeHello  = "hello"
+	TypeJoin   = "join"
+	TypeLeave  = "leave"
+	TypeCreate = "create"
+	TypeUpdate = "update"
+	TypeDelete = "delete"
+	TypeResync = "resync"
+	TypePing   = "ping"
+
+	// Both ways: a client sends an application event; the server relays it,
+	// and sends its own (user_joined, user_left, ...).
+	TypeEvent = "event"
+
+	// Server to client.
+	TypeWelcome       = "welcome"
+	TypeJoined        = "joined"
+	TypeEntitiesState = "entities_state"
+	TypeEntitiesDiff  = "entities_diff"
+	TypePresenceState = "presence_state"
+	TypePresenceDiff  = "presence_diff"
+	TypeOK            = "ok"
+	TypeError         = "error"
+	TypePong          = "pong"
+	TypeGoodbye       = "goodbye"
+)
+
+// Events the server publishes itself. Clients may not send these names.
+const (
+	EventUserJoined    = "user_joined"
+	EventUserLeft      = "user_left"
+	EventUserStale     = "user_stale"
+	EventUserRecovered = "user_recovered"
+)
+
+// Components maps component names to values: anything JSON can hold.
+type Components = map[string]any
+
+// Header is the start of every control message: its type, and the client's
+// request reference that the server's reply repeats.
+type Header struct {
+	Type string `msgpack:"type"`
+	Ref  uint32 `msgpack:"ref,omitempty"`
+}
+
+func (h *Header) header() *Header { return h }
+
+// Message is any control message. Use the pointer types of this package.
+type Message interface {
+	header() *Header
+	// kind returns the message's type string.
+	kind() string
+}
+
+// Hello opens a session: the client's protocol version.
+type Hello struct {
+	Header
+	Version int    `msgpack:"v"`
+	Client  string `msgpack:"client,omitempty"`
+}
+
+// Welcome answers hello with the session's parameters.
+type Welcome struct {
+	Header
+	Version int    `msgpack:"v"`
+	Session string `msgpack:"session"`
+	// ServerTime is the server's clock in Unix milliseconds.
+	ServerTime int64 `msgpack:"server_time"`
+	// TickMillis is the period of the rooms' tick.
+	TickMillis int64 `msgpack:"tick_ms"`
+	// MaxDatagram is the largest datagram the server sends to this session.
+	MaxDatagram int `msgpack:"max_datagram"`
+	// MaxMessage is the largest control message the server accepts.
+	MaxMessage int `msgpack:"max_message"`
+}
+
+// Join asks to enter a room as a user. A session is in at most one room.
+type Join struct {
+	Header
+	Room string `msgpack:"room"`
+	// User is the user's id; a user on several devices joins with one id.
+	// Empty asks the server to make one up.
+	User string `msgpack:"user,omitempty"`
+	// Name is shown to others.
+	Name string `msgpack:"name,omitempty"`
+	// Device names this device, so a reconnect takes over its own presence.
+	Device string `msgpack:"device,omitempty"`
+	// Meta is application metadata put in the presence meta.
+	Meta map[string]any `msgpack:"meta,omitempty"`
+}
+
+// Joined answers join: who the session is in the room and where it stands.
+type Joined struct {
+	Header
+	Room string `msgpack:"room"`
+	User string `msgpack:"user"`
+	// Entity is the id of the user's avatar entity (the user id).
+	Entity string `msgpack:"entity"`
+	// Slot is the avatar's number in pose updates.
+	Slot int `msgpack:"slot"`
+	// PresenceRef is this device's presence meta reference (phx_ref).
+	PresenceRef string     `msgpack:"presence_ref"`
+	Position    [3]float64 `msgpack:"position"`
+	Rotation    [4]float64 `msgpack:"rotation"`
+	TickMillis  int64      `msgpack:"tick_ms"`
+	// Resumed is true when the join took over an avatar that a dropped session
+	// of the same user left behind.
+	Resumed bool `msgpack:"resumed"`
+}
+
+// Leave leaves the room; the session stays open.
+type Leave struct {
+	Header
+}
+
+// Event is an event in a room. Clients send Name and Data; the server relays
+// it to the room's other members with User and At filled in.
+type Event struct {
+	Header
+	Name string `msgpack:"name"`
+	Data any    `msgpack:"data,omitempty"`
+	// User is who caused the event (set by the server).
+	User string `msgpack:"user,omitempty"`
+	// At is the server's clock in Unix milliseconds (set by the server).
+	At int64 `msgpack:"at,omitempty"`
+}
+
+// Create adds an environment entity; the server answers ok with its id.
+type Create struct {
+	Header
+	Components Components `msgpack:"components"`
+}
+
+// Update merges components into an environment entity; a nil value removes
+// that component.
+type Update struct {
+	Header
+	Entity     string     `msgpack:"entity"`
+	Components Components `msgpack:"components"`
+}
+
+// Delete removes an environment entity.
+type Delete struct {
+	Header
+	Entity string `msgpack:"entity"`
+}
+
+// Resync asks for a fresh entities_state, for a receiver that lost pose
+// updates it cannot recover.
+type Resync struct {
+	Header
+}
+
+// Ping asks for a pong; Time is echoed.
+type Ping struct {
+	Header
+	Time int64 `msgpack:"t,omitempty"`
+}
+
+// Pong answers ping.
+type Pong struct {
+	Header
+	Time       int64 `msgpack:"t,omitempty"`
+	ServerTime int64 `msgpack:"server_time"`
+}
+
+// EntitiesState is the whole world of a room: every entity, avatars included.
+type EntitiesState struct {
+	Header
+	// Seq is the pose update sequence number the state is at least as new as.
+	Seq      uint32                `msgpack:"seq"`
+	Entities map[string]Components `msgpack:"entities"`
+}
+
+// EntitiesDiff is what changed in a room's world since the last diff,
+// keyed by entity id. Updates carry only the changed components; a nil
+// component value was removed.
+type EntitiesDiff struct {
+	Header
+	Creates map[string]Components `msgpack:"creates"`
+	Updates map[string]Components `msgpack:"updates"`
+	Deletes []string              `msgpack:"deletes"`
+}
+
+// PresenceMeta is one device's presence, as in Phoenix.Presence.
+type PresenceMeta struct {
+	Ref     string `msgpack:"phx_ref"`
+	PrevRef string `msgpack:"phx_ref_prev,omitempty"`
+	Name    string `msgpack:"name"`
+	Device  string `msgpack:"device,omitempty"`
+	// OnlineAt is when the device joined, Unix milliseconds.
+	OnlineAt int64 `msgpack:"online_at"`
+	// Stale is true while the avatar's poses have stopped arriving.
+	Stale bool           `msgpack:"stale"`
+	Meta  map[string]any `msgpack:"meta,omitempty"`
+}
+
+// PresenceEntry is one presence key (a user) with a meta per device.
+type PresenceEntry struct {
+	Metas []PresenceMeta `msgpack:"metas"`
+}
+
+// PresenceState is the whole presence of a room, keyed by user id.
+type PresenceState struct {
+	Header
+	State map[string]PresenceEntry `msgpack:"state"`
+}
+
+// PresenceDiff is what joined and left since the last diff. A meta update
+// is a leave of the old meta and a join of the new one.
+type PresenceDiff struct {
+	Header
+	Joins  map[string]PresenceEntry `msgpack:"joins"`
+	Leaves map[string]PresenceEntry `msgpack:"leaves"`
+}
+
+// OK answers a request that succeeded.
+type OK struct {
+	Header
+	// Entity is the id of a created entity.
+	Entity string `msgpack:"entity,omitempty"`
+}
+
+// Error answers a request that failed, or reports a problem with something
+// the client sent. Ref is the failed request's, or zero.
+type Error struct {
+	Header
+	Code    string `msgpack:"code"`
+	Message string `msgpack:"message"`
+}
+
+// Goodbye is the last message before the server closes the session.
+type Goodbye struct {
+	Header
+	Code    string `msgpack:"code"`
+	Message string `msgpack:"message"`
+}
+
+func (*Hello) kind() string         { return TypeHello }
+func (*Welcome) kind() string       { return TypeWelcome }
+func (*Join) kind() string          { return TypeJoin }
+func (*Joined) kind() string        { return TypeJoined }
+func (*Leave) kind() string         { return TypeLeave }
+func (*Event) kind() string         { return TypeEvent }
+func (*Create) kind() string        { return TypeCreate }
+func (*Update) kind() string        { return TypeUpdate }
+func (*Delete) kind() string        { return TypeDelete }
+func (*Resync) kind() string        { return TypeResync }
+func (*Ping) kind() string          { return TypePing }
+func (*Pong) kind() string          { return TypePong }
+func (*EntitiesState) kind() string { return TypeEntitiesState }
+func (*EntitiesDiff) kind() string  { return TypeEntitiesDiff }
+func (*PresenceState) kind() string { return TypePresenceState }
+func (*PresenceDiff) kind() string  { return TypePresenceDiff }
+func (*OK) kind() string            { return TypeOK }
+func (*Error) kind() string         { return TypeError }
+func (*Goodbye) kind() string       { return TypeGoodbye }
+
+// Error codes carried by Error and Goodbye.
+const (
+	CodeBadMessage     = "bad_message"     // not a well-formed message of a known type
+	CodeTooLarge       = "too_large"       // over a size limit
+	CodeUnsupported    = "unsupported"     // protocol version not spoken
+	CodeNoHello        = "no_hello"        // a message before hello
+	CodeNotJoined      = "not_joined"      // a room operation outside a room
+	CodeAlreadyJoined  = "already_joined"  // join while in a room
+	CodeInvalid        = "invalid"         // a field fails validation
+	CodeForbidden      = "forbidden"       // not allowed for this session
+	CodeNotFound       = "not_found"       // no such entity
+	CodeRoomFull       = "room_full"       // the room has no free slot
+	CodeUnavailable    = "unavailable"     // the server cannot serve this now
+	CodeServerShutdown = "server_shutdown" // the server is stopping
+	CodeSlowConsumer   = "slow_consumer"   // the session could not keep up
+	CodeInternal       = "internal"        // a bug on the server
+)
+
+var (
+	_ Message = (*Hello)(nil)
+	_ Message = (*Goodbye)(nil)
+)

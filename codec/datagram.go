@@ -21,9 +21,10 @@ const (
 	// WebTransport allows 1215 bytes, and quic-go 1242 before path MTU
 	// discovery, so 1200 fits both everywhere.
 	MaxDatagramSize = 1200
-	// MinDatagramSize is the smallest datagram size a session may ask for;
-	// below it a pose update could not carry a full record.
-	MinDatagramSize = PosesHeaderSize + SlotSize + MaxPoseSize
+	// MinDatagramSize is the smallest datagram limit posecast honours. QUIC
+	// guarantees 1200-byte packets, which leaves room for datagrams of this
+	// size after QUIC and HTTP/3 framing on any path.
+	MinDatagramSize = 1000
 	// MaxPingSize is the largest ping datagram the server echoes.
 	MaxPingSize = 64
 

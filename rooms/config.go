@@ -1,0 +1,113 @@
+package rooms
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/posecast/posecast/codec"
+)
+
+// MaxRoomSize is the most avatars a room can be configured for. Their poses
+// fit in the 255 datagrams a tick can number: 4096 records of at most 46
+// bytes need at most 192 datagrams of codec.MinDatagramSize.
+const MaxRoomSize = 4096
+
+// Config tunes every room of a Registry. The zero value of each field means
+// its default.
+type Config struct {
+	// Tick is how often a room sends what changed. Defaults to 200ms.
+	Tick time.Duration
+	// RepeatTicks is how many more ticks an avatar that stopped moving is sent
+	// again, so that receivers that lost a datagram still converge. Defaults
+	// to 3.
+	RepeatTicks int
+	// Heartbeat is how often a room with nothing to send sends an empty pose
+	// update, so receivers learn the latest sequence number and detect loss.
+	// Defaults to 1s.
+	Heartbeat time.Duration
+	// StaleAfter is how long an avatar's poses may stop arriving before the
+	// room marks it stale. Defaults to 1s.
+	StaleAfter time.Duration
+	// ReconnectGrace is how long after a session was last heard from its user
+	// keeps their avatar and presence when it ends without leaving, so that
+	// a reconnect takes them over without a leave and a join. Defaults to 5s.
+	ReconnectGrace time.Duration
+	// EmptyGrace is how long a room with no one in it lives on before it
+	// stops. Defaults to 30s.
+	EmptyGrace time.Duration
+	// MaxMembers is the number of avatars a room holds: its pose table's
+	// slots. Defaults to 256.
+	MaxMembers int
+	// MaxDevices is the number of sessions one user may join a room with.
+	// Defaults to 8.
+	MaxDevices int
+	// MaxEntities bounds a room's environment entities. Defaults to 10000.
+	MaxEntities int
+	// MaxPendingChanges bounds the entity changes waiting to be written to
+	// the store; past it, new changes are refused with ErrStoreBacklog.
+	// Defaults to 10000.
+	MaxPendingChanges int
+	// StoreTimeout bounds each store call. Defaults to 5s.
+	StoreTimeout time.Duration
+	// Logger receives the rooms' logs. Defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults returns c with defaults filled in, or an error for values
+// that make no sense.
+func (c Config) withDefaults() (Config, error) {
+	setDur := func(d *time.Duration, def time.Duration) {
+		if *d == 0 {
+			*d = def
+		}
+	}
+	setInt := func(n *int, def int) {
+		if *n == 0 {
+			*n = def
+		}
+	}
+	setDur(&c.Tick, 200*time.Millisecond)
+	setInt(&c.RepeatTicks, 3)
+	setDur(&c.Heartbeat, time.Second)
+	setDur(&c.StaleAfter, time.Second)
+	setDur(&c.ReconnectGrace, 5*time.Second)
+	setDur(&c.EmptyGrace, 30*time.Second)
+	setInt(&c.MaxMembers, 256)
+	setInt(&c.MaxDevices, 8)
+	setInt(&c.MaxEntities, 10000)
+	setInt(&c.MaxPendingChanges, 10000)
+	setDur(&c.StoreTimeout, 5*time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	switch {
+	case c.Tick < time.Millisecond:
+		return c, fmt.Errorf("rooms: tick %v is under 1ms", c.Tick)
+	case c.RepeatTicks < 0:
+		return c, fmt.Errorf("rooms: negative repeat ticks %d", c.RepeatTicks)
+	case c.MaxMembers < 1 || c.MaxMembers > MaxRoomSize:
+		return c, fmt.Errorf("rooms: max members %d not in 1..%d", c.MaxMembers, MaxRoomSize)
+	case c.Heartbeat < 0 || c.StaleAfter < 0 || c.ReconnectGrace < 0 || c.EmptyGrace < 0 || c.StoreTimeout < 0:
+		return c, fmt.Errorf("rooms: negative duration in %+v", c)
+	case c.MaxDevices < 1 || c.MaxEntities < 1 || c.MaxPendingChanges < 1:
+		return c, fmt.Errorf("rooms: limits must be positive")
+	}
+	return c, nil
+}
+
+// ticks converts a duration to a whole number of ticks, at least one.
+func (c *Config) ticks(d time.Duration) uint64 {
+	return max(1, uint64((d+c.Tick-1)/c.Tick))
+}
+
+// slotQuarantine is how many ticks a freed slot rests before another avatar
+// gets it, so that late datagrams about the old avatar are long gone.
+func (c *Config) slotQuarantine() uint64 {
+	return max(c.ticks(2*time.Second), uint64(c.RepeatTicks)+2)
+}
+
+// maxDatagram clamps a member's datagram size to what the tick can use.
+func maxDatagram(n int) int {
+	return max(codec.MinDatagramSize, min(codec.MaxDatagramSize, n))
+}

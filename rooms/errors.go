@@ -1,0 +1,29 @@
+package rooms
+
+import "errors"
+
+// Errors returned to callers of a room. Transport turns them into the wire's
+// error codes.
+var (
+	// ErrInvalid reports a request with a field that fails validation.
+	ErrInvalid = errors.New("invalid request")
+	// ErrForbidden reports a request the member may not make, such as
+	// changing another user's avatar.
+	ErrForbidden = errors.New("forbidden")
+	// ErrNotFound reports a request about an entity that does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrRoomFull reports a join into a room with no free slot.
+	ErrRoomFull = errors.New("room is full")
+	// ErrLeft reports an operation through a membership that has ended.
+	ErrLeft = errors.New("not in the room")
+	// ErrClosed reports a join into a registry that is shutting down.
+	ErrClosed = errors.New("registry closed")
+	// ErrRoomNotFound is what a Store returns for a room it does not hold.
+	ErrRoomNotFound = errors.New("room not found")
+	// ErrStoreBacklog reports an entity change refused because too many
+	// changes are waiting to be written to the store.
+	ErrStoreBacklog = errors.New("store backlog full")
+	// errRoomClosed is what a closing room answers; the registry retries the
+	// join in a fresh room.
+	errRoomClosed = errors.New("room closed")
+)

@@ -1,0 +1,150 @@
+package rooms
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/posecast/posecast/codec"
+)
+
+// ErrNotDriver reports a pose from a device that does not drive its user's
+// avatar (another device of the same user joined after it), or from a
+// membership that has ended. The pose is ignored.
+var ErrNotDriver = errors.New("device does not drive the avatar")
+
+type membershipState int
+
+const (
+	membershipActive membershipState = iota
+	// membershipHeld is a device whose session dropped; it stays present
+	// until its reconnect grace ends or a reconnect takes it over.
+	membershipHeld
+	membershipGone
+)
+
+// Membership is one session's place in a room: a device of a user. A session
+// calls its methods from its own goroutines; all are safe for concurrent use.
+type Membership struct {
+	room   *Room
+	member Member
+	slot   int
+
+	// Guarded by room.mu.
+	user      *user
+	meta      codec.PresenceMeta
+	state     membershipState
+	heldUntil time.Time
+}
+
+// Room returns the room's id.
+func (m *Membership) Room() string { return m.room.id }
+
+// User returns the user id.
+func (m *Membership) User() string { return m.user.id }
+
+// Slot returns the avatar's slot in the room's pose updates.
+func (m *Membership) Slot() int { return m.slot }
+
+// UpdatePose stores a pose record from this device in the avatar's slot. It
+// is the hot path: lock-free and allocation-free. It reports whether the
+// avatar moved; a pose from a device that does not drive the avatar returns
+// ErrNotDriver, and a malformed record codec.ErrMalformed.
+func (m *Membership) UpdatePose(rec []byte) (bool, error) {
+	if err := codec.CheckPose(rec); err != nil {
+		return false, err
+	}
+	r := m.room
+	if r.drivers[m.slot].Load() != m {
+		return false, ErrNotDriver
+	}
+	return r.table.Write(m.slot, rec, r.tickCount.Load()), nil
+}
+
+// Leave takes this device out of the room at once; others learn of it in
+// the next tick. It is a no-op once the membership has ended.
+func (m *Membership) Leave() {
+	r := m.room
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.leaveLocked(m)
+}
+
+// Disconnect reports that the session ended without leaving, lastHeard
+// being when it last heard from its client. The device stays present until
+// lastHeard plus the reconnect grace, so that a reconnect of the same user
+// takes over the avatar without a leave and a join; a session that timed
+// out has used its grace already and leaves at once.
+func (m *Membership) Disconnect(lastHeard time.Time) {
+	r := m.room
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.disconnectLocked(m, lastHeard, time.Now())
+}
+
+// Publish relays an application event, such as user_grabbed or door_opened,
+// to the room's other members and its listeners.
+func (m *Membership) Publish(name string, data any) error {
+	if !validEventName(name) {
+		return fmt.Errorf("%w: event name %q", ErrInvalid, name)
+	}
+	if err := codec.CheckJSON(data); err != nil {
+		return fmt.Errorf("%w: event data: %v", ErrInvalid, err)
+	}
+	r := m.room
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m.state != membershipActive {
+		return ErrLeft
+	}
+	r.emitLocked(Event{Name: name, User: m.user.id, Data: data, from: m})
+	return nil
+}
+
+// CreateEntity adds an environment entity and returns its id.
+func (m *Membership) CreateEntity(c Components) (string, error) {
+	r := m.room
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m.state != membershipActive {
+		return "", ErrLeft
+	}
+	return r.createEntityLocked(m.user.id, c)
+}
+
+// UpdateEntity merges components into an environment entity; a nil value
+// removes that component, and an entity left with none is deleted.
+// Avatars cannot be changed this way.
+func (m *Membership) UpdateEntity(id string, c Components) error {
+	r := m.room
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m.state != membershipActive {
+		return ErrLeft
+	}
+	return r.updateEntityLocked(m.user.id, id, c)
+}
+
+// DeleteEntity removes an environment entity. Avatars cannot be deleted.
+func (m *Membership) DeleteEntity(id string) error {
+	r := m.room
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m.state != membershipActive {
+		return ErrLeft
+	}
+	return r.deleteEntityLocked(m.user.id, id)
+}
+
+// Resync sends this device a fresh entities_state, for a receiver that lost
+// pose updates it cannot recover.
+func (m *Membership) Resync() error {
+	r := m.room
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m.state != membershipActive {
+		return ErrLeft
+	}
+	r.sendLocked(m.member, r.entitiesStateLocked())
+	return nil
+}

@@ -1,0 +1,192 @@
+package rooms
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// MemoryStore is a Store in memory: the embedded default, for one node whose
+// rooms need not outlive it. The zero value is ready to use.
+type MemoryStore struct {
+	mu    sync.Mutex // guards the following
+	rooms map[string]*memRoom
+}
+
+type memRoom struct {
+	info     RoomInfo
+	entities map[string]Components
+}
+
+var _ Store = (*MemoryStore)(nil)
+
+// CreateRoom implements Store.
+func (s *MemoryStore) CreateRoom(ctx context.Context, info RoomInfo, entities map[string]Components) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.rooms[info.ID]; ok {
+		return false, nil
+	}
+	if s.rooms == nil {
+		s.rooms = make(map[string]*memRoom)
+	}
+	r := &memRoom{info: info, entities: make(map[string]Components, len(entities))}
+	for id, c := range entities {
+		if len(c) > 0 {
+			r.entities[id] = copyComponents(c)
+		}
+	}
+	s.rooms[info.ID] = r
+	return true, nil
+}
+
+// Room implements Store.
+func (s *MemoryStore) Room(ctx context.Context, id string) (RoomInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return RoomInfo{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.rooms[id]
+	if !ok {
+		return RoomInfo{}, ErrRoomNotFound
+	}
+	return r.info, nil
+}
+
+// Rooms implements Store.
+func (s *MemoryStore) Rooms(ctx context.Context) ([]RoomInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	list := make([]RoomInfo, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		list = append(list, r.info)
+	}
+	s.mu.Unlock()
+	slices.SortFunc(list, func(a, b RoomInfo) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return list, nil
+}
+
+// DeleteRoom implements Store.
+func (s *MemoryStore) DeleteRoom(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.rooms[id]; !ok {
+		return ErrRoomNotFound
+	}
+	delete(s.rooms, id)
+	return nil
+}
+
+// Entities implements Store.
+func (s *MemoryStore) Entities(ctx context.Context, room string) (map[string]Components, error) {
+	return s.entities(ctx, room, "")
+}
+
+// EntitiesWith implements Store.
+func (s *MemoryStore) EntitiesWith(ctx context.Context, room, component string) (map[string]Components, error) {
+	return s.entities(ctx, room, component)
+}
+
+func (s *MemoryStore) entities(ctx context.Context, room, component string) (map[string]Components, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.rooms[room]
+	if !ok {
+		return nil, ErrRoomNotFound
+	}
+	out := make(map[string]Components)
+	for id, c := range r.entities {
+		if _, has := c[component]; component == "" || has {
+			out[id] = copyComponents(c)
+		}
+	}
+	return out, nil
+}
+
+// Apply implements Store.
+func (s *MemoryStore) Apply(ctx context.Context, room string, changes []Change) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.rooms[room]
+	if !ok {
+		return ErrRoomNotFound
+	}
+	for _, ch := range changes {
+		applyChange(r.entities, ch)
+	}
+	return nil
+}
+
+// applyChange applies ch to entities, copying the values it keeps.
+func applyChange(entities map[string]Components, ch Change) {
+	if ch.Delete {
+		delete(entities, ch.Entity)
+		return
+	}
+	c := entities[ch.Entity]
+	if c == nil {
+		c = make(Components, len(ch.Set))
+	}
+	for name, v := range ch.Set {
+		c[name] = copyValue(v)
+	}
+	for _, name := range ch.Unset {
+		delete(c, name)
+	}
+	if len(c) == 0 {
+		delete(entities, ch.Entity)
+		return
+	}
+	entities[ch.Entity] = c
+}
+
+func copyComponents(c Components) Components {
+	out := make(Components, len(c))
+	for k, v := range c {
+		out[k] = copyValue(v)
+	}
+	return out
+}
+
+// copyValue deep-copies the maps and slices of a decoded value, so that what
+// a store keeps is never shared with a caller.
+func copyValue(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(v))
+		for k, e := range v {
+			m[k] = copyValue(e)
+		}
+		return m
+	case []any:
+		s := make([]any, len(v))
+		for i, e := range v {
+			s[i] = copyValue(e)
+		}
+		return s
+	case []float64:
+		return slices.Clone(v)
+	}
+	return v
+}

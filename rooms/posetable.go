@@ -1,0 +1,141 @@
+package rooms
+
+import (
+	"encoding/binary"
+	"runtime"
+	"sync/atomic"
+
+	"github.com/posecast/posecast/codec"
+)
+
+// poseWords is how many 64-bit words hold the largest pose record.
+const poseWords = (codec.MaxPoseSize + 7) / 8
+
+// timeMask selects the bytes of a record's first word that hold the sender
+// timestamp (bytes 1–4), which do not count as a move.
+const timeMask = uint64(0xffffffff) << 8
+
+// PoseTable is a fixed array of pose slots, one per avatar in a room. A slot
+// is written by its avatar's session and read by the room's tick; both are
+// lock-free and allocation-free. Each slot is a seqlock: its sequence word is
+// odd while a write is in progress, and a reader that sees it change retries.
+// Every word is accessed atomically, so the table is clean under the race
+// detector.
+type PoseTable struct {
+	slots []poseSlot
+}
+
+type poseSlot struct {
+	// seq is the seqlock; seq/2 is the number of changing writes so far.
+	seq atomic.Uint64
+	// words hold the pose record, little-endian, zero-padded.
+	words [poseWords]atomic.Uint64
+	// heard is the room tick at which a pose last arrived, moved or not.
+	heard atomic.Uint64
+}
+
+// NewPoseTable returns a table of n slots.
+func NewPoseTable(n int) *PoseTable {
+	return &PoseTable{slots: make([]poseSlot, n)}
+}
+
+// Len returns the number of slots.
+func (t *PoseTable) Len() int { return len(t.slots) }
+
+// Write stores a checked pose record (see codec.CheckPose) in slot i and notes
+// that a pose arrived at tick. A record that puts the avatar where it already
+// is (codec.SamePlace) keeps the slot's version, so a still avatar stops
+// being sent. It reports whether the pose changed.
+//
+// One session writes a slot; should two race (a user's devices swapping
+// which one drives the avatar), the sequence word serializes them.
+func (t *PoseTable) Write(i int, rec []byte, tick uint64) bool {
+	s := &t.slots[i]
+	s.heard.Store(tick)
+	var w [poseWords]uint64
+	var buf [poseWords * 8]byte
+	copy(buf[:], rec)
+	for k := range w {
+		w[k] = binary.LittleEndian.Uint64(buf[k*8:])
+	}
+	seq := s.lock()
+	if seq != 0 && s.words[0].Load()&^timeMask == w[0]&^timeMask && s.sameTail(&w) {
+		s.seq.Store(seq) // unchanged: release without a new version
+		return false
+	}
+	for k := range w {
+		s.words[k].Store(w[k])
+	}
+	s.seq.Store(seq + 2)
+	return true
+}
+
+// lock takes the slot's write side and returns the even sequence it held.
+func (s *poseSlot) lock() uint64 {
+	for {
+		seq := s.seq.Load()
+		if seq&1 == 0 && s.seq.CompareAndSwap(seq, seq+1) {
+			return seq
+		}
+		runtime.Gosched()
+	}
+}
+
+func (s *poseSlot) sameTail(w *[poseWords]uint64) bool {
+	for k := 1; k < poseWords; k++ {
+		if s.words[k].Load() != w[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// Read appends slot i's record to dst and returns it with the slot's
+// version. A slot never written has version 0 and no record.
+func (t *PoseTable) Read(i int, dst []byte) ([]byte, uint64) {
+	s := &t.slots[i]
+	var w [poseWords]uint64
+	var seq uint64
+	for {
+		seq = s.seq.Load()
+		if seq&1 != 0 {
+			runtime.Gosched()
+			continue
+		}
+		for k := range w {
+			w[k] = s.words[k].Load()
+		}
+		if s.seq.Load() == seq {
+			break
+		}
+	}
+	if seq == 0 {
+		return dst, 0
+	}
+	var buf [poseWords * 8]byte
+	for k := range w {
+		binary.LittleEndian.PutUint64(buf[k*8:], w[k])
+	}
+	n, err := codec.PoseRecordSize(buf[0])
+	if err != nil {
+		// Only checked records are written; this cannot happen.
+		panic("rooms: pose table holds a bad record")
+	}
+	return append(dst, buf[:n]...), seq / 2
+}
+
+// Version returns how many changing writes slot i has had. A write in
+// progress counts once it finishes.
+func (t *PoseTable) Version(i int) uint64 {
+	return t.slots[i].seq.Load() / 2
+}
+
+// Heard returns the tick at which a pose last arrived for slot i.
+func (t *PoseTable) Heard(i int) uint64 {
+	return t.slots[i].heard.Load()
+}
+
+// Touch notes that slot i's avatar was heard from at tick, without a pose.
+func (t *PoseTable) Touch(i int, tick uint64) {
+	t.slots[i].heard.Store(tick)
+}

@@ -1,0 +1,190 @@
+package rooms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// Registry holds the live rooms of a node. A room starts on its first join
+// and stops once it has been empty for Config.EmptyGrace.
+type Registry struct {
+	cfg   Config
+	store Store
+	wg    sync.WaitGroup // every room's goroutines
+
+	mu     sync.Mutex // guards the following
+	rooms  map[string]*Room
+	closed bool
+}
+
+// NewRegistry returns a registry whose rooms keep their worlds in store.
+func NewRegistry(store Store, cfg Config) (*Registry, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Registry{cfg: cfg, store: store, rooms: make(map[string]*Room)}, nil
+}
+
+// Config returns the registry's configuration with defaults filled in.
+func (g *Registry) Config() Config { return g.cfg }
+
+// Join adds member to the room with the given id, starting the room if it
+// is not live, and returns the member's membership. The room sends the member
+// joined (with req.Ref), entities_state and presence_state, in that order,
+// before anything else.
+func (g *Registry) Join(ctx context.Context, roomID string, member Member, req JoinRequest) (*Membership, error) {
+	if !ValidID(roomID) {
+		return nil, fmt.Errorf("%w: room id %q", ErrInvalid, roomID)
+	}
+	switch {
+	case req.User == "":
+		req.User = newID("u")
+	case !ValidID(req.User):
+		return nil, fmt.Errorf("%w: user id %q", ErrInvalid, req.User)
+	}
+	if req.Device != "" && !ValidID(req.Device) {
+		return nil, fmt.Errorf("%w: device %q", ErrInvalid, req.Device)
+	}
+	if !validName(req.Name) {
+		return nil, fmt.Errorf("%w: name must be printable UTF-8 of at most %d bytes", ErrInvalid, MaxNameLength)
+	}
+	if strings.TrimSpace(req.Name) == "" {
+		req.Name = req.User
+	}
+	for {
+		r, err := g.room(ctx, roomID)
+		if err != nil {
+			return nil, err
+		}
+		m, err := r.join(member, req)
+		if errors.Is(err, errRoomClosed) {
+			continue // it retired under us; start it again
+		}
+		return m, err
+	}
+}
+
+// room returns the live room with the id, starting and loading it if
+// needed.
+func (g *Registry) room(ctx context.Context, id string) (*Room, error) {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if r, ok := g.rooms[id]; ok {
+		g.mu.Unlock()
+		select {
+		case <-r.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if r.loadErr != nil {
+			return nil, r.loadErr
+		}
+		return r, nil
+	}
+	r := newRoom(g, id)
+	g.rooms[id] = r
+	g.mu.Unlock()
+
+	// Load on a context of the room's own: other joiners wait for it too.
+	lctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
+	err := r.load(lctx)
+	cancel()
+
+	g.mu.Lock()
+	switch {
+	case err != nil:
+		r.loadErr = err
+	case g.closed:
+		r.loadErr = ErrClosed
+	default:
+		g.wg.Go(r.tickLoop)
+		g.wg.Go(func() { r.syncer.loop(r.stop) })
+	}
+	if r.loadErr != nil && g.rooms[id] == r {
+		delete(g.rooms, id)
+	}
+	g.mu.Unlock()
+	close(r.ready)
+	if r.loadErr != nil {
+		g.cfg.Logger.Error("room failed to start", "room", id, "err", r.loadErr)
+		return nil, r.loadErr
+	}
+	g.cfg.Logger.Info("room started", "room", id)
+	return r, nil
+}
+
+// retire removes a room that has stayed empty, unless someone joined it in
+// the meantime. It reports whether the room is now closed.
+func (g *Registry) retire(r *Room) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.users) > 0 || r.closed {
+		return r.closed
+	}
+	r.closed = true
+	if g.rooms[r.id] == r {
+		delete(g.rooms, r.id)
+	}
+	g.cfg.Logger.Info("room stopped", "room", r.id, "reason", "empty")
+	return true
+}
+
+// Room returns the live room with the id, or nil.
+func (g *Registry) Room(id string) *Room {
+	g.mu.Lock()
+	r := g.rooms[id]
+	g.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	select {
+	case <-r.ready:
+		if r.loadErr == nil {
+			return r
+		}
+	default:
+	}
+	return nil
+}
+
+// Rooms returns the live rooms, sorted by id.
+func (g *Registry) Rooms() []*Room {
+	g.mu.Lock()
+	list := make([]*Room, 0, len(g.rooms))
+	for _, r := range g.rooms {
+		list = append(list, r)
+	}
+	g.mu.Unlock()
+	list = slices.DeleteFunc(list, func(r *Room) bool { return g.Room(r.id) != r })
+	slices.SortFunc(list, func(a, b *Room) int { return strings.Compare(a.id, b.id) })
+	return list
+}
+
+// Close stops every room: no more joins, ticks stop, and each room's entity
+// changes are written to the store (each attempt bounded by
+// Config.StoreTimeout). It returns when every room goroutine has ended.
+// Sessions should be closed first.
+func (g *Registry) Close() {
+	g.mu.Lock()
+	g.closed = true
+	live := make([]*Room, 0, len(g.rooms))
+	for _, r := range g.rooms {
+		live = append(live, r)
+	}
+	g.rooms = map[string]*Room{}
+	g.mu.Unlock()
+	for _, r := range live {
+		r.shutdown()
+	}
+	g.wg.Wait()
+}

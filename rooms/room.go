@@ -1,0 +1,465 @@
+package rooms
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/posecast/posecast/codec"
+)
+
+// Member is how a room reaches one session. Transport implements it. Every
+// method must return at once: a room never waits on a member's network.
+type Member interface {
+	// SendDatagram queues a datagram for the member, or drops it if the
+	// member is behind. b is shared with other members and must not be
+	// modified.
+	SendDatagram(b []byte)
+	// SendFrame queues a framed control message (see codec.AppendFrame) on
+	// the member's reliable stream. frame is shared and must not be
+	// modified. A member that cannot keep up closes itself.
+	SendFrame(frame []byte)
+	// MaxDatagramSize returns the largest datagram the member can take now.
+	MaxDatagramSize() int
+}
+
+// JoinRequest is what a session asks for when it joins a room.
+type JoinRequest struct {
+	// Ref is the client's request reference, repeated in the joined reply.
+	Ref uint32
+	// User is the user id; empty makes one up.
+	User string
+	// Name is the display name; empty uses the user id.
+	Name string
+	// Device names the device, so a reconnect takes over its own presence.
+	Device string
+	// Meta is application metadata for the presence meta.
+	Meta map[string]any
+}
+
+// user is a present user: one avatar, one or more devices.
+type user struct {
+	id   string
+	name string
+	slot int
+	// devices are the user's memberships in the order they joined, held
+	// ones (dropped, within their reconnect grace) included.
+	devices []*Membership
+	// driver is the device whose poses move the avatar.
+	driver *Membership
+	stale  bool
+}
+
+// roster is what the tick needs without the lock: who to send to and which
+// slots are in use. It is replaced, never changed.
+type roster struct {
+	members []*Membership
+	slots   []int
+}
+
+type slotState struct {
+	used     bool
+	released uint64 // tick at which it was last freed
+}
+
+// slotTick is the tick's memory of a slot. Only the tick goroutine uses it.
+type slotTick struct {
+	version uint64
+	changed uint64 // tick at which version last moved
+}
+
+// Room is one live room: its world, members, presence, pose table and tick.
+// Rooms are made by a Registry.
+type Room struct {
+	id       string
+	reg      *Registry
+	cfg      *Config
+	log      *slog.Logger
+	table    *PoseTable
+	drivers  []atomic.Pointer[Membership] // by slot: whose poses move it
+	syncer   *syncer
+	ready    chan struct{} // closed once loaded
+	loadErr  error         // set before ready is closed
+	stop     chan struct{} // closed when the room stops
+	stopOnce sync.Once
+
+	tickCount atomic.Uint64 // ticks so far
+	seq       atomic.Uint32 // pose updates sent so far
+	roster    atomic.Pointer[roster]
+
+	mu           sync.Mutex // guards the following
+	closed       bool
+	info         RoomInfo
+	entities     map[string]Components // environment entities
+	spawnID      string
+	users        map[string]*user
+	slots        []slotState
+	diff         entitiesDiff
+	presence     presenceDiff
+	listeners    []listenerEntry
+	nextListener int
+	emptySince   time.Time
+
+	// Used by the tick goroutine only.
+	slotTicks    []slotTick
+	lastPoseTick uint64
+	records      []byte
+}
+
+func newRoom(reg *Registry, id string) *Room {
+	cfg := &reg.cfg
+	r := &Room{
+		id:        id,
+		reg:       reg,
+		cfg:       cfg,
+		log:       cfg.Logger.With("room", id),
+		table:     NewPoseTable(cfg.MaxMembers),
+		drivers:   make([]atomic.Pointer[Membership], cfg.MaxMembers),
+		syncer:    newSyncer(reg.store, id, cfg),
+		ready:     make(chan struct{}),
+		stop:      make(chan struct{}),
+		users:     make(map[string]*user),
+		slots:     make([]slotState, cfg.MaxMembers),
+		slotTicks: make([]slotTick, cfg.MaxMembers),
+	}
+	r.roster.Store(&roster{})
+	r.listeners = []listenerEntry{{id: -2, l: r.diff.record}, {id: -1, l: r.relay}}
+	return r
+}
+
+// ID returns the room's id.
+func (r *Room) ID() string { return r.id }
+
+// load creates the room in the store with generated content unless it is
+// there already, and reads its world.
+func (r *Room) load(ctx context.Context) error {
+	info := RoomInfo{ID: r.id, Name: r.id, CreatedAt: time.Now().UTC()}
+	if _, err := r.reg.store.CreateRoom(ctx, info, GenerateContent()); err != nil {
+		return fmt.Errorf("room %s: create: %w", r.id, err)
+	}
+	info, err := r.reg.store.Room(ctx, r.id)
+	if err != nil {
+		return fmt.Errorf("room %s: read: %w", r.id, err)
+	}
+	entities, err := r.reg.store.Entities(ctx, r.id)
+	if err != nil {
+		return fmt.Errorf("room %s: read entities: %w", r.id, err)
+	}
+	spawns, err := r.reg.store.EntitiesWith(ctx, r.id, ComponentSpawnPoint)
+	if err != nil {
+		return fmt.Errorf("room %s: find spawn point: %w", r.id, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.info, r.entities, r.emptySince = info, entities, time.Now()
+	for id := range spawns {
+		r.spawnID = id
+		break
+	}
+	return nil
+}
+
+// spawnLocked returns the spawn point's position. The room's lock must be held.
+func (r *Room) spawnLocked() [3]float64 {
+	if c, ok := r.entities[r.spawnID]; ok {
+		if p, ok := vec3(c[ComponentPosition]); ok {
+			return p
+		}
+	}
+	for id, c := range r.entities { // moved or deleted: look again
+		if _, ok := c[ComponentSpawnPoint]; ok {
+			if p, ok := vec3(c[ComponentPosition]); ok {
+				r.spawnID = id
+				return p
+			}
+		}
+	}
+	return [3]float64{}
+}
+
+// join adds a session to the room as a device of req.User, which the
+// registry has validated. It sends the joiner, in order, joined,
+// entities_state and presence_state.
+func (r *Room) join(member Member, req JoinRequest) (*Membership, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, errRoomClosed
+	}
+	now := time.Now()
+	tick := r.tickCount.Load()
+	u := r.users[req.User]
+	newUser := u == nil
+	var resumed *Membership
+	if newUser {
+		if _, taken := r.entities[req.User]; taken {
+			return nil, fmt.Errorf("%w: user id %q is an entity's", ErrInvalid, req.User)
+		}
+		slot, ok := r.allocSlotLocked(tick)
+		if !ok {
+			return nil, fmt.Errorf("%w: %d avatars", ErrRoomFull, len(r.users))
+		}
+		u = &user{id: req.User, name: req.Name, slot: slot}
+		r.users[u.id] = u
+	} else {
+		resumed = u.heldDevice(req.Device)
+		active := len(u.devices)
+		if resumed != nil {
+			active--
+		}
+		if active >= r.cfg.MaxDevices {
+			return nil, fmt.Errorf("%w: user %q is here on %d devices", ErrInvalid, u.id, active)
+		}
+	}
+
+	m := &Membership{room: r, member: member, user: u, slot: u.slot}
+	m.meta = codec.PresenceMeta{Ref: newID("p"), Name: req.Name, Device: req.Device, OnlineAt: now.UnixMilli(), Meta: req.Meta}
+	if resumed != nil {
+		m.meta.PrevRef = resumed.meta.Ref
+		u.devices = slices.DeleteFunc(u.devices, func(d *Membership) bool { return d == resumed })
+		resumed.state = membershipGone
+		r.presence.leave(u.id, resumed.meta)
+	}
+	u.devices = append(u.devices, m)
+	r.presence.join(u.id, m.meta)
+	r.setDriverLocked(u, m)
+	r.emptySince = time.Time{}
+
+	if newUser {
+		start := placement(r.spawnLocked())
+		r.table.Write(u.slot, codec.AppendPose(nil, &start), tick)
+		r.emitLocked(Event{Name: EventEntityCreated, User: u.id, Entity: u.id, Data: avatarComponents(u), Avatar: true})
+	} else {
+		r.table.Touch(u.slot, tick) // the new device speaks for the avatar now
+	}
+	r.rebuildRosterLocked()
+
+	rec, _ := r.table.Read(u.slot, nil)
+	var pose codec.Pose
+	if err := codec.ParsePose(rec, &pose); err != nil {
+		return nil, fmt.Errorf("room %s: avatar pose: %w", r.id, err)
+	}
+	r.sendLocked(member, &codec.Joined{
+		Header:      codec.Header{Ref: req.Ref},
+		Room:        r.id,
+		User:        u.id,
+		Entity:      u.id,
+		Slot:        u.slot,
+		PresenceRef: m.meta.Ref,
+		Position:    pose.Head.Position,
+		Rotation:    pose.Head.Rotation,
+		TickMillis:  r.cfg.Tick.Milliseconds(),
+		Resumed:     resumed != nil,
+	})
+	r.sendLocked(member, r.entitiesStateLocked())
+	r.sendLocked(member, r.presenceStateLocked())
+	switch {
+	case newUser:
+		r.emitLocked(Event{Name: codec.EventUserJoined, User: u.id, Data: map[string]any{"name": u.name, "slot": u.slot}})
+	case u.stale:
+		u.stale = false
+		r.emitLocked(Event{Name: codec.EventUserRecovered, User: u.id})
+	}
+	r.log.Debug("joined", "user", u.id, "device", req.Device, "slot", u.slot, "resumed", resumed != nil)
+	return m, nil
+}
+
+// heldDevice returns the held (dropped) device a rejoin of this user takes
+// over: the one with the same device name, else the one dropped last.
+func (u *user) heldDevice(device string) *Membership {
+	var found *Membership
+	for _, d := range u.devices {
+		if d.state != membershipHeld {
+			continue
+		}
+		if device != "" && d.meta.Device == device {
+			return d
+		}
+		if found == nil || d.heldUntil.After(found.heldUntil) {
+			found = d
+		}
+	}
+	return found
+}
+
+// setDriverLocked makes m the device whose poses move u's avatar.
+// The room's lock must be held.
+func (r *Room) setDriverLocked(u *user, m *Membership) {
+	u.driver = m
+	r.drivers[u.slot].Store(m)
+}
+
+// allocSlotLocked claims a free slot, preferring one that has rested for
+// the quarantine. The room's lock must be held.
+func (r *Room) allocSlotLocked(tick uint64) (int, bool) {
+	best := -1
+	for i := range r.slots {
+		s := &r.slots[i]
+		if s.used {
+			continue
+		}
+		if s.released == 0 || tick >= s.released+r.cfg.slotQuarantine() {
+			best = i
+			break
+		}
+		if best < 0 || s.released < r.slots[best].released {
+			best = i
+		}
+	}
+	if best < 0 {
+		return 0, false
+	}
+	r.slots[best].used = true
+	return best, true
+}
+
+// leaveLocked removes a device from the room. When it was the user's last,
+// the user leaves: the avatar is deleted and user_left published.
+// The room's lock must be held.
+func (r *Room) leaveLocked(m *Membership) {
+	if m.state == membershipGone {
+		return
+	}
+	m.state = membershipGone
+	u := m.user
+	u.devices = slices.DeleteFunc(u.devices, func(d *Membership) bool { return d == m })
+	r.presence.leave(u.id, m.meta)
+	if len(u.devices) == 0 {
+		r.removeUserLocked(u)
+	} else if u.driver == m {
+		r.setDriverLocked(u, u.newestDevice())
+	}
+	r.rebuildRosterLocked()
+}
+
+// newestDevice returns the user's most recent device still connected, else
+// the most recent one.
+func (u *user) newestDevice() *Membership {
+	for i := len(u.devices) - 1; i >= 0; i-- {
+		if u.devices[i].state == membershipActive {
+			return u.devices[i]
+		}
+	}
+	return u.devices[len(u.devices)-1]
+}
+
+func (r *Room) removeUserLocked(u *user) {
+	delete(r.users, u.id)
+	r.drivers[u.slot].Store(nil)
+	r.slots[u.slot] = slotState{released: max(1, r.tickCount.Load())}
+	r.emitLocked(Event{Name: EventEntityDeleted, User: u.id, Entity: u.id, Avatar: true})
+	r.emitLocked(Event{Name: codec.EventUserLeft, User: u.id})
+	if len(r.users) == 0 {
+		r.emptySince = time.Now()
+	}
+}
+
+// disconnectLocked handles a session that ended without leaving: its device
+// is held until lastHeard plus the reconnect grace, then leaves.
+// The room's lock must be held.
+func (r *Room) disconnectLocked(m *Membership, lastHeard, now time.Time) {
+	if m.state != membershipActive {
+		return
+	}
+	until := lastHeard.Add(r.cfg.ReconnectGrace)
+	if !until.After(now) {
+		r.leaveLocked(m)
+		return
+	}
+	m.state, m.heldUntil = membershipHeld, until
+	u := m.user
+	if u.driver == m {
+		r.setDriverLocked(u, u.newestDevice())
+	}
+	r.rebuildRosterLocked()
+}
+
+// rebuildRosterLocked publishes a new roster for the tick and relays.
+// The room's lock must be held.
+func (r *Room) rebuildRosterLocked() {
+	ro := &roster{slots: make([]int, 0, len(r.users))}
+	for _, u := range r.users {
+		ro.slots = append(ro.slots, u.slot)
+		for _, d := range u.devices {
+			if d.state == membershipActive {
+				ro.members = append(ro.members, d)
+			}
+		}
+	}
+	slices.Sort(ro.slots)
+	r.roster.Store(ro)
+}
+
+// sendLocked encodes msg and queues it for one member.
+// The room's lock must be held, which keeps a member's messages in order.
+func (r *Room) sendLocked(to Member, msg codec.Message) {
+	frame, err := codec.EncodeFrame(msg)
+	if err != nil {
+		r.log.Error("encode", "err", err)
+		return
+	}
+	to.SendFrame(frame)
+}
+
+// broadcastLocked encodes msg once and queues it for every member but skip.
+// The room's lock must be held.
+func (r *Room) broadcastLocked(msg codec.Message, skip *Membership) {
+	members := r.roster.Load().members
+	if len(members) == 0 || (len(members) == 1 && members[0] == skip) {
+		return
+	}
+	frame, err := codec.EncodeFrame(msg)
+	if err != nil {
+		r.log.Error("encode", "err", err)
+		return
+	}
+	for _, m := range members {
+		if m != skip {
+			m.member.SendFrame(frame)
+		}
+	}
+}
+
+// relay is the listener that sends user and application events to the
+// members; entity events reach them through the diff.
+func (r *Room) relay(ev Event) {
+	switch ev.Name {
+	case EventEntityCreated, EventEntityUpdated, EventEntityDeleted:
+		return
+	}
+	r.broadcastLocked(&codec.Event{Name: ev.Name, Data: ev.Data, User: ev.User, At: ev.At.UnixMilli()}, ev.from)
+}
+
+// Stats is a moment's view of a room.
+type Stats struct {
+	ID       string
+	Users    int
+	Devices  int
+	Entities int
+	// PendingChanges is how many entity changes wait for the store.
+	PendingChanges int
+}
+
+// Stats returns the room's current numbers.
+func (r *Room) Stats() Stats {
+	r.mu.Lock()
+	s := Stats{ID: r.id, Users: len(r.users), Entities: len(r.entities)}
+	for _, u := range r.users {
+		s.Devices += len(u.devices)
+	}
+	r.mu.Unlock()
+	s.PendingChanges = r.syncer.Pending()
+	return s
+}
+
+// shutdown marks the room closed and stops its goroutines.
+func (r *Room) shutdown() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.stopOnce.Do(func() { close(r.stop) })
+}

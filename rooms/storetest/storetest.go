@@ -1,0 +1,312 @@
+// Package storetest is the contract every rooms.Store keeps, as a test
+// suite that each implementation runs against itself.
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/posecast/posecast/rooms"
+)
+
+// Run runs the contract against stores made by newStore; each call must
+// return an empty store of its own.
+func Run(t *testing.T, newStore func(t *testing.T) rooms.Store) {
+	tests := []struct {
+		name string
+		test func(t *testing.T, s rooms.Store)
+	}{
+		{"a room is created once with its entities", testCreateOnce},
+		{"rooms are listed oldest first and deleted with their entities", testListAndDelete},
+		{"unknown rooms are ErrRoomNotFound", testUnknownRoom},
+		{"entities having a component are found", testEntitiesWith},
+		{"changes apply in order", testApplyInOrder},
+		{"values keep their shape", testValues},
+		{"results are copies", testResultsAreCopies},
+		{"rooms change concurrently", testConcurrentApply},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.test(t, newStore(t))
+		})
+	}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// same compares two values as JSON, which is how stores keep them.
+func same(t *testing.T, got, want any) bool {
+	t.Helper()
+	g, err := json.Marshal(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := json.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(g) == string(w)
+}
+
+func info(id string, at time.Time) rooms.RoomInfo {
+	return rooms.RoomInfo{ID: id, Name: "room " + id, CreatedAt: at.UTC().Truncate(time.Millisecond)}
+}
+
+func testCreateOnce(t *testing.T, s rooms.Store) {
+	c := ctx(t)
+	first := map[string]rooms.Components{"spawn": {"spawn_point": true, "position": []any{1.5, 0.1, -2.0}}}
+	created, err := s.CreateRoom(c, info("r1", time.Now()), first)
+	if err != nil || !created {
+		t.Fatalf("first CreateRoom = %v, %v; want created", created, err)
+	}
+	created, err = s.CreateRoom(c, info("r1", time.Now()), map[string]rooms.Components{"other": {"x": 1.0}})
+	if err != nil || created {
+		t.Fatalf("second CreateRoom = %v, %v; want not created", created, err)
+	}
+	got, err := s.Entities(c, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !same(t, got, first) {
+		t.Errorf("entities %v, want %v", got, first)
+	}
+	ri, err := s.Room(c, "r1")
+	if err != nil || ri.ID != "r1" || ri.Name != "room r1" || ri.CreatedAt.IsZero() {
+		t.Errorf("Room = %+v, %v", ri, err)
+	}
+}
+
+func testListAndDelete(t *testing.T, s rooms.Store) {
+	c := ctx(t)
+	base := time.Now().Add(-time.Hour)
+	for i, id := range []string{"b", "a", "c"} {
+		if _, err := s.CreateRoom(c, info(id, base.Add(time.Duration(i)*time.Minute)), map[string]rooms.Components{"e": {"x": 1.0}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, err := s.Rooms(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range list {
+		ids = append(ids, r.ID)
+	}
+	if fmt.Sprint(ids) != "[b a c]" {
+		t.Errorf("Rooms = %v, want [b a c]", ids)
+	}
+	if err := s.DeleteRoom(c, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Entities(c, "a"); !errors.Is(err, rooms.ErrRoomNotFound) {
+		t.Errorf("Entities of a deleted room = %v, want ErrRoomNotFound", err)
+	}
+	if err := s.DeleteRoom(c, "a"); !errors.Is(err, rooms.ErrRoomNotFound) {
+		t.Errorf("second DeleteRoom = %v, want ErrRoomNotFound", err)
+	}
+	// A deleted room can be created again, fresh.
+	created, err := s.CreateRoom(c, info("a", time.Now()), nil)
+	if err != nil || !created {
+		t.Fatalf("recreate = %v, %v", created, err)
+	}
+	if got, err := s.Entities(c, "a"); err != nil || len(got) != 0 {
+		t.Errorf("recreated room has %v, %v", got, err)
+	}
+}
+
+func testUnknownRoom(t *testing.T, s rooms.Store) {
+	c := ctx(t)
+	if _, err := s.Room(c, "nope"); !errors.Is(err, rooms.ErrRoomNotFound) {
+		t.Errorf("Room = %v", err)
+	}
+	if _, err := s.Entities(c, "nope"); !errors.Is(err, rooms.ErrRoomNotFound) {
+		t.Errorf("Entities = %v", err)
+	}
+	if _, err := s.EntitiesWith(c, "nope", "x"); !errors.Is(err, rooms.ErrRoomNotFound) {
+		t.Errorf("EntitiesWith = %v", err)
+	}
+	if err := s.Apply(c, "nope", []rooms.Change{{Entity: "e", Set: rooms.Components{"x": 1.0}}}); !errors.Is(err, rooms.ErrRoomNotFound) {
+		t.Errorf("Apply = %v", err)
+	}
+}
+
+func testEntitiesWith(t *testing.T, s rooms.Store) {
+	c := ctx(t)
+	entities := map[string]rooms.Components{
+		"spawn": {"spawn_point": true, "position": []any{0.0, 0.1, 0.0}},
+		"box1":  {"obstacle": map[string]any{"shape": "box"}, "position": []any{1.0, 0.5, 1.0}},
+		"box2":  {"obstacle": map[string]any{"shape": "box"}, "position": []any{2.0, 0.5, 2.0}},
+	}
+	if _, err := s.CreateRoom(c, info("r", time.Now()), entities); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateRoom(c, info("other", time.Now()), map[string]rooms.Components{"spawn9": {"spawn_point": true}}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		component string
+		want      []string
+	}{
+		{"spawn_point", []string{"spawn"}},
+		{"obstacle", []string{"box1", "box2"}},
+		{"position", []string{"box1", "box2", "spawn"}},
+		{"door", nil},
+	}
+	for _, tt := range tests {
+		got, err := s.EntitiesWith(c, "r", tt.component)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(tt.want) {
+			t.Errorf("EntitiesWith(%q) = %v, want ids %v", tt.component, got, tt.want)
+			continue
+		}
+		for _, id := range tt.want {
+			if !same(t, got[id], entities[id]) {
+				t.Errorf("EntitiesWith(%q)[%s] = %v, want all its components %v", tt.component, id, got[id], entities[id])
+			}
+		}
+	}
+}
+
+func testApplyInOrder(t *testing.T, s rooms.Store) {
+	c := ctx(t)
+	if _, err := s.CreateRoom(c, info("r", time.Now()), map[string]rooms.Components{"door": {"open": false, "hinge": "left"}}); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name    string
+		changes []rooms.Change
+		want    map[string]rooms.Components
+	}{
+		{
+			"set merges components",
+			[]rooms.Change{{Entity: "door", Set: rooms.Components{"open": true}}},
+			map[string]rooms.Components{"door": {"open": true, "hinge": "left"}},
+		},
+		{
+			"a later change to the same entity wins",
+			[]rooms.Change{
+				{Entity: "lamp", Set: rooms.Components{"on": true}},
+				{Entity: "lamp", Set: rooms.Components{"on": false}},
+				{Entity: "door", Unset: []string{"hinge"}},
+			},
+			map[string]rooms.Components{"door": {"open": true}, "lamp": {"on": false}},
+		},
+		{
+			"unsetting the last component removes the entity",
+			[]rooms.Change{{Entity: "lamp", Unset: []string{"on"}}},
+			map[string]rooms.Components{"door": {"open": true}},
+		},
+		{
+			"delete then create in one batch leaves the new entity",
+			[]rooms.Change{{Entity: "door", Delete: true}, {Entity: "door", Set: rooms.Components{"open": false}}},
+			map[string]rooms.Components{"door": {"open": false}},
+		},
+		{
+			"delete removes every component",
+			[]rooms.Change{{Entity: "door", Delete: true}, {Entity: "ghost", Delete: true}},
+			map[string]rooms.Components{},
+		},
+	}
+	for _, st := range steps {
+		if err := s.Apply(c, "r", st.changes); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		got, err := s.Entities(c, "r")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !same(t, got, st.want) {
+			t.Errorf("%s: entities %v, want %v", st.name, got, st.want)
+		}
+	}
+}
+
+func testValues(t *testing.T, s rooms.Store) {
+	c := ctx(t)
+	value := map[string]any{
+		"text":   "héllo ✓",
+		"int":    int64(-42),
+		"big":    uint64(1 << 40),
+		"float":  3.25,
+		"bool":   true,
+		"null":   nil,
+		"list":   []any{1.0, "two", []any{3.0}, map[string]any{"four": 4.0}},
+		"nested": map[string]any{"a": map[string]any{"b": map[string]any{"c": "deep"}}},
+	}
+	if _, err := s.CreateRoom(c, info("r", time.Now()), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(c, "r", []rooms.Change{{Entity: "e", Set: rooms.Components{"v": value, "s": "plain"}}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Entities(c, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !same(t, got["e"], rooms.Components{"v": value, "s": "plain"}) {
+		t.Errorf("got %v", got["e"])
+	}
+}
+
+func testResultsAreCopies(t *testing.T, s rooms.Store) {
+	c := ctx(t)
+	set := rooms.Components{"list": []any{1.0}, "map": map[string]any{"k": "v"}}
+	if _, err := s.CreateRoom(c, info("r", time.Now()), map[string]rooms.Components{"e": set}); err != nil {
+		t.Fatal(err)
+	}
+	set["list"].([]any)[0] = 99.0 // the caller's map changes after the call
+	got, err := s.Entities(c, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got["e"]["map"].(map[string]any)["k"] = "changed"
+	again, err := s.Entities(c, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !same(t, again["e"], rooms.Components{"list": []any{1.0}, "map": map[string]any{"k": "v"}}) {
+		t.Errorf("store shares memory with callers: %v", again["e"])
+	}
+}
+
+func testConcurrentApply(t *testing.T, s rooms.Store) {
+	c := ctx(t)
+	const rooms_, changes = 4, 50
+	for i := range rooms_ {
+		if _, err := s.CreateRoom(c, info(fmt.Sprint("r", i), time.Now()), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range rooms_ {
+		wg.Go(func() {
+			for n := range changes {
+				if err := s.Apply(c, fmt.Sprint("r", i), []rooms.Change{{Entity: "counter", Set: rooms.Components{"n": float64(n)}}}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i := range rooms_ {
+		got, err := s.Entities(c, fmt.Sprint("r", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !same(t, got, map[string]rooms.Components{"counter": {"n": float64(changes - 1)}}) {
+			t.Errorf("room %d: %v", i, got)
+		}
+	}
+}

@@ -1,0 +1,142 @@
+package rooms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// maxSyncBatch bounds the changes written in one store call.
+const maxSyncBatch = 500
+
+// syncer writes a room's environment entity changes to the store, in order,
+// in batches, from its own goroutine, so that a slow or absent store never
+// holds up the room. Changes wait in a bounded queue; when it is full the
+// room refuses new changes rather than lose acknowledged ones.
+type syncer struct {
+	store   Store
+	room    string
+	limit   int
+	timeout time.Duration
+	log     *slog.Logger
+	wake    chan struct{}
+
+	mu      sync.Mutex // guards the following
+	pending []Change
+}
+
+func newSyncer(store Store, room string, cfg *Config) *syncer {
+	return &syncer{
+		store:   store,
+		room:    room,
+		limit:   cfg.MaxPendingChanges,
+		timeout: cfg.StoreTimeout,
+		log:     cfg.Logger,
+		wake:    make(chan struct{}, 1),
+	}
+}
+
+// add queues a change, or refuses it with ErrStoreBacklog when the queue is
+// full. It never blocks on the store.
+func (s *syncer) add(ch Change) error {
+	s.mu.Lock()
+	if len(s.pending) >= s.limit {
+		n := len(s.pending)
+		s.mu.Unlock()
+		return fmt.Errorf("%w: %d changes wait for the store", ErrStoreBacklog, n)
+	}
+	s.pending = append(s.pending, ch)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Pending returns how many changes wait to be written.
+func (s *syncer) Pending() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending)
+}
+
+// loop writes queued changes until stop is closed, then makes a last attempt
+// to write what is left, bounded by the store timeout. On a store error it
+// keeps the batch at the head of the queue and retries with backoff.
+// Runs in its own goroutine.
+func (s *syncer) loop(stop <-chan struct{}) {
+	backoff := 50 * time.Millisecond
+	for {
+		select {
+		case <-stop:
+			if err := s.flush(); err != nil {
+				s.log.Error("store sync: changes not written at stop", "room", s.room, "pending", s.Pending(), "err", err)
+			}
+			return
+		case <-s.wake:
+		}
+		for {
+			wrote, err := s.writeBatch()
+			if err != nil {
+				s.log.Warn("store sync failed; retrying", "room", s.room, "pending", s.Pending(), "backoff", backoff, "err", err)
+				select {
+				case <-stop:
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, 5*time.Second)
+				select {
+				case s.wake <- struct{}{}:
+				default:
+				}
+				break
+			}
+			backoff = 50 * time.Millisecond
+			if wrote == 0 {
+				break
+			}
+		}
+	}
+}
+
+// flush writes everything queued, batch by batch, until done or an error.
+func (s *syncer) flush() error {
+	for {
+		n, err := s.writeBatch()
+		if err != nil || n == 0 {
+			return err
+		}
+	}
+}
+
+// writeBatch writes up to maxSyncBatch changes from the head of the queue
+// and drops them from it once the store has them.
+func (s *syncer) writeBatch() (int, error) {
+	s.mu.Lock()
+	n := min(len(s.pending), maxSyncBatch)
+	batch := s.pending[:n:n]
+	s.mu.Unlock()
+	if n == 0 {
+		return 0, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	err := s.store.Apply(ctx, s.room, batch)
+	if errors.Is(err, ErrRoomNotFound) {
+		// The room was deleted from the store under us: nothing can hold
+		// these changes any more.
+		s.log.Error("store sync: room is gone from the store; dropping changes", "room", s.room, "changes", n)
+	} else if err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	s.pending = s.pending[n:]
+	if len(s.pending) == 0 {
+		s.pending = nil
+	}
+	s.mu.Unlock()
+	return n, nil
+}

@@ -1,0 +1,163 @@
+package rooms
+
+import (
+	"time"
+
+	"github.com/posecast/posecast/codec"
+)
+
+// tickLoop runs the room's tick until the room stops or retires.
+// Runs in its own goroutine, owned by the registry.
+func (r *Room) tickLoop() {
+	t := time.NewTicker(r.cfg.Tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case now := <-t.C:
+			if !r.tick(now) {
+				continue
+			}
+			if r.reg.retire(r) {
+				r.stopOnce.Do(func() { close(r.stop) })
+				return
+			}
+		}
+	}
+}
+
+// tick does one tick: under the lock, it settles held devices and stale
+// avatars and sends the reliable diffs; then, without the lock, it sends
+// the poses that changed. It reports whether the room has been empty for
+// its grace period.
+func (r *Room) tick(now time.Time) (retire bool) {
+	tick := r.tickCount.Add(1)
+	r.mu.Lock()
+	r.expireHeldLocked(now)
+	r.markStaleLocked(tick)
+	if !r.diff.empty() {
+		r.broadcastLocked(r.takeDiffLocked(), nil)
+	}
+	if !r.presence.empty() {
+		r.broadcastLocked(r.presence.take(), nil)
+	}
+	ro := r.roster.Load()
+	retire = len(r.users) == 0 && !r.emptySince.IsZero() && now.Sub(r.emptySince) >= r.cfg.EmptyGrace
+	r.mu.Unlock()
+	r.sendPoses(ro, tick)
+	return retire
+}
+
+// expireHeldLocked lets held devices whose grace has ended leave.
+// The room's lock must be held.
+func (r *Room) expireHeldLocked(now time.Time) {
+	var expired []*Membership
+	for _, u := range r.users {
+		for _, d := range u.devices {
+			if d.state == membershipHeld && !now.Before(d.heldUntil) {
+				expired = append(expired, d)
+			}
+		}
+	}
+	for _, d := range expired {
+		r.leaveLocked(d)
+	}
+}
+
+// markStaleLocked tells the room about avatars whose poses stopped arriving,
+// and about those that came back: the driving device's presence meta
+// changes, and user_stale or user_recovered is published.
+// The room's lock must be held.
+func (r *Room) markStaleLocked(tick uint64) {
+	after := r.cfg.ticks(r.cfg.StaleAfter)
+	for _, u := range r.users {
+		heard := r.table.Heard(u.slot)
+		stale := heard < tick && tick-heard >= after
+		if stale == u.stale {
+			continue
+		}
+		u.stale = stale
+		if u.driver != nil && u.driver.meta.Stale != stale {
+			r.updateMetaLocked(u.driver, func(m *codec.PresenceMeta) { m.Stale = stale })
+		}
+		name := codec.EventUserRecovered
+		if stale {
+			name = codec.EventUserStale
+		}
+		r.emitLocked(Event{Name: name, User: u.id})
+	}
+}
+
+// sendPoses sends the poses that changed in the last RepeatTicks ticks to
+// every member, encoded once for the room and split into datagrams no larger
+// than the smallest member's limit. A room with nothing to send sends a
+// heartbeat now and then. Only the tick goroutine calls it.
+func (r *Room) sendPoses(ro *roster, tick uint64) {
+	if len(ro.members) == 0 {
+		return
+	}
+	limit := codec.MaxDatagramSize
+	for _, m := range ro.members {
+		limit = min(limit, maxDatagram(m.member.MaxDatagramSize()))
+	}
+	room := limit - codec.PosesHeaderSize
+
+	// Gather the records, noting where each datagram's share ends.
+	recs := r.records[:0]
+	var ends [256]int
+	parts := 0
+	start := 0
+	repeat := uint64(r.cfg.RepeatTicks)
+	for _, slot := range ro.slots {
+		st := &r.slotTicks[slot]
+		if v := r.table.Version(slot); v != st.version {
+			st.version, st.changed = v, tick
+		}
+		if st.version == 0 || tick-st.changed > repeat {
+			continue
+		}
+		at := len(recs)
+		recs = codec.AppendSlotRecord(recs, uint16(slot), nil)
+		recs, _ = r.table.Read(slot, recs)
+		if len(recs)-start > room {
+			ends[parts] = at
+			parts++
+			start = at
+		}
+	}
+	r.records = recs
+
+	if len(recs) == 0 {
+		if tick-r.lastPoseTick < r.cfg.ticks(r.cfg.Heartbeat) {
+			return
+		}
+		r.lastPoseTick = tick
+		hb := codec.AppendPosesHeader(nil, r.seq.Load(), 0, 0, 0)
+		for _, m := range ro.members {
+			m.member.SendDatagram(hb)
+		}
+		return
+	}
+	ends[parts] = len(recs)
+	parts++
+	r.lastPoseTick = tick
+	seq := r.seq.Add(1)
+
+	// One allocation holds every datagram of the tick; members share them.
+	buf := make([]byte, 0, parts*codec.PosesHeaderSize+len(recs))
+	datagrams := make([][]byte, parts)
+	from := 0
+	for p := range parts {
+		at := len(buf)
+		buf = codec.AppendPosesHeader(buf, seq, uint8(p), uint8(parts), ends[p]-from)
+		buf = append(buf, recs[from:ends[p]]...)
+		datagrams[p] = buf[at:len(buf):len(buf)]
+		from = ends[p]
+	}
+	for _, m := range ro.members {
+		for _, d := range datagrams {
+			m.member.SendDatagram(d)
+		}
+	}
+}

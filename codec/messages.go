@@ -79,6 +79,9 @@ type Welcome struct {
 	MaxDatagram int `msgpack:"max_datagram"`
 	// MaxMessage is the largest control message the server accepts.
 	MaxMessage int `msgpack:"max_message"`
+	// Repeat is how many more ticks the server sends an avatar that stopped
+	// moving; receivers use it to tell a loss they cannot recover from.
+	Repeat int `msgpack:"repeat"`
 }
 
 // Join asks to enter a room as a user. A session is in at most one room.

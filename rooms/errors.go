@@ -16,6 +16,8 @@ var (
 	ErrRoomFull = errors.New("room is full")
 	// ErrLeft reports an operation through a membership that has ended.
 	ErrLeft = errors.New("not in the room")
+	// ErrUnavailable reports a room that could not start, its store failing.
+	ErrUnavailable = errors.New("room unavailable")
 	// ErrClosed reports a join into a registry that is shutting down.
 	ErrClosed = errors.New("registry closed")
 	// ErrRoomNotFound is what a Store returns for a room it does not hold.

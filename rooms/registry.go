@@ -101,7 +101,7 @@ func (g *Registry) room(ctx context.Context, id string) (*Room, error) {
 	g.mu.Lock()
 	switch {
 	case err != nil:
-		r.loadErr = err
+		r.loadErr = fmt.Errorf("%w: %w", ErrUnavailable, err)
 	case g.closed:
 		r.loadErr = ErrClosed
 	default:

@@ -1,0 +1,775 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+	"github.com/quic-go/webtransport-go"
+
+	"github.com/posecast/posecast/certs"
+	"github.com/posecast/posecast/codec"
+)
+
+// ClientConfig configures Dial. URL is required.
+type ClientConfig struct {
+	// URL is the server's WebTransport URL, https://host:port/wt.
+	URL string
+	// CertHashes are the SHA-256 hashes of the certificates to accept, as a
+	// browser's serverCertificateHashes. When empty, the server's certificate
+	// must chain to the system's roots.
+	CertHashes []certs.Hash
+	// Name is sent in hello as the client's name.
+	Name string
+	// MaxMessage bounds a control message from the server. Defaults to 16 MiB.
+	MaxMessage int
+	// IdleTimeout is the QUIC idle timeout; the client pings at half of it.
+	// Defaults to 5s.
+	IdleTimeout time.Duration
+	// DropDatagram, when set, is asked about every pose update received and
+	// drops it when it returns true, as a lossy network would. Tests use it.
+	DropDatagram func() bool
+	// OnPoses, when set, is called from the datagram goroutine for every pose
+	// record received, with the time it arrived. It must return quickly and
+	// must not keep rec.
+	OnPoses func(slot uint16, rec []byte, received time.Time)
+}
+
+// Client is a Go client of the posecast protocol: it dials a server, says
+// hello, joins a room, sends poses and keeps a View of the room from what
+// the server sends. Its methods are safe for concurrent use.
+type Client struct {
+	cfg     ClientConfig
+	udp     net.PacketConn
+	tr      *quic.Transport
+	conn    *quic.Conn
+	sess    *webtransport.Session
+	ctl     *webtransport.Stream
+	welcome codec.Welcome
+	nextRef atomic.Uint32
+	wg      sync.WaitGroup // readLoop and datagramLoop
+
+	wmu     sync.Mutex // serializes control stream writes and guards poseBuf
+	poseBuf []byte
+
+	mu        sync.Mutex // guards the following
+	view      View
+	slots     map[uint16]string // slot -> avatar entity
+	changed   chan struct{}     // closed and replaced on every change
+	waiters   map[uint32]chan codec.Message
+	repeat    int
+	seqs      map[uint32]*partSet // pose updates not yet complete
+	resyncing bool
+	closeErr  error
+}
+
+// View is what a client knows of its room. Poses are by avatar entity id.
+type View struct {
+	Session  string
+	Room     string
+	User     string
+	Slot     int
+	Entities map[string]codec.Components
+	Presence map[string][]codec.PresenceMeta
+	Poses    map[string]RemotePose
+	Events   []codec.Event
+	Errors   []codec.Error
+	Goodbye  *codec.Goodbye
+	// Seq is the newest pose update received whole.
+	Seq uint32
+	// PoseUpdates and Heartbeats count the pose datagrams received.
+	PoseUpdates, Heartbeats int
+	// Resyncs counts the resyncs the client asked for.
+	Resyncs int
+	// Closed is true once the session has ended.
+	Closed bool
+}
+
+// RemotePose is the latest pose received for an avatar.
+type RemotePose struct {
+	codec.Pose
+	Received time.Time
+}
+
+// partSet tracks which parts of one pose update arrived.
+type partSet struct {
+	got   [4]uint64
+	count int
+	parts int
+}
+
+// FetchCertHash asks a server's HTTP address (http://host:port) for its
+// WebTransport URL and certificate hashes.
+func FetchCertHash(ctx context.Context, httpURL string) (CertHashResponse, []certs.Hash, error) {
+	var resp CertHashResponse
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, httpURL+"/cert-hash", nil)
+	if err != nil {
+		return resp, nil, err
+	}
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return resp, nil, err
+	}
+	defer r.Body.Close()
+	if r.StatusCode != http.StatusOK {
+		return resp, nil, fmt.Errorf("GET %s/cert-hash: %s", httpURL, r.Status)
+	}
+	if err := json.NewDecoder(r.Body).Decode(&resp); err != nil {
+		return resp, nil, fmt.Errorf("GET %s/cert-hash: %w", httpURL, err)
+	}
+	var hashes []certs.Hash
+	for _, h := range []*HashJSON{&resp.Current, resp.Next} {
+		if h == nil {
+			continue
+		}
+		b, err := hex.DecodeString(h.Hex)
+		if err != nil || len(b) != sha256.Size {
+			return resp, nil, fmt.Errorf("GET %s/cert-hash: bad hash %q", httpURL, h.Hex)
+		}
+		hashes = append(hashes, certs.Hash(b))
+	}
+	return resp, hashes, nil
+}
+
+// Dial opens a session with the server at cfg.URL, opens the control stream
+// and says hello. It returns once the server has welcomed the client.
+func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
+	if cfg.MaxMessage == 0 {
+		cfg.MaxMessage = 16 << 20
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 5 * time.Second
+	}
+	udp, err := net.ListenUDP("udp", nil)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		cfg:     cfg,
+		udp:     udp,
+		tr:      &quic.Transport{Conn: udp},
+		changed: make(chan struct{}),
+		waiters: make(map[uint32]chan codec.Message),
+		slots:   make(map[uint16]string),
+		seqs:    make(map[uint32]*partSet),
+	}
+	if err := c.dial(ctx); err != nil {
+		c.tr.Close()
+		udp.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Client) dial(ctx context.Context) error {
+	tlsConf := &tls.Config{NextProtos: []string{http3.NextProtoH3}}
+	if len(c.cfg.CertHashes) > 0 {
+		hashes := c.cfg.CertHashes
+		tlsConf.InsecureSkipVerify = true // replaced by the hash check below
+		tlsConf.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) > 0 && slices.Contains(hashes, certs.HashOf(raw[0])) {
+				return nil
+			}
+			return errors.New("server certificate matches none of the expected hashes")
+		}
+	}
+	d := &webtransport.Transport{
+		TLSClientConfig: tlsConf,
+		QUICConfig: &quic.Config{
+			MaxIdleTimeout:                   c.cfg.IdleTimeout,
+			KeepAlivePeriod:                  c.cfg.IdleTimeout / 2,
+			EnableDatagrams:                  true,
+			EnableStreamResetPartialDelivery: true,
+		},
+		DialAddr: func(ctx context.Context, addr string, tlsConf *tls.Config, conf *quic.Config) (*quic.Conn, error) {
+			ua, err := net.ResolveUDPAddr("udp", addr)
+			if err != nil {
+				return nil, err
+			}
+			conn, err := c.tr.DialEarly(ctx, ua, tlsConf, conf)
+			c.conn = conn
+			return conn, err
+		},
+	}
+	rsp, sess, err := d.Dial(ctx, c.cfg.URL, nil)
+	if err != nil {
+		if rsp != nil {
+			return fmt.Errorf("dial %s: %s: %w", c.cfg.URL, rsp.Status, err)
+		}
+		return fmt.Errorf("dial %s: %w", c.cfg.URL, err)
+	}
+	c.sess = sess
+	ctl, err := sess.OpenStreamSync(ctx)
+	if err != nil {
+		sess.CloseWithError(0, "")
+		return fmt.Errorf("open control stream: %w", err)
+	}
+	c.ctl = ctl
+	c.wg.Go(c.readLoop)
+	c.wg.Go(c.datagramLoop)
+	reply, err := c.Request(ctx, &codec.Hello{Version: codec.Version, Client: c.cfg.Name})
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("hello: %w", err)
+	}
+	w, ok := reply.(*codec.Welcome)
+	if !ok {
+		c.Close()
+		return fmt.Errorf("hello: answered with %T", reply)
+	}
+	c.mu.Lock()
+	c.welcome = *w
+	c.repeat = w.Repeat
+	c.view.Session = w.Session
+	c.mu.Unlock()
+	return nil
+}
+
+// Welcome returns the server's answer to hello.
+func (c *Client) Welcome() codec.Welcome {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.welcome
+}
+
+// Send writes one control message. It sets a ref on requests that have
+// none only through Request.
+func (c *Client) Send(m codec.Message) error {
+	frame, err := codec.EncodeFrame(m)
+	if err != nil {
+		return err
+	}
+	return c.SendRaw(frame)
+}
+
+// SendRaw writes bytes to the control stream as they are. Tests use it to
+// send what a well-behaved client would not.
+func (c *Client) SendRaw(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_, err := c.ctl.Write(b)
+	return err
+}
+
+// Request sends m with a fresh ref and waits for the server's answer with
+// that ref: an error answer comes back as a *codec.Error error.
+func (c *Client) Request(ctx context.Context, m codec.Message) (codec.Message, error) {
+	ref := c.nextRef.Add(1)
+	ch := make(chan codec.Message, 1)
+	c.mu.Lock()
+	c.waiters[ref] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.waiters, ref)
+		c.mu.Unlock()
+	}()
+	setRef(m, ref)
+	if err := c.Send(m); err != nil {
+		return nil, err
+	}
+	select {
+	case reply := <-ch:
+		if e, ok := reply.(*codec.Error); ok {
+			return nil, &RequestError{Code: e.Code, Message: e.Message}
+		}
+		return reply, nil
+	case <-c.sess.Context().Done():
+		return nil, fmt.Errorf("session ended: %w", context.Cause(c.sess.Context()))
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// RequestError is the server's error answer to a request.
+type RequestError struct {
+	Code    string
+	Message string
+}
+
+func (e *RequestError) Error() string { return e.Code + ": " + e.Message }
+
+func setRef(m codec.Message, ref uint32) {
+	switch m := m.(type) {
+	case *codec.Hello:
+		m.Ref = ref
+	case *codec.Join:
+		m.Ref = ref
+	case *codec.Leave:
+		m.Ref = ref
+	case *codec.Event:
+		m.Ref = ref
+	case *codec.Create:
+		m.Ref = ref
+	case *codec.Update:
+		m.Ref = ref
+	case *codec.Delete:
+		m.Ref = ref
+	case *codec.Ping:
+		m.Ref = ref
+	case *codec.Resync:
+		m.Ref = ref
+	}
+}
+
+// Join joins a room and returns the server's joined answer. By the time it
+// returns, the view holds the room's entities and presence.
+func (c *Client) Join(ctx context.Context, j codec.Join) (*codec.Joined, error) {
+	reply, err := c.Request(ctx, &j)
+	if err != nil {
+		return nil, err
+	}
+	joined, ok := reply.(*codec.Joined)
+	if !ok {
+		return nil, fmt.Errorf("join: answered with %T", reply)
+	}
+	// The room sends entities_state and presence_state right after joined.
+	err = c.WaitFor(ctx, func(v *View) bool { return v.Entities != nil && v.Presence != nil })
+	return joined, err
+}
+
+// Leave leaves the room; the session stays open.
+func (c *Client) Leave(ctx context.Context) error {
+	_, err := c.Request(ctx, &codec.Leave{})
+	if err == nil {
+		c.mu.Lock()
+		c.view.Room, c.view.Entities, c.view.Presence, c.view.Poses = "", nil, nil, nil
+		clear(c.slots)
+		c.notifyLocked()
+		c.mu.Unlock()
+	}
+	return err
+}
+
+// Publish sends an application event to the room and waits for the ok.
+func (c *Client) Publish(ctx context.Context, name string, data any) error {
+	_, err := c.Request(ctx, &codec.Event{Name: name, Data: data})
+	return err
+}
+
+// CreateEntity creates an environment entity and returns its id.
+func (c *Client) CreateEntity(ctx context.Context, components codec.Components) (string, error) {
+	reply, err := c.Request(ctx, &codec.Create{Components: components})
+	if err != nil {
+		return "", err
+	}
+	ok, _ := reply.(*codec.OK)
+	if ok == nil {
+		return "", fmt.Errorf("create: answered with %T", reply)
+	}
+	return ok.Entity, nil
+}
+
+// SendPose sends the client's pose as a datagram.
+func (c *Client) SendPose(p *codec.Pose) error {
+	c.wmu.Lock()
+	c.poseBuf = codec.AppendPoseDatagram(c.poseBuf[:0], p)
+	err := c.sess.SendDatagram(c.poseBuf)
+	c.wmu.Unlock()
+	return err
+}
+
+// SendDatagram sends b as a datagram as it is.
+func (c *Client) SendDatagram(b []byte) error { return c.sess.SendDatagram(b) }
+
+// View returns a copy of what the client knows of its room.
+func (c *Client) View() View {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v := c.view
+	v.Entities = cloneMap(v.Entities)
+	v.Presence = cloneMap(v.Presence)
+	v.Poses = cloneMap(v.Poses)
+	v.Events = slices.Clone(v.Events)
+	v.Errors = slices.Clone(v.Errors)
+	return v
+}
+
+func cloneMap[K comparable, V any](m map[K]V) map[K]V {
+	if m == nil {
+		return nil
+	}
+	out := make(map[K]V, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// WaitFor waits until cond holds for the view, or ctx ends. cond runs with
+// the client's lock held and must not keep the view.
+func (c *Client) WaitFor(ctx context.Context, cond func(*View) bool) error {
+	for {
+		c.mu.Lock()
+		ok := cond(&c.view)
+		ch := c.changed
+		closed := c.view.Closed
+		c.mu.Unlock()
+		if ok {
+			return nil
+		}
+		if closed {
+			return errors.New("session ended")
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Done is closed when the session ends.
+func (c *Client) Done() <-chan struct{} { return c.sess.Context().Done() }
+
+// Close closes the session in good order, without leaving the room first,
+// and waits for the client's goroutines.
+func (c *Client) Close() error {
+	c.sess.CloseWithError(0, "")
+	c.wg.Wait()
+	return c.closeSockets()
+}
+
+func (c *Client) closeSockets() error {
+	return errors.Join(c.tr.Close(), c.udp.Close())
+}
+
+// Abort drops the client off the network without a word, as a headset that
+// loses power would: the server hears nothing more and must time it out.
+func (c *Client) Abort() {
+	c.udp.Close()
+	c.sess.CloseWithError(0, "") // locally: nothing reaches the server now
+	c.wg.Wait()
+	c.closeSockets()
+}
+
+// LocalAddr returns the client's current UDP address.
+func (c *Client) LocalAddr() net.Addr { return c.conn.LocalAddr() }
+
+func (c *Client) notifyLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// readLoop reads control messages into the view and to request waiters.
+// Runs in its own goroutine.
+func (c *Client) readLoop() {
+	r := bufio.NewReaderSize(c.ctl, 16<<10)
+	var buf []byte
+	defer func() {
+		c.mu.Lock()
+		c.view.Closed = true
+		c.notifyLocked()
+		c.mu.Unlock()
+	}()
+	for {
+		body, err := codec.ReadFrame(r, buf, c.cfg.MaxMessage)
+		if err != nil {
+			c.mu.Lock()
+			c.closeErr = err
+			c.mu.Unlock()
+			return
+		}
+		buf = body[:0]
+		msg, err := codec.Decode(body)
+		if err != nil {
+			c.mu.Lock()
+			c.closeErr = err
+			c.mu.Unlock()
+			return
+		}
+		if c.apply(msg) {
+			// The server is done with us: close our side now.
+			c.sess.CloseWithError(0, "goodbye")
+		}
+	}
+}
+
+// apply folds one message from the server into the view. It reports a
+// goodbye.
+func (c *Client) apply(msg codec.Message) (goodbye bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer c.notifyLocked()
+	v := &c.view
+	var ref uint32
+	switch m := msg.(type) {
+	case *codec.Welcome:
+		ref = m.Ref
+	case *codec.Joined:
+		ref = m.Ref
+		v.Room, v.User, v.Slot = m.Room, m.User, m.Slot
+		v.Entities, v.Presence, v.Poses = nil, nil, nil
+	case *codec.EntitiesState:
+		v.Entities = m.Entities
+		v.Poses = make(map[string]RemotePose)
+		clear(c.slots)
+		for id, comp := range m.Entities {
+			c.trackAvatarLocked(id, comp)
+		}
+		v.Seq = m.Seq
+		clear(c.seqs)
+		c.resyncing = false
+	case *codec.EntitiesDiff:
+		if v.Entities == nil {
+			v.Entities = make(map[string]codec.Components)
+		}
+		for id, comp := range m.Creates {
+			v.Entities[id] = comp
+			c.trackAvatarLocked(id, comp)
+		}
+		for id, changed := range m.Updates {
+			cur := v.Entities[id]
+			if cur == nil {
+				cur = make(codec.Components)
+				v.Entities[id] = cur
+			}
+			for k, val := range changed {
+				if val == nil {
+					delete(cur, k)
+				} else {
+					cur[k] = val
+				}
+			}
+		}
+		for _, id := range m.Deletes {
+			c.untrackAvatarLocked(id)
+			delete(v.Entities, id)
+		}
+	case *codec.PresenceState:
+		v.Presence = make(map[string][]codec.PresenceMeta, len(m.State))
+		for k, e := range m.State {
+			v.Presence[k] = e.Metas
+		}
+	case *codec.PresenceDiff:
+		if v.Presence == nil {
+			v.Presence = make(map[string][]codec.PresenceMeta)
+		}
+		for k, e := range m.Joins {
+			for _, meta := range e.Metas {
+				if !slices.ContainsFunc(v.Presence[k], func(x codec.PresenceMeta) bool { return x.Ref == meta.Ref }) {
+					v.Presence[k] = append(v.Presence[k], meta)
+				}
+			}
+		}
+		for k, e := range m.Leaves {
+			metas := slices.DeleteFunc(slices.Clone(v.Presence[k]), func(x codec.PresenceMeta) bool {
+				return slices.ContainsFunc(e.Metas, func(l codec.PresenceMeta) bool { return l.Ref == x.Ref })
+			})
+			if len(metas) == 0 {
+				delete(v.Presence, k)
+			} else {
+				v.Presence[k] = metas
+			}
+		}
+	case *codec.Event:
+		v.Events = append(v.Events, *m)
+	case *codec.OK:
+		ref = m.Ref
+	case *codec.Pong:
+		ref = m.Ref
+	case *codec.Error:
+		ref = m.Ref
+		v.Errors = append(v.Errors, *m)
+	case *codec.Goodbye:
+		v.Goodbye = m
+		goodbye = true
+	}
+	if ref != 0 {
+		if ch, ok := c.waiters[ref]; ok {
+			ch <- msg
+			delete(c.waiters, ref)
+		}
+	}
+	return goodbye
+}
+
+// trackAvatarLocked notes an avatar entity's slot and initial pose.
+func (c *Client) trackAvatarLocked(id string, comp codec.Components) {
+	if comp["avatar"] != true {
+		return
+	}
+	slot, ok := asInt(comp["slot"])
+	if !ok {
+		return
+	}
+	for s, e := range c.slots {
+		if e == id {
+			delete(c.slots, s)
+		}
+	}
+	c.slots[uint16(slot)] = id
+	if c.view.Poses == nil {
+		c.view.Poses = make(map[string]RemotePose)
+	}
+	var p codec.Pose
+	p.Head.Rotation = codec.Identity.Rotation
+	if pos, ok := comp["position"].([]any); ok && len(pos) == 3 {
+		for i := range 3 {
+			p.Head.Position[i], _ = asFloat(pos[i])
+		}
+	}
+	if rot, ok := comp["rotation"].([]any); ok && len(rot) == 4 {
+		for i := range 4 {
+			p.Head.Rotation[i], _ = asFloat(rot[i])
+		}
+	}
+	if t, ok := asInt(comp["pose_time"]); ok {
+		p.Time = uint32(t)
+	}
+	c.view.Poses[id] = RemotePose{Pose: p, Received: time.Now()}
+}
+
+func (c *Client) untrackAvatarLocked(id string) {
+	for s, e := range c.slots {
+		if e == id {
+			delete(c.slots, s)
+		}
+	}
+	delete(c.view.Poses, id)
+}
+
+func asInt(v any) (int64, bool) {
+	switch v := v.(type) {
+	case int64:
+		return v, true
+	case uint64:
+		return int64(v), true
+	case float64:
+		return int64(v), true
+	}
+	return 0, false
+}
+
+func asFloat(v any) (float64, bool) {
+	switch v := v.(type) {
+	case float64:
+		return v, true
+	case int64:
+		return float64(v), true
+	case uint64:
+		return float64(v), true
+	}
+	return 0, false
+}
+
+// datagramLoop reads pose updates into the view. Runs in its own goroutine.
+func (c *Client) datagramLoop() {
+	ctx := c.sess.Context()
+	for {
+		b, err := c.sess.ReceiveDatagram(ctx)
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		if kind, err := codec.DatagramKind(b); err != nil || kind != codec.DatagramPoses {
+			continue
+		}
+		if c.cfg.DropDatagram != nil && c.cfg.DropDatagram() {
+			continue
+		}
+		u, err := codec.ParsePoseUpdate(b)
+		if err != nil {
+			continue
+		}
+		if c.cfg.OnPoses != nil {
+			for rest := u.Records; len(rest) > 0; {
+				var slot uint16
+				var rec []byte
+				if slot, rec, rest, err = codec.NextRecord(rest); err != nil {
+					break
+				}
+				c.cfg.OnPoses(slot, rec, now)
+			}
+		}
+		if c.applyPoses(u, now) {
+			c.Send(&codec.Resync{})
+		}
+	}
+}
+
+// applyPoses folds a pose update into the view, tracks which updates
+// arrived whole, and asks for a resync when one that cannot be recovered
+// was lost: when the newest update known to exist is more than Repeat
+// updates past the newest received whole, an avatar that stopped moving in
+// between may never be sent again.
+// It reports whether to ask for a resync.
+func (c *Client) applyPoses(u codec.PoseUpdate, now time.Time) (resync bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v := &c.view
+	latest := u.Seq // the newest update known to be complete on the server
+	if u.Parts == 0 {
+		v.Heartbeats++
+	} else {
+		latest = u.Seq - 1
+		v.PoseUpdates++
+		for rest := u.Records; len(rest) > 0; {
+			slot, rec, r, err := codec.NextRecord(rest)
+			if err != nil {
+				break
+			}
+			rest = r
+			id, ok := c.slots[slot]
+			if !ok {
+				continue
+			}
+			var p codec.Pose
+			if codec.ParsePose(rec, &p) != nil {
+				continue
+			}
+			if old, ok := v.Poses[id]; ok && int32(p.Time-old.Time) < 0 {
+				continue // reordered: keep the newer
+			}
+			v.Poses[id] = RemotePose{Pose: p, Received: now}
+		}
+		ps := c.seqs[u.Seq]
+		if ps == nil {
+			ps = &partSet{parts: int(u.Parts)}
+			c.seqs[u.Seq] = ps
+		}
+		if ps.got[u.Part/64]&(1<<(u.Part%64)) == 0 {
+			ps.got[u.Part/64] |= 1 << (u.Part % 64)
+			ps.count++
+		}
+		if ps.count == ps.parts {
+			delete(c.seqs, u.Seq)
+			if int32(u.Seq-v.Seq) > 0 {
+				v.Seq = u.Seq
+			}
+			for s := range c.seqs {
+				if int32(s-v.Seq) <= 0 {
+					delete(c.seqs, s)
+				}
+			}
+		}
+	}
+	if !c.resyncing && v.Entities != nil && int32(latest-v.Seq) > int32(c.repeat) {
+		c.resyncing = true
+		v.Resyncs++
+		resync = true
+	}
+	c.notifyLocked()
+	return resync
+}
+
+// Err returns why the control stream ended, once it has.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeErr
+}

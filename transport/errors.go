@@ -1,0 +1,76 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/quic-go/webtransport-go"
+
+	"github.com/posecast/posecast/codec"
+	"github.com/posecast/posecast/rooms"
+)
+
+// CloseReason says why a session ended. It is the WebTransport session
+// error code the server closes with, and the label of the disconnect metric.
+type CloseReason webtransport.SessionErrorCode
+
+// Close reasons. Their numbers are the session error codes on the wire.
+const (
+	// CloseNormal: the client or server closed the session in good order.
+	CloseNormal CloseReason = 0
+	// CloseProtocolError: the client broke the protocol (no hello, a bad
+	// version, a frame that cannot be read).
+	CloseProtocolError CloseReason = 1
+	// CloseTooLarge: a control message over the size limit.
+	CloseTooLarge CloseReason = 2
+	// CloseSlowConsumer: the client did not read its stream fast enough.
+	CloseSlowConsumer CloseReason = 3
+	// CloseServerShutdown: the server is stopping.
+	CloseServerShutdown CloseReason = 4
+	// CloseTimeout: the client went silent (QUIC idle timeout) or never
+	// opened its control stream.
+	CloseTimeout CloseReason = 5
+	// CloseClientGone: the connection failed under the session.
+	CloseClientGone CloseReason = 6
+)
+
+func (r CloseReason) String() string {
+	switch r {
+	case CloseNormal:
+		return "normal"
+	case CloseProtocolError:
+		return "protocol_error"
+	case CloseTooLarge:
+		return "too_large"
+	case CloseSlowConsumer:
+		return "slow_consumer"
+	case CloseServerShutdown:
+		return "server_shutdown"
+	case CloseTimeout:
+		return "timeout"
+	case CloseClientGone:
+		return "client_gone"
+	}
+	return fmt.Sprintf("reason_%d", uint32(r))
+}
+
+// errorCode maps an error of a room operation to the wire's error code.
+func errorCode(err error) string {
+	switch {
+	case errors.Is(err, rooms.ErrInvalid):
+		return codec.CodeInvalid
+	case errors.Is(err, rooms.ErrForbidden):
+		return codec.CodeForbidden
+	case errors.Is(err, rooms.ErrNotFound):
+		return codec.CodeNotFound
+	case errors.Is(err, rooms.ErrRoomFull):
+		return codec.CodeRoomFull
+	case errors.Is(err, rooms.ErrLeft):
+		return codec.CodeNotJoined
+	case errors.Is(err, rooms.ErrClosed):
+		return codec.CodeServerShutdown
+	case errors.Is(err, rooms.ErrStoreBacklog), errors.Is(err, rooms.ErrUnavailable):
+		return codec.CodeUnavailable
+	}
+	return codec.CodeInternal
+}

@@ -1,0 +1,182 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/posecast/posecast/certs"
+	"github.com/posecast/posecast/codec"
+	"github.com/posecast/posecast/rooms"
+)
+
+// TestMain fails the package when goroutines of the project or of QUIC
+// outlive the tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		if leaked := waitForGoroutines(10 * time.Second); leaked != "" {
+			fmt.Fprintf(os.Stderr, "goroutines left running after the tests:\n%s\n", leaked)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// waitForGoroutines waits for every goroutine of posecast or quic-go to end
+// and returns the stacks of those that did not.
+func waitForGoroutines(limit time.Duration) string {
+	deadline := time.Now().Add(limit)
+	for {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		var left []string
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(g, "waitForGoroutines") || strings.Contains(g, "testing.(*M)") {
+				continue
+			}
+			if strings.Contains(g, "posecast/posecast") || strings.Contains(g, "quic-go") {
+				left = append(left, g)
+			}
+		}
+		if len(left) == 0 {
+			return ""
+		}
+		if time.Now().After(deadline) {
+			return strings.Join(left, "\n\n")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// testLogger discards logs unless POSECAST_TEST_LOG is set.
+func testLogger() *slog.Logger {
+	if os.Getenv("POSECAST_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+type testServer struct {
+	*Server
+	registry *rooms.Registry
+	certs    *certs.Manager
+	store    *rooms.MemoryStore
+}
+
+type serverOption func(*Config, *rooms.Config)
+
+// startServer runs a server on loopback ports chosen by the system, with a
+// fast tick, and stops it when the test ends.
+func startServer(t *testing.T, opts ...serverOption) *testServer {
+	t.Helper()
+	cm, err := certs.NewSelfSigned(certs.SelfSignedConfig{Hosts: []string{"localhost", "127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := testLogger()
+	rcfg := rooms.Config{Tick: 50 * time.Millisecond, Logger: log}
+	cfg := Config{Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0", Certs: cm, Logger: log}
+	for _, o := range opts {
+		o(&cfg, &rcfg)
+	}
+	store := &rooms.MemoryStore{}
+	reg, err := rooms.NewRegistry(store, rcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Registry = reg
+	srv, err := NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ts := &testServer{Server: srv, registry: reg, certs: cm, store: store}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		reg.Close()
+	})
+	return ts
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// dial connects a client to ts, trusting its certificate by hash, and closes
+// it when the test ends.
+func dial(t *testing.T, ts *testServer, cfg ...func(*ClientConfig)) *Client {
+	t.Helper()
+	current, _ := ts.certs.Hashes()
+	cc := ClientConfig{URL: ts.URL(), CertHashes: []certs.Hash{current}, Name: t.Name()}
+	for _, f := range cfg {
+		f(&cc)
+	}
+	c, err := Dial(testContext(t), cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// join dials and joins room as user.
+func join(t *testing.T, ts *testServer, room, user string, cfg ...func(*ClientConfig)) (*Client, *codec.Joined) {
+	t.Helper()
+	c := dial(t, ts, cfg...)
+	j, err := c.Join(testContext(t), codec.Join{Room: room, User: user, Name: "name of " + user})
+	if err != nil {
+		t.Fatalf("join %s as %s: %v", room, user, err)
+	}
+	return c, j
+}
+
+// pose returns a head pose at (x, y, z) stamped with t.
+func pose(t uint32, x, y, z float64) *codec.Pose {
+	return &codec.Pose{Time: t, Head: codec.Transform{Position: [3]float64{x, y, z}, Rotation: codec.Identity.Rotation}}
+}
+
+// near reports whether a received position is the sent one, within the
+// wire's quantization.
+func near(got, want [3]float64) bool {
+	for i := range 3 {
+		if d := got[i] - want[i]; d > codec.PositionUnit || d < -codec.PositionUnit {
+			return false
+		}
+	}
+	return true
+}
+
+// waitFor waits for cond on c's view, failing the test with what on timeout.
+func waitFor(t *testing.T, c *Client, what string, cond func(*View) bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := c.WaitFor(ctx, cond); err != nil {
+		v := c.View()
+		t.Fatalf("waiting for %s: %v\nview: room %q user %q presence %v events %d errors %v goodbye %v", what, err, v.Room, v.User, v.Presence, len(v.Events), v.Errors, v.Goodbye)
+	}
+}
+
+func hasEvent(v *View, name, user string) bool {
+	for _, e := range v.Events {
+		if e.Name == name && e.User == user {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,83 @@
+package transport
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/posecast/posecast/rooms"
+)
+
+// metrics are the server's Prometheus metrics, registered on a registry of
+// the server's own so that several servers can live in one process.
+type metrics struct {
+	registry *prometheus.Registry
+
+	sessions        prometheus.Gauge
+	sessionsTotal   prometheus.Counter
+	disconnects     *prometheus.CounterVec // by close reason
+	datagramsIn     prometheus.Counter
+	datagramsOut    prometheus.Counter
+	bytesIn         prometheus.Counter
+	bytesOut        prometheus.Counter
+	messagesIn      prometheus.Counter
+	messagesOut     prometheus.Counter
+	posesIn         prometheus.Counter
+	drops           *prometheus.CounterVec // outbound traffic dropped, by reason
+	rejected        *prometheus.CounterVec // inbound input refused, by reason
+	outboundPending prometheus.Gauge
+}
+
+// Drop and rejection reasons, the label values of the drops and rejected
+// counters.
+const (
+	dropDatagramQueueFull = "datagram_queue_full"
+	dropDatagramTooLarge  = "datagram_too_large"
+
+	rejectBadDatagram     = "bad_datagram"
+	rejectNotJoined       = "not_joined"
+	rejectNotDriver       = "not_driver"
+	rejectBadMessage      = "bad_message"
+	rejectMessageTooLarge = "message_too_large"
+	rejectRequest         = "request_refused"
+)
+
+func newMetrics(registry *rooms.Registry) *metrics {
+	reg := prometheus.NewRegistry()
+	f := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "posecast", Name: name, Help: help})
+	}
+	m := &metrics{
+		registry:      reg,
+		sessions:      prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "posecast", Name: "sessions", Help: "WebTransport sessions open now."}),
+		sessionsTotal: f("sessions_total", "WebTransport sessions accepted."),
+		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "posecast", Name: "disconnects_total", Help: "Sessions ended, by reason.",
+		}, []string{"reason"}),
+		datagramsIn:  f("datagrams_in_total", "Datagrams received."),
+		datagramsOut: f("datagrams_out_total", "Datagrams sent."),
+		bytesIn:      f("bytes_in_total", "Bytes received in datagrams and control messages."),
+		bytesOut:     f("bytes_out_total", "Bytes sent in datagrams and control messages."),
+		messagesIn:   f("messages_in_total", "Control messages received."),
+		messagesOut:  f("messages_out_total", "Control messages sent."),
+		posesIn:      f("poses_in_total", "Pose datagrams stored in a pose table."),
+		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "posecast", Name: "drops_total", Help: "Outbound traffic dropped, by reason.",
+		}, []string{"reason"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "posecast", Name: "rejected_total", Help: "Inbound input refused or ignored, by reason.",
+		}, []string{"reason"}),
+		outboundPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "posecast", Name: "outbound_pending_bytes", Help: "Control message bytes queued for sessions.",
+		}),
+	}
+	reg.MustRegister(
+		m.sessions, m.sessionsTotal, m.disconnects, m.datagramsIn, m.datagramsOut,
+		m.bytesIn, m.bytesOut, m.messagesIn, m.messagesOut, m.posesIn, m.drops, m.rejected,
+		m.outboundPending,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "posecast", Name: "rooms", Help: "Live rooms."},
+			func() float64 { return float64(len(registry.Rooms())) }),
+	)
+	return m
+}

@@ -1,0 +1,112 @@
+package transport
+
+import "sync"
+
+// datagramQueue is a session's bounded queue of outbound datagrams. When
+// full it drops the oldest: a newer pose update supersedes an older one, so
+// the freshest traffic goes first. Push never blocks.
+type datagramQueue struct {
+	ready chan struct{} // signalled when the queue becomes non-empty
+
+	mu    sync.Mutex // guards the following
+	buf   [][]byte   // ring
+	head  int
+	count int
+}
+
+func newDatagramQueue(size int) *datagramQueue {
+	return &datagramQueue{ready: make(chan struct{}, 1), buf: make([][]byte, size)}
+}
+
+// push queues b and reports whether it dropped an older datagram to make room.
+func (q *datagramQueue) push(b []byte) (dropped bool) {
+	q.mu.Lock()
+	if q.count == len(q.buf) {
+		q.buf[q.head] = nil
+		q.head = (q.head + 1) % len(q.buf)
+		q.count--
+		dropped = true
+	}
+	q.buf[(q.head+q.count)%len(q.buf)] = b
+	q.count++
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+	return dropped
+}
+
+// pop takes the oldest datagram, or nil when the queue is empty.
+func (q *datagramQueue) pop() []byte {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.count == 0 {
+		return nil
+	}
+	b := q.buf[q.head]
+	q.buf[q.head] = nil
+	q.head = (q.head + 1) % len(q.buf)
+	q.count--
+	return b
+}
+
+// frameQueue is a session's queue of outbound control frames, bounded in
+// bytes: a session whose backlog passes the bound is too slow to keep, and
+// push says so instead of queueing. Push never blocks.
+type frameQueue struct {
+	ready chan struct{}
+	limit int
+
+	mu      sync.Mutex // guards the following
+	frames  [][]byte
+	pending int
+	closed  bool
+}
+
+func newFrameQueue(limit int) *frameQueue {
+	return &frameQueue{ready: make(chan struct{}, 1), limit: limit}
+}
+
+// push queues frame. It returns false, queueing nothing, when the backlog
+// would pass the limit or the queue is closed.
+func (q *frameQueue) push(frame []byte) bool {
+	q.mu.Lock()
+	if q.closed || q.pending+len(frame) > q.limit {
+		q.mu.Unlock()
+		return false
+	}
+	q.frames = append(q.frames, frame)
+	q.pending += len(frame)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// takeAll moves every queued frame to dst. Their bytes count against the
+// limit until the writer reports them written.
+func (q *frameQueue) takeAll(dst [][]byte) [][]byte {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	dst = append(dst, q.frames...)
+	clear(q.frames)
+	q.frames = q.frames[:0]
+	return dst
+}
+
+// written releases n bytes taken by takeAll and now written.
+func (q *frameQueue) written(n int) {
+	q.mu.Lock()
+	q.pending -= n
+	q.mu.Unlock()
+}
+
+// close makes later pushes fail.
+func (q *frameQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+}

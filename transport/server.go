@@ -1,0 +1,339 @@
+// Package transport serves posecast over WebTransport (HTTP/3 over QUIC):
+// it accepts sessions, reads each one's control stream and datagrams, keeps
+// an outbound queue per session so that no room ever waits on one session's
+// network, and serves the HTTP side (the page, the certificate hashes,
+// health and metrics). Client is the Go side of the same protocol, used by
+// the tests and by posebot.
+package transport
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+	"github.com/quic-go/webtransport-go"
+
+	"github.com/posecast/posecast/certs"
+	"github.com/posecast/posecast/codec"
+	"github.com/posecast/posecast/rooms"
+)
+
+// Path is where the WebTransport endpoint lives on the QUIC listener.
+const Path = "/wt"
+
+// Config configures a Server. Certs and Registry are required; the zero
+// value of every other field means its default.
+type Config struct {
+	// Listen is the UDP address of the QUIC listener. Defaults to ":4433".
+	Listen string
+	// HTTP is the TCP address of the plain HTTP server. Defaults to ":8080".
+	HTTP string
+	// Certs provides the TLS certificate of the QUIC listener.
+	Certs *certs.Manager
+	// Registry holds the rooms sessions join.
+	Registry *rooms.Registry
+	// IdleTimeout is how long a silent client keeps its session: QUIC's idle
+	// timeout. The server pings at half of it, so a client that is there
+	// but quiet stays. Defaults to 5s.
+	IdleTimeout time.Duration
+	// HelloTimeout bounds the time from the session's start to the client's
+	// hello. Defaults to 10s.
+	HelloTimeout time.Duration
+	// MaxMessage bounds a control message from a client. Defaults to
+	// codec.DefaultMaxMessage (64 KiB).
+	MaxMessage int
+	// MaxBacklog bounds the control bytes queued for one session; a session
+	// that falls further behind is closed as a slow consumer. Defaults to 4 MiB.
+	MaxBacklog int
+	// DatagramQueue is how many outbound datagrams a session may have queued;
+	// the oldest are dropped first. Defaults to 128.
+	DatagramQueue int
+	// MaxDatagram is the largest datagram sent to a session, lowered per
+	// session when its path allows less. Defaults to codec.MaxDatagramSize.
+	MaxDatagram int
+	// CheckOrigin decides whether a browser page's Origin may open a session.
+	// Defaults to accepting every origin.
+	CheckOrigin func(*http.Request) bool
+	// Page is served at "/" on the HTTP address. Defaults to nothing (404).
+	Page http.Handler
+	// Logger receives the server's logs. Defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Certs == nil || c.Registry == nil {
+		return c, errors.New("transport: Certs and Registry are required")
+	}
+	if c.Listen == "" {
+		c.Listen = ":4433"
+	}
+	if c.HTTP == "" {
+		c.HTTP = ":8080"
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 5 * time.Second
+	}
+	if c.HelloTimeout == 0 {
+		c.HelloTimeout = 10 * time.Second
+	}
+	if c.MaxMessage == 0 {
+		c.MaxMessage = codec.DefaultMaxMessage
+	}
+	if c.MaxBacklog == 0 {
+		c.MaxBacklog = 4 << 20
+	}
+	if c.DatagramQueue == 0 {
+		c.DatagramQueue = 128
+	}
+	if c.MaxDatagram == 0 {
+		c.MaxDatagram = codec.MaxDatagramSize
+	}
+	c.MaxDatagram = max(codec.MinDatagramSize, min(codec.MaxDatagramSize, c.MaxDatagram))
+	if c.CheckOrigin == nil {
+		c.CheckOrigin = func(*http.Request) bool { return true }
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.IdleTimeout < 100*time.Millisecond || c.HelloTimeout <= 0 || c.MaxMessage < 256 || c.MaxBacklog < c.MaxMessage || c.DatagramQueue < 1 {
+		return c, fmt.Errorf("transport: limits out of range in %+v", c)
+	}
+	return c, nil
+}
+
+// Server is a posecast node's network side. Start it, then Shutdown it.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	wt      *webtransport.Server
+	httpSrv *http.Server
+	udp     net.PacketConn
+	tcp     net.Listener
+	started time.Time
+	nextID  atomic.Uint64
+	wg      sync.WaitGroup // serving goroutines and sessions
+
+	mu       sync.Mutex // guards the following
+	sessions map[*session]struct{}
+	closing  bool
+}
+
+type quicConnKey struct{}
+
+// NewServer checks cfg and returns a server that has not started.
+func NewServer(cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		metrics:  newMetrics(cfg.Registry),
+		sessions: make(map[*session]struct{}),
+	}
+	wtMux := http.NewServeMux()
+	wtMux.HandleFunc(Path, s.handleWebTransport)
+	h3 := &http3.Server{
+		TLSConfig: http3.ConfigureTLSConfig(cfg.Certs.TLSConfig()),
+		QUICConfig: &quic.Config{
+			MaxIdleTimeout:                   cfg.IdleTimeout,
+			KeepAlivePeriod:                  cfg.IdleTimeout / 2,
+			EnableDatagrams:                  true,
+			EnableStreamResetPartialDelivery: true,
+		},
+		Handler: wtMux,
+		ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
+			return context.WithValue(ctx, quicConnKey{}, c)
+		},
+	}
+	webtransport.ConfigureHTTP3Server(h3)
+	s.wt = &webtransport.Server{H3: h3, CheckOrigin: cfg.CheckOrigin}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /cert-hash", s.handleCertHash)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	if cfg.Page != nil {
+		mux.Handle("/", cfg.Page)
+	}
+	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
+	return s, nil
+}
+
+// Config returns the server's configuration with defaults filled in.
+func (s *Server) Config() Config { return s.cfg }
+
+// Start binds both listeners and serves them from goroutines the server
+// owns until Shutdown.
+func (s *Server) Start() error {
+	udp, err := net.ListenPacket("udp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("transport: listen %s/udp: %w", s.cfg.Listen, err)
+	}
+	tcp, err := net.Listen("tcp", s.cfg.HTTP)
+	if err != nil {
+		udp.Close()
+		return fmt.Errorf("transport: listen %s/tcp: %w", s.cfg.HTTP, err)
+	}
+	s.udp, s.tcp, s.started = udp, tcp, time.Now()
+	s.wg.Go(func() {
+		if err := s.wt.Serve(udp); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, quic.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			s.log.Error("webtransport listener stopped", "err", err)
+		}
+	})
+	s.wg.Go(func() {
+		if err := s.httpSrv.Serve(tcp); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http listener stopped", "err", err)
+		}
+	})
+	return nil
+}
+
+// Addr returns the QUIC listener's address.
+func (s *Server) Addr() net.Addr { return s.udp.LocalAddr() }
+
+// HTTPAddr returns the HTTP listener's address.
+func (s *Server) HTTPAddr() net.Addr { return s.tcp.Addr() }
+
+// URL returns the WebTransport URL for a client on this machine.
+func (s *Server) URL() string { return s.urlFor("127.0.0.1") }
+
+// HTTPURL returns the HTTP server's URL for a client on this machine.
+func (s *Server) HTTPURL() string {
+	return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(s.tcp.Addr().(*net.TCPAddr).Port))
+}
+
+func (s *Server) urlFor(host string) string {
+	port := s.udp.LocalAddr().(*net.UDPAddr).Port
+	return "https://" + net.JoinHostPort(host, strconv.Itoa(port)) + Path
+}
+
+// CertHashResponse is the JSON of GET /cert-hash: where the WebTransport
+// endpoint is, and the SHA-256 hashes of the certificate it serves now and
+// of the one it will serve after the next rotation.
+type CertHashResponse struct {
+	URL     string     `json:"url"`
+	Current HashJSON   `json:"current"`
+	Next    *HashJSON  `json:"next,omitempty"`
+	Expires *time.Time `json:"expires,omitempty"`
+}
+
+// HashJSON is one certificate hash in hex and base64.
+type HashJSON struct {
+	Hex    string `json:"hex"`
+	Base64 string `json:"base64"`
+}
+
+func (s *Server) handleCertHash(w http.ResponseWriter, r *http.Request) {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(r.Host); err == nil {
+		host = h
+	}
+	current, next := s.cfg.Certs.Hashes()
+	info := s.cfg.Certs.Current()
+	resp := CertHashResponse{
+		URL:     s.urlFor(host),
+		Current: HashJSON{Hex: current.Hex(), Base64: current.Base64()},
+		Expires: &info.NotAfter,
+	}
+	if !next.IsZero() {
+		resp.Next = &HashJSON{Hex: next.Hex(), Base64: next.Base64()}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	// The hashes are public; pages of any origin may read them.
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	json.NewEncoder(w).Encode(resp)
+}
+
+// handleWebTransport upgrades a CONNECT request to a session and starts it.
+func (s *Server) handleWebTransport(w http.ResponseWriter, r *http.Request) {
+	sess, err := s.wt.Upgrade(w, r)
+	if err != nil {
+		s.log.Debug("webtransport upgrade refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "err", err)
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	conn, _ := r.Context().Value(quicConnKey{}).(*quic.Conn)
+	ss := newSession(s, sess, conn)
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		sess.CloseWithError(webtransport.SessionErrorCode(CloseServerShutdown), "server is stopping")
+		return
+	}
+	s.sessions[ss] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.metrics.sessions.Inc()
+	s.metrics.sessionsTotal.Inc()
+	go func() {
+		defer s.wg.Done()
+		ss.run()
+		s.mu.Lock()
+		delete(s.sessions, ss)
+		s.mu.Unlock()
+		s.metrics.sessions.Dec()
+	}()
+}
+
+// Sessions returns the number of open sessions.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// Shutdown tells every client the server is stopping, closes their sessions
+// once their queued messages are written (or ctx ends), stops both
+// listeners and waits for every goroutine of the server. The rooms are the
+// registry's to close, after this returns.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	live := make([]*session, 0, len(s.sessions))
+	for ss := range s.sessions {
+		live = append(live, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range live {
+		ss.goodbye(codec.CodeServerShutdown, "server is stopping", CloseServerShutdown)
+	}
+	done := make(chan struct{})
+	go func() {
+		for _, ss := range live {
+			<-ss.ended
+		}
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	err = errors.Join(err, s.httpSrv.Shutdown(ctx))
+	if cerr := s.wt.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+		err = errors.Join(err, cerr)
+	}
+	s.udp.Close()
+	<-done
+	s.wg.Wait()
+	return err
+}

@@ -1,0 +1,520 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/webtransport-go"
+
+	"github.com/posecast/posecast/codec"
+	"github.com/posecast/posecast/rooms"
+)
+
+// flushGrace bounds how long a closing session waits for its last messages
+// (a goodbye, an error) to be written.
+const flushGrace = time.Second
+
+// session is one client's WebTransport session. It implements rooms.Member.
+//
+// Four goroutines serve it, tied together by run: readLoop reads the control
+// stream, datagramLoop reads datagrams, writeLoop writes queued control
+// frames, sendLoop sends queued datagrams. Whatever ends first records a
+// close reason with fail; run then closes the session and waits for the
+// rest.
+type session struct {
+	srv  *Server
+	id   string
+	wt   *webtransport.Session
+	conn *quic.Conn
+	log  *slog.Logger
+	dq   *datagramQueue
+	fq   *frameQueue
+	ctl  *webtransport.Stream // set by run before the loops start
+
+	maxDatagram atomic.Int64
+	lastHeard   atomic.Int64 // Unix nanoseconds
+	membership  atomic.Pointer[rooms.Membership]
+
+	failOnce sync.Once
+	failed   chan struct{} // closed by fail
+	reason   CloseReason   // set before failed is closed
+	detail   string
+	flushed  chan struct{} // closed by writeLoop when it stops
+	ended    chan struct{} // closed when run returns
+}
+
+var _ rooms.Member = (*session)(nil)
+
+func newSession(srv *Server, wt *webtransport.Session, conn *quic.Conn) *session {
+	id := "s" + strconv.FormatUint(srv.nextID.Add(1), 36)
+	ss := &session{
+		srv:     srv,
+		id:      id,
+		wt:      wt,
+		conn:    conn,
+		log:     srv.log.With("session", id, "remote", wt.RemoteAddr().String()),
+		dq:      newDatagramQueue(srv.cfg.DatagramQueue),
+		fq:      newFrameQueue(srv.cfg.MaxBacklog),
+		failed:  make(chan struct{}),
+		flushed: make(chan struct{}),
+		ended:   make(chan struct{}),
+	}
+	ss.maxDatagram.Store(int64(srv.cfg.MaxDatagram))
+	ss.heard()
+	return ss
+}
+
+// SendDatagram implements rooms.Member.
+func (ss *session) SendDatagram(b []byte) {
+	if ss.dq.push(b) {
+		ss.srv.metrics.drops.WithLabelValues(dropDatagramQueueFull).Inc()
+	}
+}
+
+// SendFrame implements rooms.Member. A session whose backlog passes
+// Config.MaxBacklog is closed as a slow consumer.
+func (ss *session) SendFrame(frame []byte) {
+	if !ss.fq.push(frame) {
+		ss.fail(CloseSlowConsumer, "control stream backlog over the limit")
+	}
+}
+
+// MaxDatagramSize implements rooms.Member.
+func (ss *session) MaxDatagramSize() int { return int(ss.maxDatagram.Load()) }
+
+func (ss *session) heard() { ss.lastHeard.Store(time.Now().UnixNano()) }
+
+// fail records why the session ends and wakes run. Only the first call counts.
+func (ss *session) fail(reason CloseReason, detail string) {
+	ss.failOnce.Do(func() {
+		ss.reason, ss.detail = reason, detail
+		ss.fq.close()
+		close(ss.failed)
+	})
+}
+
+// goodbye queues a last message and ends the session once it is written.
+func (ss *session) goodbye(code, message string, reason CloseReason) {
+	ss.send(&codec.Goodbye{Code: code, Message: message})
+	ss.fail(reason, message)
+}
+
+// run serves the session until it ends. Runs in its own goroutine.
+func (ss *session) run() {
+	defer close(ss.ended)
+	ctx := ss.wt.Context()
+	start := time.Now()
+	var loops sync.WaitGroup
+	loops.Go(ss.datagramLoop)
+	loops.Go(ss.sendLoop)
+
+	actx, cancel := context.WithTimeout(ctx, ss.srv.cfg.HelloTimeout)
+	ctl, err := ss.wt.AcceptStream(actx)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			ss.fail(CloseTimeout, "no control stream")
+		} else {
+			ss.fail(ss.endReason(), "session ended before its control stream")
+		}
+		close(ss.flushed)
+	} else {
+		ss.ctl = ctl
+		loops.Go(ss.writeLoop)
+		loops.Go(ss.readLoop)
+	}
+
+	select {
+	case <-ss.failed:
+	case <-ctx.Done():
+		ss.fail(ss.endReason(), "session ended")
+	}
+	if ss.reason != CloseSlowConsumer && ctx.Err() == nil {
+		// Let the last messages out, and the client close the session
+		// once it has read them: closing it ourselves would reset the
+		// stream and could lose them.
+		grace := time.NewTimer(flushGrace)
+		select {
+		case <-ss.flushed:
+			select {
+			case <-ctx.Done():
+			case <-grace.C:
+			}
+		case <-ctx.Done():
+		case <-grace.C:
+		}
+		grace.Stop()
+	}
+	if ctx.Err() == nil {
+		ss.wt.CloseWithError(webtransport.SessionErrorCode(ss.reason), ss.detail)
+	}
+	loops.Wait()
+	if m := ss.membership.Swap(nil); m != nil {
+		m.Disconnect(time.Unix(0, ss.lastHeard.Load()))
+	}
+	if ss.conn != nil {
+		// One session per connection: the connection ends with it.
+		ss.conn.CloseWithError(0, "")
+	}
+	ss.srv.metrics.disconnects.WithLabelValues(ss.reason.String()).Inc()
+	ss.log.Info("session ended", "reason", ss.reason.String(), "detail", ss.detail, "lasted", time.Since(start).Round(time.Millisecond))
+}
+
+// endReason classifies a session that ended under us.
+func (ss *session) endReason() CloseReason {
+	cause := context.Cause(ss.wt.Context())
+	var idle *quic.IdleTimeoutError
+	var sessErr *webtransport.SessionError
+	var appErr *quic.ApplicationError
+	switch {
+	case errors.As(cause, &idle):
+		return CloseTimeout
+	case errors.As(cause, &sessErr) && sessErr.Remote,
+		errors.As(cause, &appErr) && appErr.Remote:
+		return CloseNormal
+	}
+	return CloseClientGone
+}
+
+// readLoop reads control messages until the stream or session ends, or the
+// client breaks the protocol. Runs in its own goroutine.
+func (ss *session) readLoop() {
+	r := bufio.NewReaderSize(ss.ctl, 4096)
+	var buf []byte
+	hello := false
+	ss.ctl.SetReadDeadline(time.Now().Add(ss.srv.cfg.HelloTimeout))
+	for {
+		body, err := codec.ReadFrame(r, buf, ss.srv.cfg.MaxMessage)
+		switch {
+		case errors.Is(err, codec.ErrTooLarge):
+			ss.srv.metrics.rejected.WithLabelValues(rejectMessageTooLarge).Inc()
+			ss.goodbye(codec.CodeTooLarge, err.Error(), CloseTooLarge)
+			return
+		case errors.Is(err, codec.ErrMalformed):
+			ss.srv.metrics.rejected.WithLabelValues(rejectBadMessage).Inc()
+			ss.goodbye(codec.CodeBadMessage, err.Error(), CloseProtocolError)
+			return
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			ss.goodbye(codec.CodeNoHello, "no hello in time", CloseTimeout)
+			return
+		case errors.Is(err, io.EOF):
+			ss.fail(CloseNormal, "client closed its control stream")
+			return
+		case err != nil:
+			ss.fail(ss.endReason(), err.Error())
+			return
+		}
+		buf = body[:0]
+		ss.heard()
+		ss.srv.metrics.messagesIn.Inc()
+		ss.srv.metrics.bytesIn.Add(float64(len(body) + codec.FrameHeaderSize))
+		msg, err := codec.Decode(body)
+		if err != nil {
+			ss.srv.metrics.rejected.WithLabelValues(rejectBadMessage).Inc()
+			if !hello {
+				ss.goodbye(codec.CodeBadMessage, err.Error(), CloseProtocolError)
+				return
+			}
+			ss.sendError(0, codec.CodeBadMessage, err.Error())
+			continue
+		}
+		if !hello {
+			h, ok := msg.(*codec.Hello)
+			if !ok {
+				ss.goodbye(codec.CodeNoHello, "the first message must be hello", CloseProtocolError)
+				return
+			}
+			if h.Version != codec.Version {
+				ss.goodbye(codec.CodeUnsupported, fmt.Sprintf("protocol version %d; this server speaks %d", h.Version, codec.Version), CloseProtocolError)
+				return
+			}
+			hello = true
+			ss.ctl.SetReadDeadline(time.Time{})
+			ss.handleHello(h)
+			continue
+		}
+		ss.handle(msg)
+	}
+}
+
+func (ss *session) handleHello(h *codec.Hello) {
+	cfg := ss.srv.Config()
+	ss.send(&codec.Welcome{
+		Header:      codec.Header{Ref: h.Ref},
+		Version:     codec.Version,
+		Session:     ss.id,
+		ServerTime:  time.Now().UnixMilli(),
+		TickMillis:  cfg.Registry.Config().Tick.Milliseconds(),
+		MaxDatagram: ss.MaxDatagramSize(),
+		MaxMessage:  cfg.MaxMessage,
+		Repeat:      cfg.Registry.Config().RepeatTicks,
+	})
+	ss.log.Debug("hello", "client", h.Client)
+}
+
+// handle dispatches one control message after hello.
+func (ss *session) handle(msg codec.Message) {
+	switch m := msg.(type) {
+	case *codec.Join:
+		ss.handleJoin(m)
+	case *codec.Leave:
+		ss.handleLeave(m)
+	case *codec.Event:
+		ss.handleEvent(m)
+	case *codec.Create:
+		ss.handleCreate(m)
+	case *codec.Update:
+		ss.handleUpdate(m)
+	case *codec.Delete:
+		ss.handleDelete(m)
+	case *codec.Resync:
+		ss.handleResync(m)
+	case *codec.Ping:
+		ss.send(&codec.Pong{Header: codec.Header{Ref: m.Ref}, Time: m.Time, ServerTime: time.Now().UnixMilli()})
+	case *codec.Hello:
+		ss.refuse(m.Ref, codec.CodeBadMessage, "hello was already said")
+	default:
+		ss.refuse(0, codec.CodeBadMessage, fmt.Sprintf("%T is not a message a client sends", msg))
+	}
+}
+
+func (ss *session) handleJoin(m *codec.Join) {
+	if ss.membership.Load() != nil {
+		ss.refuse(m.Ref, codec.CodeAlreadyJoined, "leave the room first")
+		return
+	}
+	ctx, cancel := context.WithTimeout(ss.wt.Context(), 10*time.Second)
+	defer cancel()
+	mem, err := ss.srv.cfg.Registry.Join(ctx, m.Room, ss, rooms.JoinRequest{
+		Ref: m.Ref, User: m.User, Name: m.Name, Device: m.Device, Meta: m.Meta,
+	})
+	if err != nil {
+		ss.refuseErr(m.Ref, err)
+		return
+	}
+	ss.membership.Store(mem)
+	ss.log.Info("joined", "room", mem.Room(), "user", mem.User(), "slot", mem.Slot())
+}
+
+func (ss *session) handleLeave(m *codec.Leave) {
+	mem := ss.membership.Swap(nil)
+	if mem == nil {
+		ss.refuse(m.Ref, codec.CodeNotJoined, "not in a room")
+		return
+	}
+	mem.Leave()
+	ss.send(&codec.OK{Header: codec.Header{Ref: m.Ref}})
+}
+
+func (ss *session) handleEvent(m *codec.Event) {
+	if mem := ss.joined(m.Ref); mem != nil {
+		ss.reply(m.Ref, "", mem.Publish(m.Name, m.Data))
+	}
+}
+
+func (ss *session) handleCreate(m *codec.Create) {
+	if mem := ss.joined(m.Ref); mem != nil {
+		id, err := mem.CreateEntity(m.Components)
+		ss.reply(m.Ref, id, err)
+	}
+}
+
+func (ss *session) handleUpdate(m *codec.Update) {
+	if mem := ss.joined(m.Ref); mem != nil {
+		ss.reply(m.Ref, "", mem.UpdateEntity(m.Entity, m.Components))
+	}
+}
+
+func (ss *session) handleDelete(m *codec.Delete) {
+	if mem := ss.joined(m.Ref); mem != nil {
+		ss.reply(m.Ref, "", mem.DeleteEntity(m.Entity))
+	}
+}
+
+func (ss *session) handleResync(m *codec.Resync) {
+	if mem := ss.joined(m.Ref); mem != nil {
+		if err := mem.Resync(); err != nil {
+			ss.refuseErr(m.Ref, err)
+		}
+	}
+}
+
+// joined returns the session's membership, or answers not_joined.
+func (ss *session) joined(ref uint32) *rooms.Membership {
+	mem := ss.membership.Load()
+	if mem == nil {
+		ss.srv.metrics.rejected.WithLabelValues(rejectNotJoined).Inc()
+		ss.sendError(ref, codec.CodeNotJoined, "join a room first")
+	}
+	return mem
+}
+
+// reply answers a request: ok (when it has a ref) or the error.
+func (ss *session) reply(ref uint32, entity string, err error) {
+	switch {
+	case err != nil:
+		ss.refuseErr(ref, err)
+	case ref != 0:
+		ss.send(&codec.OK{Header: codec.Header{Ref: ref}, Entity: entity})
+	}
+}
+
+func (ss *session) refuseErr(ref uint32, err error) {
+	ss.refuse(ref, errorCode(err), err.Error())
+}
+
+func (ss *session) refuse(ref uint32, code, message string) {
+	ss.srv.metrics.rejected.WithLabelValues(rejectRequest).Inc()
+	ss.sendError(ref, code, message)
+}
+
+func (ss *session) sendError(ref uint32, code, message string) {
+	ss.send(&codec.Error{Header: codec.Header{Ref: ref}, Code: code, Message: message})
+}
+
+// send encodes one message for this session alone.
+func (ss *session) send(m codec.Message) {
+	frame, err := codec.EncodeFrame(m)
+	if err != nil {
+		ss.log.Error("encode", "err", err)
+		return
+	}
+	ss.SendFrame(frame)
+}
+
+// writeLoop writes queued control frames to the stream, coalescing what
+// is queued into one write. When the session fails it writes what is left
+// and stops. Runs in its own goroutine.
+func (ss *session) writeLoop() {
+	defer close(ss.flushed)
+	ctx := ss.wt.Context()
+	var frames [][]byte
+	var out []byte
+	for {
+		stopping := false
+		select {
+		case <-ss.fq.ready:
+		case <-ss.failed:
+			stopping = true
+			ss.ctl.SetWriteDeadline(time.Now().Add(flushGrace))
+		case <-ctx.Done():
+			return
+		}
+		frames = ss.fq.takeAll(frames[:0])
+		if len(frames) > 0 {
+			out = out[:0]
+			for _, f := range frames {
+				out = append(out, f...)
+			}
+			clear(frames)
+			_, err := ss.ctl.Write(out)
+			ss.fq.written(len(out))
+			if err != nil {
+				ss.fail(ss.endReason(), "write: "+err.Error())
+				return
+			}
+			ss.srv.metrics.messagesOut.Add(float64(len(frames)))
+			ss.srv.metrics.bytesOut.Add(float64(len(out)))
+			if cap(out) > 1<<20 {
+				out = nil // do not keep a burst's buffer
+			}
+		}
+		if stopping {
+			ss.ctl.Close() // FIN after the last message
+			return
+		}
+	}
+}
+
+// datagramLoop reads datagrams: poses go to the pose table, pings are
+// echoed, anything else is counted and dropped. Runs in its own goroutine.
+func (ss *session) datagramLoop() {
+	ctx := ss.wt.Context()
+	m := ss.srv.metrics
+	for {
+		b, err := ss.wt.ReceiveDatagram(ctx)
+		if err != nil {
+			return
+		}
+		ss.heard()
+		m.datagramsIn.Inc()
+		m.bytesIn.Add(float64(len(b)))
+		kind, err := codec.DatagramKind(b)
+		switch {
+		case err != nil:
+			m.rejected.WithLabelValues(rejectBadDatagram).Inc()
+		case kind == codec.DatagramPose:
+			rec, err := codec.ParsePoseDatagram(b)
+			if err != nil {
+				m.rejected.WithLabelValues(rejectBadDatagram).Inc()
+				continue
+			}
+			mem := ss.membership.Load()
+			if mem == nil {
+				m.rejected.WithLabelValues(rejectNotJoined).Inc()
+				continue
+			}
+			if _, err := mem.UpdatePose(rec); err != nil {
+				m.rejected.WithLabelValues(rejectNotDriver).Inc()
+				continue
+			}
+			m.posesIn.Inc()
+		case kind == codec.DatagramPing:
+			if codec.CheckPingDatagram(b) != nil {
+				m.rejected.WithLabelValues(rejectBadDatagram).Inc()
+				continue
+			}
+			ss.SendDatagram(b)
+		default:
+			m.rejected.WithLabelValues(rejectBadDatagram).Inc()
+		}
+	}
+}
+
+// sendLoop sends queued datagrams. quic-go's SendDatagram blocks when its
+// own queue is full; that stalls only this loop while the queue in front
+// of it drops the oldest. Runs in its own goroutine.
+func (ss *session) sendLoop() {
+	ctx := ss.wt.Context()
+	m := ss.srv.metrics
+	for {
+		select {
+		case <-ss.dq.ready:
+		case <-ss.failed:
+			return
+		case <-ctx.Done():
+			return
+		}
+		for b := ss.dq.pop(); b != nil; b = ss.dq.pop() {
+			if len(b) > ss.MaxDatagramSize() {
+				m.drops.WithLabelValues(dropDatagramTooLarge).Inc()
+				continue
+			}
+			err := ss.wt.SendDatagram(b)
+			var tooLarge *quic.DatagramTooLargeError
+			switch {
+			case errors.As(err, &tooLarge):
+				// The path allows less than we thought; the room sizes the
+				// next tick's datagrams to the new limit. The quarter stream
+				// id in front of the payload takes up to 8 bytes.
+				ss.maxDatagram.Store(max(codec.MinDatagramSize, min(ss.maxDatagram.Load(), tooLarge.MaxDatagramPayloadSize-8)))
+				m.drops.WithLabelValues(dropDatagramTooLarge).Inc()
+			case err != nil:
+				return
+			default:
+				m.datagramsOut.Inc()
+				m.bytesOut.Add(float64(len(b)))
+			}
+		}
+	}
+}

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go/http3"
+	"github.com/quic-go/webtransport-go"
 
 	"github.com/posecast/posecast/certs"
 	"github.com/posecast/posecast/codec"
@@ -170,6 +174,39 @@ func waitFor(t *testing.T, c *Client, what string, cond func(*View) bool) {
 		v := c.View()
 		t.Fatalf("waiting for %s: %v\nview: room %q user %q presence %v events %d errors %v goodbye %v", what, err, v.Room, v.User, v.Presence, len(v.Events), v.Errors, v.Goodbye)
 	}
+}
+
+// waitUntil polls cond until it holds, failing the test after a while.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: timed out", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// dialRaw opens a session and its control stream and says nothing: tests
+// speak the protocol by hand on it.
+func dialRaw(t *testing.T, ts *testServer) *webtransport.Stream {
+	t.Helper()
+	ctx := testContext(t)
+	d := &webtransport.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, NextProtos: []string{http3.NextProtoH3}}}
+	_, sess, err := d.Dial(ctx, ts.URL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sess.CloseWithError(0, "")
+		d.Close()
+	})
+	str, err := sess.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return str
 }
 
 func hasEvent(v *View, name, user string) bool {

@@ -1,0 +1,232 @@
+package transport
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/posecast/posecast/codec"
+	"github.com/posecast/posecast/rooms"
+)
+
+func (ts *testServer) rejected(reason string) float64 {
+	return testutil.ToFloat64(ts.metrics.rejected.WithLabelValues(reason))
+}
+
+func (ts *testServer) disconnected(reason CloseReason) float64 {
+	return testutil.ToFloat64(ts.metrics.disconnects.WithLabelValues(reason.String()))
+}
+
+// roomGoesOn checks that the room still works for honest members: a pose
+// sent by one reaches the other.
+func roomGoesOn(t *testing.T, sender, receiver *Client, stamp uint32) {
+	t.Helper()
+	if err := sender.SendPose(pose(stamp, 1, 2, 3)); err != nil {
+		t.Fatal(err)
+	}
+	user := sender.View().User
+	waitFor(t, receiver, "the room goes on", func(v *View) bool { return v.Poses[user].Time == stamp })
+}
+
+func TestGarbageDatagramsAreCountedAndIgnored(t *testing.T) {
+	ts := startServer(t)
+	honest, _ := join(t, ts, "lobby", "honest")
+	watcher, _ := join(t, ts, "lobby", "watcher")
+	offender, _ := join(t, ts, "lobby", "offender")
+	if err := offender.SendPose(pose(1, 0, 1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, watcher, "the offender's honest pose", func(v *View) bool { return v.Poses["offender"].Time == 1 })
+
+	rng := rand.New(rand.NewPCG(3, 4))
+	good := codec.AppendPoseDatagram(nil, pose(2, 9, 9, 9))
+	garbage := [][]byte{
+		{},
+		{0xff},
+		{0x92, 0x01},                         // pose datagram without its record
+		good[:len(good)-3],                   // truncated record
+		append([]byte{0x92, 0x07}, good...),  // unknown kind
+		append(append([]byte{}, good...), 0), // trailing byte
+		{0x92, 0x01, 0xc4, 0x12, 0xff},       // flags with unknown bits
+	}
+	for range 50 {
+		b := make([]byte, 1+rng.IntN(200))
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		garbage = append(garbage, b)
+	}
+	before := ts.rejected(rejectBadDatagram)
+	for _, g := range garbage {
+		offender.SendDatagram(g)
+		time.Sleep(2 * time.Millisecond) // a burst would overflow QUIC's receive queue
+	}
+	roomGoesOn(t, honest, watcher, 3)
+	// Datagrams are unordered; wait until the server has seen them all.
+	waitUntil(t, "garbage counted", func() bool { return ts.rejected(rejectBadDatagram)-before >= float64(len(garbage)-1) })
+	if p := watcher.View().Poses["offender"]; p.Time != 1 {
+		t.Errorf("garbage moved the offender to %+v", p)
+	}
+	// The offender is still welcome.
+	if _, err := offender.Request(testContext(t), &codec.Ping{}); err != nil {
+		t.Errorf("offender after garbage: %v", err)
+	}
+}
+
+func TestOversizeControlMessageClosesOnlyThatSession(t *testing.T) {
+	ts := startServer(t, func(c *Config, _ *rooms.Config) { c.MaxMessage = 4096 })
+	honest, _ := join(t, ts, "lobby", "honest")
+	watcher, _ := join(t, ts, "lobby", "watcher")
+	offender, _ := join(t, ts, "lobby", "offender")
+	// A huge length prefix is refused before its body is read.
+	var frame [4]byte
+	binary.BigEndian.PutUint32(frame[:], 1<<31)
+	if err := offender.SendRaw(frame[:]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, offender, "the offender's goodbye", func(v *View) bool { return v.Goodbye != nil })
+	if g := offender.View().Goodbye; g.Code != codec.CodeTooLarge {
+		t.Errorf("goodbye %+v, want %s", g, codec.CodeTooLarge)
+	}
+	<-offender.Done()
+	waitFor(t, watcher, "the offender is gone", func(v *View) bool { return v.Presence["offender"] == nil })
+	roomGoesOn(t, honest, watcher, 4)
+	waitUntil(t, "the close counted", func() bool { return ts.disconnected(CloseTooLarge) == 1 })
+}
+
+func TestMalformedControlMessagesGetAnErrorAndTheSessionGoesOn(t *testing.T) {
+	ts := startServer(t)
+	c, _ := join(t, ts, "lobby", "ada")
+	mp := func(v any) []byte {
+		b, err := msgpack.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	frame := func(body []byte) []byte {
+		return binary.BigEndian.AppendUint32(nil, uint32(len(body))) // followed by body
+	}
+	tests := []struct {
+		name string
+		body []byte
+	}{
+		{"not msgpack", []byte{0xc1, 0xc1}},
+		{"truncated msgpack", mp(map[string]any{"type": "event", "name": "x"})[:6]},
+		{"unknown type", mp(map[string]any{"type": "teleport", "to": "bob"})},
+		{"a server message", mp(map[string]any{"type": "welcome"})},
+		{"nesting 200 deep", append(mp(map[string]any{"type": "event", "name": "deep"})[:1:1], bytes.Repeat([]byte{0x91}, 200)...)},
+		{"wrong field type", mp(map[string]any{"type": "create", "components": "lots"})},
+		{"a map of a million entries in ten bytes", []byte{0xdf, 0x00, 0x0f, 0x42, 0x40, 0xa1, 'x', 0xc0}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			errorsBefore := len(c.View().Errors)
+			if err := c.SendRaw(append(frame(tt.body), tt.body...)); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, c, "an error answer", func(v *View) bool { return len(v.Errors) > errorsBefore })
+			if e := c.View().Errors[errorsBefore]; e.Code != codec.CodeBadMessage {
+				t.Errorf("error %+v, want %s", e, codec.CodeBadMessage)
+			}
+			if _, err := c.Request(testContext(t), &codec.Ping{Time: int64(i)}); err != nil {
+				t.Fatalf("session after %s: %v", tt.name, err)
+			}
+		})
+	}
+}
+
+func TestAMessageBeforeHelloEndsTheSession(t *testing.T) {
+	ts := startServer(t)
+	c := dial(t, ts)
+	// The client said hello in Dial; a raw second session without it:
+	raw := dialRaw(t, ts)
+	f, err := codec.EncodeFrame(&codec.Join{Room: "lobby"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Write(f); err != nil {
+		t.Fatal(err)
+	}
+	body, err := codec.ReadFrame(raw, nil, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := codec.Decode(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, ok := m.(*codec.Goodbye); !ok || g.Code != codec.CodeNoHello {
+		t.Errorf("answer %#v, want goodbye %s", m, codec.CodeNoHello)
+	}
+	if _, err := c.Request(testContext(t), &codec.Ping{}); err != nil {
+		t.Errorf("another session: %v", err)
+	}
+}
+
+func TestNoOneMovesAnotherUsersAvatar(t *testing.T) {
+	ts := startServer(t)
+	watcher, _ := join(t, ts, "lobby", "watcher")
+	victim, _ := join(t, ts, "lobby", "victim")
+	if err := victim.SendPose(pose(1, 1, 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, watcher, "the victim's pose", func(v *View) bool { return v.Poses["victim"].Time == 1 })
+	attacker, _ := join(t, ts, "lobby", "attacker")
+	ctx := testContext(t)
+
+	var reqErr *RequestError
+	_, err := attacker.Request(ctx, &codec.Update{Entity: "victim", Components: codec.Components{"position": []any{50.0, 50.0, 50.0}}})
+	if !errors.As(err, &reqErr) || reqErr.Code != codec.CodeForbidden {
+		t.Errorf("updating another avatar: %v, want %s", err, codec.CodeForbidden)
+	}
+	_, err = attacker.Request(ctx, &codec.Delete{Entity: "victim"})
+	if !errors.As(err, &reqErr) || reqErr.Code != codec.CodeForbidden {
+		t.Errorf("deleting another avatar: %v, want %s", err, codec.CodeForbidden)
+	}
+	_, err = attacker.Request(ctx, &codec.Create{Components: codec.Components{"avatar": true, "user": "victim"}})
+	if !errors.As(err, &reqErr) || reqErr.Code != codec.CodeForbidden {
+		t.Errorf("creating a fake avatar: %v, want %s", err, codec.CodeForbidden)
+	}
+	// A session not in the room moves nothing with its poses.
+	outsider := dial(t, ts)
+	before := ts.rejected(rejectNotJoined)
+	outsider.SendPose(pose(99, 50, 50, 50))
+	waitUntil(t, "the outsider's pose counted", func() bool { return ts.rejected(rejectNotJoined) > before })
+
+	roomGoesOn(t, attacker, watcher, 7)
+	if p := watcher.View().Poses["victim"]; p.Time != 1 || !near(p.Head.Position, [3]float64{1, 1, 1}) {
+		t.Errorf("the victim moved to %+v", p)
+	}
+	if e := watcher.View().Entities["victim"]; e == nil || e["avatar"] != true {
+		t.Errorf("the victim's avatar is now %v", e)
+	}
+}
+
+func TestOnlyTheNewestDeviceMovesTheAvatar(t *testing.T) {
+	ts := startServer(t)
+	watcher, _ := join(t, ts, "lobby", "watcher")
+	older, _ := join(t, ts, "lobby", "ada")
+	newer, _ := join(t, ts, "lobby", "ada")
+	before := ts.rejected(rejectNotDriver)
+	if err := older.SendPose(pose(5, 5, 5, 5)); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the older device's pose refused", func() bool { return ts.rejected(rejectNotDriver) > before })
+	if err := newer.SendPose(pose(6, 6, 6, 6)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, watcher, "the newer device's pose", func(v *View) bool { return v.Poses["ada"].Time == 6 })
+	newer.Close()
+	waitFor(t, watcher, "ada on one device", func(v *View) bool { return len(v.Presence["ada"]) == 1 })
+	if err := older.SendPose(pose(7, 7, 7, 7)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, watcher, "the older device drives again", func(v *View) bool { return v.Poses["ada"].Time == 7 })
+}

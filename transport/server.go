@@ -193,7 +193,8 @@ func (s *Server) Start() error {
 	}
 	s.udp, s.tcp, s.started = udp, tcp, time.Now()
 	s.wg.Go(func() {
-		if err := s.wt.Serve(udp); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, quic.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+		err := s.wt.Serve(udp)
+		if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, quic.ErrServerClosed) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, context.Canceled) {
 			s.log.Error("webtransport listener stopped", "err", err)
 		}
 	})

@@ -1,0 +1,248 @@
+// Command posecast is the pose server: headsets join rooms over WebTransport,
+// send their head and hand poses as datagrams, and see everyone else in the
+// room move.
+//
+// With no flags it runs on its embedded defaults: rooms in memory, one node,
+// a self-signed certificate made at start and rotated before it expires.
+// Every flag can also be set from the environment as POSECAST_<NAME>, with
+// dashes as underscores (e.g. POSECAST_TICK=100ms); a flag on the command
+// line wins.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/posecast/posecast/certs"
+	"github.com/posecast/posecast/rooms"
+	"github.com/posecast/posecast/transport"
+	"github.com/posecast/posecast/web"
+)
+
+type options struct {
+	listen, httpAddr       string
+	tick                   time.Duration
+	idleTimeout            time.Duration
+	reconnectGrace         time.Duration
+	emptyGrace             time.Duration
+	staleAfter             time.Duration
+	repeat                 int
+	maxMembers             int
+	maxMessage             int
+	certFile, keyFile      string
+	certHosts              string
+	logLevel, logFormat    string
+	shutdownTimeout        time.Duration
+	heartbeat, storeTimout time.Duration
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "posecast:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string) (*options, error) {
+	var o options
+	fs := flag.NewFlagSet("posecast", flag.ContinueOnError)
+	fs.StringVar(&o.listen, "listen", ":4433", "UDP address of the WebTransport (HTTP/3) listener")
+	fs.StringVar(&o.httpAddr, "http", ":8080", "TCP address of the HTTP server: the page, /cert-hash, /healthz, /metrics")
+	fs.DurationVar(&o.tick, "tick", 200*time.Millisecond, "how often each room sends what changed")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", 5*time.Second, "how long a silent client keeps its session (QUIC idle timeout)")
+	fs.DurationVar(&o.reconnectGrace, "reconnect-grace", 5*time.Second, "how long a dropped user's avatar waits for a reconnect, counted from when it was last heard")
+	fs.DurationVar(&o.emptyGrace, "empty-grace", 30*time.Second, "how long an empty room lives on before it stops")
+	fs.DurationVar(&o.staleAfter, "stale-after", time.Second, "how long poses may stop before an avatar is marked stale")
+	fs.DurationVar(&o.heartbeat, "heartbeat", time.Second, "how often an idle room tells its members the latest pose update number")
+	fs.IntVar(&o.repeat, "repeat", 3, "how many more ticks an avatar that stopped moving is sent again")
+	fs.IntVar(&o.maxMembers, "max-members", 256, fmt.Sprintf("avatars a room holds (at most %d)", rooms.MaxRoomSize))
+	fs.IntVar(&o.maxMessage, "max-message", 64<<10, "largest control message accepted from a client, in bytes")
+	fs.DurationVar(&o.storeTimout, "store-timeout", 5*time.Second, "bound on each store call")
+	fs.StringVar(&o.certFile, "cert", "", "PEM certificate chain file (with --key) instead of a self-signed certificate; reloaded when it changes")
+	fs.StringVar(&o.keyFile, "key", "", "PEM private key file for --cert")
+	fs.StringVar(&o.certHosts, "cert-hosts", "", "comma-separated names and addresses for the self-signed certificate (default: localhost, loopback, this machine's name and addresses)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: posecast [flags]\n\nEvery flag may also be set as POSECAST_<FLAG> in the environment (dashes as underscores).\n\n")
+		fs.PrintDefaults()
+	}
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "POSECAST_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			if err := f.Value.Set(v); err != nil {
+				envErr = errors.Join(envErr, fmt.Errorf("%s=%q: %w", name, v, err))
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if (o.certFile == "") != (o.keyFile == "") {
+		return nil, errors.New("--cert and --key go together")
+	}
+	return &o, nil
+}
+
+func newLogger(o *options) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	switch o.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, hopts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, hopts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", o.logFormat)
+}
+
+func run(args []string) error {
+	o, err := parseFlags(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(o)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(log)
+
+	var cm *certs.Manager
+	if o.certFile != "" {
+		cm, err = certs.LoadFiles(o.certFile, o.keyFile)
+	} else {
+		var hosts []string
+		if o.certHosts != "" {
+			hosts = strings.Split(o.certHosts, ",")
+		}
+		cm, err = certs.NewSelfSigned(certs.SelfSignedConfig{Hosts: hosts})
+	}
+	if err != nil {
+		return fmt.Errorf("certificate: %w", err)
+	}
+
+	store := &rooms.MemoryStore{}
+	log.Info("store: in memory; rooms and their entities last as long as this process")
+	registry, err := rooms.NewRegistry(store, rooms.Config{
+		Tick:           o.tick,
+		RepeatTicks:    o.repeat,
+		Heartbeat:      o.heartbeat,
+		StaleAfter:     o.staleAfter,
+		ReconnectGrace: o.reconnectGrace,
+		EmptyGrace:     o.emptyGrace,
+		MaxMembers:     o.maxMembers,
+		StoreTimeout:   o.storeTimout,
+		Logger:         log,
+	})
+	if err != nil {
+		return err
+	}
+	srv, err := transport.NewServer(transport.Config{
+		Listen:      o.listen,
+		HTTP:        o.httpAddr,
+		Certs:       cm,
+		Registry:    registry,
+		IdleTimeout: o.idleTimeout,
+		MaxMessage:  o.maxMessage,
+		Page:        web.Handler(),
+		Logger:      log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	logStart(log, srv, cm)
+	log.Warn("development mode: no join tokens and every origin allowed; anyone who reaches this server can join any room as any user")
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var certLoop sync.WaitGroup
+	certLoop.Go(func() {
+		cm.Run(ctx, func(info certs.Info) {
+			log.Info("certificate changed; new sessions get the new one", certAttrs(info)...)
+		})
+	})
+	<-ctx.Done()
+	stop()
+	log.Info("shutting down: telling clients, closing sessions")
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("shutdown", "err", err)
+	}
+	log.Info("stopping rooms, writing pending changes to the store")
+	registry.Close()
+	certLoop.Wait()
+	log.Info("stopped")
+	return nil
+}
+
+func certAttrs(info certs.Info) []any {
+	return []any{
+		"key", info.KeyType,
+		"valid_from", info.NotBefore.Format(time.RFC3339),
+		"valid_until", info.NotAfter.Format(time.RFC3339),
+		"validity", info.Validity().String(),
+		"sha256_hex", info.Hash.Hex(),
+		"sha256_base64", info.Hash.Base64(),
+	}
+}
+
+func logStart(log *slog.Logger, srv *transport.Server, cm *certs.Manager) {
+	info := cm.Current()
+	log.Info("certificate", certAttrs(info)...)
+	if info.SelfSigned && (info.KeyType != "ECDSA P-256" || info.Validity() > certs.MaxValidity) {
+		log.Warn("browsers refuse this certificate by hash: WebTransport's serverCertificateHashes wants ECDSA P-256 valid for at most 14 days")
+	}
+	httpPort := srv.HTTPAddr().(*net.TCPAddr).Port
+	log.Info("posecast is up",
+		"webtransport", srv.URL(),
+		"http", srv.HTTPURL(),
+		"cert_hash_endpoint", srv.HTTPURL()+"/cert-hash",
+	)
+	for _, ip := range lanAddresses() {
+		log.Info("reachable on the LAN", "page", "http://"+net.JoinHostPort(ip, strconv.Itoa(httpPort)))
+	}
+}
+
+// lanAddresses returns this machine's non-loopback IPv4 addresses.
+func lanAddresses() []string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			out = append(out, n.IP.String())
+		}
+	}
+	return out
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/posecast/posecast/codec"
+	"github.com/posecast/posecast/transport"
+)
+
+func TestFlagsComeFromTheEnvironmentUnlessGiven(t *testing.T) {
+	tests := []struct {
+		name     string
+		env      map[string]string
+		args     []string
+		wantTick time.Duration
+		wantErr  bool
+	}{
+		{"the default", nil, nil, 200 * time.Millisecond, false},
+		{"from the environment", map[string]string{"POSECAST_TICK": "100ms"}, nil, 100 * time.Millisecond, false},
+		{"the command line wins", map[string]string{"POSECAST_TICK": "100ms"}, []string{"--tick", "50ms"}, 50 * time.Millisecond, false},
+		{"a bad environment value is an error", map[string]string{"POSECAST_TICK": "soon"}, nil, 0, true},
+		{"--cert without --key is an error", nil, []string{"--cert", "x.pem"}, 0, true},
+		{"stray arguments are an error", nil, []string{"serve"}, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			o, err := parseFlags(tt.args)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("parseFlags error %v, want error %v", err, tt.wantErr)
+			}
+			if err == nil && o.tick != tt.wantTick {
+				t.Errorf("tick %v, want %v", o.tick, tt.wantTick)
+			}
+		})
+	}
+}
+
+func freePort(t *testing.T, network string) int {
+	t.Helper()
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestServeThenStopOnSIGTERM runs the server as main does, joins a room with
+// the Go client, and stops it with SIGTERM: the client is told, and run
+// returns cleanly.
+func TestServeThenStopOnSIGTERM(t *testing.T) {
+	udp, tcp := freePort(t, "udp"), freePort(t, "tcp")
+	httpURL := "http://127.0.0.1:" + strconv.Itoa(tcp)
+	done := make(chan error, 1)
+	go func() {
+		done <- run([]string{"--listen", "127.0.0.1:" + strconv.Itoa(udp), "--http", "127.0.0.1:" + strconv.Itoa(tcp), "--log-level", "warn", "--tick", "50ms"})
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for {
+		r, err := http.Get(httpURL + "/healthz")
+		if err == nil {
+			r.Body.Close()
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("run returned early: %v", err)
+		case <-ctx.Done():
+			t.Fatal("server never answered /healthz")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	info, hashes, err := transport.FetchCertHash(ctx, httpURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := transport.Dial(ctx, transport.ClientConfig{URL: info.URL, CertHashes: hashes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Join(ctx, codec.Join{Room: "lobby", Name: "tester"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(syscall.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("run did not return after SIGTERM")
+	}
+	if g := c.View().Goodbye; g == nil || g.Code != codec.CodeServerShutdown {
+		t.Errorf("client was told %+v, want %s", g, codec.CodeServerShutdown)
+	}
+}

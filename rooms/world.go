@@ -138,12 +138,14 @@ func (r *Room) createEntityLocked(by string, c Components) (string, error) {
 		return "", fmt.Errorf("%w: room holds %d entities", ErrInvalid, len(r.entities))
 	}
 	id := newID("e")
+	// The syncer and the listeners share a copy that nothing changes: the
+	// caller may reuse c, and updates change the room's own copy in place.
+	c = copyComponents(c)
 	if err := r.syncer.add(Change{Entity: id, Set: c}); err != nil {
 		return "", err
 	}
-	stored := copyComponents(c)
-	r.entities[id] = stored
-	r.emitLocked(Event{Name: EventEntityCreated, User: by, Entity: id, Data: stored})
+	r.entities[id] = copyComponents(c)
+	r.emitLocked(Event{Name: EventEntityCreated, User: by, Entity: id, Data: c})
 	return id, nil
 }
 
@@ -166,7 +168,7 @@ func (r *Room) updateEntityLocked(by, id string, c Components) error {
 			ch.Unset = append(ch.Unset, k)
 			remaining--
 		case v != nil:
-			ch.Set[k] = v
+			ch.Set[k] = copyValue(v) // the syncer reads it later; the caller may reuse v
 			if !had {
 				remaining++
 			}
@@ -175,7 +177,7 @@ func (r *Room) updateEntityLocked(by, id string, c Components) error {
 	if remaining == 0 {
 		return r.deleteEntityLocked(by, id)
 	}
-	if len(cur)-len(ch.Unset)+len(ch.Set) > MaxComponents {
+	if remaining > MaxComponents {
 		return fmt.Errorf("%w: entity would have more than %d components", ErrInvalid, MaxComponents)
 	}
 	if err := r.syncer.add(ch); err != nil {

@@ -1,0 +1,166 @@
+package rooms
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/posecast/posecast/codec"
+)
+
+// countingMember is a Member that only counts what it is sent, so that
+// benchmarks measure the room, not the member.
+type countingMember struct {
+	maxDatagram int
+	datagrams   atomic.Int64
+	bytes       atomic.Int64
+	frames      atomic.Int64
+}
+
+func (c *countingMember) SendDatagram(b []byte) {
+	c.datagrams.Add(1)
+	c.bytes.Add(int64(len(b)))
+}
+
+func (c *countingMember) SendFrame([]byte) { c.frames.Add(1) }
+
+func (c *countingMember) MaxDatagramSize() int { return c.maxDatagram }
+
+func (c *countingMember) reset() {
+	c.datagrams.Store(0)
+	c.bytes.Store(0)
+	c.frames.Store(0)
+}
+
+// newQuietRoom returns a loaded room with n users joined, one device each,
+// whose tick runs only when the caller calls it: no goroutines run.
+func newQuietRoom(tb testing.TB, n int) (*Room, []*Membership, []*countingMember) {
+	tb.Helper()
+	reg, err := NewRegistry(&MemoryStore{}, Config{MaxMembers: max(n, 256), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r := newRoom(reg, "bench")
+	if err := r.load(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	ms := make([]*Membership, n)
+	cms := make([]*countingMember, n)
+	for i := range n {
+		cms[i] = &countingMember{maxDatagram: codec.MaxDatagramSize}
+		ms[i], err = r.join(cms[i], JoinRequest{User: fmt.Sprintf("u%d", i), Name: fmt.Sprintf("user %d", i)})
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	r.tick(time.Now()) // send the joins' diffs
+	for _, c := range cms {
+		c.reset()
+	}
+	return r, ms, cms
+}
+
+// BenchmarkTick measures a tick of a room in which every member moved since
+// the last: collecting the poses, encoding them once and handing the
+// datagrams to every member. Each op writes a fresh pose to every slot, as
+// the sessions would, then runs the tick: ns/op covers both, ns/tick the
+// tick alone. The writes do not allocate, so allocs/op are the tick's.
+func BenchmarkTick(b *testing.B) {
+	for _, n := range []int{10, 50, 200} {
+		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
+			r, ms, cms := newQuietRoom(b, n)
+			// Two head poses per member, a step apart, so that each tick
+			// sees every avatar move.
+			recs := make([][2][]byte, n)
+			for i := range recs {
+				for k := range 2 {
+					recs[i][k] = poseRecord(uint32(k), float64(i)/10, 1.6+float64(k)/100, -float64(i)/10, false)
+				}
+			}
+			b.ReportAllocs()
+			ticks := 0
+			var inTick time.Duration
+			for b.Loop() {
+				for i, m := range ms {
+					if moved, err := m.UpdatePose(recs[i][ticks&1]); err != nil || !moved {
+						b.Fatalf("UpdatePose = %v, %v", moved, err)
+					}
+				}
+				start := time.Now()
+				r.tick(start)
+				inTick += time.Since(start)
+				ticks++
+			}
+			b.ReportMetric(float64(inTick.Nanoseconds())/float64(ticks), "ns/tick")
+			b.ReportMetric(float64(cms[0].bytes.Load())/float64(ticks), "bytes/member/tick")
+			b.ReportMetric(float64(cms[0].datagrams.Load())/float64(ticks), "datagrams/tick")
+			if f := cms[0].frames.Load(); f != 0 {
+				b.Errorf("a tick of moving avatars sent %d frames", f)
+			}
+		})
+	}
+}
+
+// BenchmarkUpdatePose measures the hot path of a session: storing a pose
+// from a datagram in the avatar's slot.
+func BenchmarkUpdatePose(b *testing.B) {
+	b.Run("one session", func(b *testing.B) {
+		_, ms, _ := newQuietRoom(b, 1)
+		recs := [2][]byte{poseRecord(1, 1, 1.6, 1, true), poseRecord(2, 1.01, 1.6, 1, true)}
+		b.ReportAllocs()
+		b.SetBytes(int64(len(recs[0])))
+		i := 0
+		for b.Loop() {
+			i++
+			if _, err := ms[0].UpdatePose(recs[i&1]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel sessions", func(b *testing.B) {
+		_, ms, _ := newQuietRoom(b, 256)
+		recs := [2][]byte{poseRecord(1, 1, 1.6, 1, true), poseRecord(2, 1.01, 1.6, 1, true)}
+		var next atomic.Int64
+		b.ReportAllocs()
+		b.SetBytes(int64(len(recs[0])))
+		b.RunParallel(func(pb *testing.PB) {
+			m := ms[int(next.Add(1)-1)%len(ms)]
+			i := 0
+			for pb.Next() {
+				i++
+				if _, err := m.UpdatePose(recs[i&1]); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+func TestUpdatePoseDoesNotAllocate(t *testing.T) {
+	_, ms, _ := newQuietRoom(t, 2)
+	recs := [2][]byte{poseRecord(1, 1, 1.6, 1, true), poseRecord(2, 1.01, 1.6, 1, false)}
+	i := 0
+	allocs := testing.AllocsPerRun(1000, func() {
+		i++
+		if _, err := ms[1].UpdatePose(recs[i&1]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("UpdatePose: %v allocs per run, want 0", allocs)
+	}
+	// Refusals are on the hot path too.
+	ms[0].Leave()
+	allocs = testing.AllocsPerRun(1000, func() {
+		if _, err := ms[0].UpdatePose(recs[0]); err != ErrNotDriver {
+			t.Fatalf("UpdatePose after leaving = %v", err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("a refused UpdatePose: %v allocs per run, want 0", allocs)
+	}
+}

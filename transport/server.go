@@ -8,6 +8,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -118,8 +119,11 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	wt      *webtransport.Server
+	tlsConf *tls.Config
+	quicCfg *quic.Config
 	httpSrv *http.Server
 	udp     net.PacketConn
+	ln      *quic.EarlyListener
 	tcp     net.Listener
 	started time.Time
 	nextID  atomic.Uint64
@@ -146,15 +150,17 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	wtMux := http.NewServeMux()
 	wtMux.HandleFunc(Path, s.handleWebTransport)
+	s.tlsConf = http3.ConfigureTLSConfig(cfg.Certs.TLSConfig())
+	s.quicCfg = &quic.Config{
+		MaxIdleTimeout:                   cfg.IdleTimeout,
+		KeepAlivePeriod:                  cfg.IdleTimeout / 2,
+		EnableDatagrams:                  true,
+		EnableStreamResetPartialDelivery: true,
+	}
 	h3 := &http3.Server{
-		TLSConfig: http3.ConfigureTLSConfig(cfg.Certs.TLSConfig()),
-		QUICConfig: &quic.Config{
-			MaxIdleTimeout:                   cfg.IdleTimeout,
-			KeepAlivePeriod:                  cfg.IdleTimeout / 2,
-			EnableDatagrams:                  true,
-			EnableStreamResetPartialDelivery: true,
-		},
-		Handler: wtMux,
+		TLSConfig:  s.tlsConf,
+		QUICConfig: s.quicCfg,
+		Handler:    wtMux,
 		ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
 			return context.WithValue(ctx, quicConnKey{}, c)
 		},
@@ -191,19 +197,39 @@ func (s *Server) Start() error {
 		udp.Close()
 		return fmt.Errorf("transport: listen %s/tcp: %w", s.cfg.HTTP, err)
 	}
-	s.udp, s.tcp, s.started = udp, tcp, time.Now()
-	s.wg.Go(func() {
-		err := s.wt.Serve(udp)
-		if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, quic.ErrServerClosed) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, context.Canceled) {
-			s.log.Error("webtransport listener stopped", "err", err)
-		}
-	})
+	ln, err := quic.ListenEarly(udp, s.tlsConf, s.quicCfg)
+	if err != nil {
+		udp.Close()
+		tcp.Close()
+		return fmt.Errorf("transport: quic listener: %w", err)
+	}
+	s.udp, s.tcp, s.ln, s.started = udp, tcp, ln, time.Now()
+	s.wg.Go(s.acceptLoop)
 	s.wg.Go(func() {
 		if err := s.httpSrv.Serve(tcp); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("http listener stopped", "err", err)
 		}
 	})
 	return nil
+}
+
+// acceptLoop hands each new QUIC connection to WebTransport until the
+// listener closes. Runs in its own goroutine.
+func (s *Server) acceptLoop() {
+	for {
+		conn, err := s.ln.Accept(context.Background())
+		if err != nil {
+			if !errors.Is(err, quic.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				s.log.Error("quic listener stopped", "err", err)
+			}
+			return
+		}
+		s.wg.Go(func() {
+			if err := s.wt.ServeQUICConn(conn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Debug("connection ended", "remote", conn.RemoteAddr().String(), "err", err)
+			}
+		})
+	}
 }
 
 // Addr returns the QUIC listener's address.
@@ -333,6 +359,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if cerr := s.wt.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
 		err = errors.Join(err, cerr)
 	}
+	s.ln.Close()
 	s.udp.Close()
 	<-done
 	s.wg.Wait()

@@ -78,7 +78,7 @@ type serverOption func(*Config, *rooms.Config)
 
 // startServer runs a server on loopback ports chosen by the system, with a
 // fast tick, and stops it when the test ends.
-func startServer(t *testing.T, opts ...serverOption) *testServer {
+func startServer(t testing.TB, opts ...serverOption) *testServer {
 	t.Helper()
 	cm, err := certs.NewSelfSigned(certs.SelfSignedConfig{Hosts: []string{"localhost", "127.0.0.1"}})
 	if err != nil {

@@ -15,10 +15,14 @@ type Registry struct {
 	cfg   Config
 	store Store
 	wg    sync.WaitGroup // every room's goroutines
+	quit  chan struct{}  // closed by Close
 
-	mu     sync.Mutex // guards the following
-	rooms  map[string]*Room
-	closed bool
+	mu    sync.Mutex // guards the following
+	rooms map[string]*Room
+	// draining holds rooms that stopped and are still writing their last
+	// changes; the next instance of a room loads only after they are written.
+	draining map[string]*Room
+	closed   bool
 }
 
 // NewRegistry returns a registry whose rooms keep their worlds in store.
@@ -27,7 +31,13 @@ func NewRegistry(store Store, cfg Config) (*Registry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Registry{cfg: cfg, store: store, rooms: make(map[string]*Room)}, nil
+	return &Registry{
+		cfg:      cfg,
+		store:    store,
+		quit:     make(chan struct{}),
+		rooms:    make(map[string]*Room),
+		draining: make(map[string]*Room),
+	}, nil
 }
 
 // Config returns the registry's configuration with defaults filled in.
@@ -91,12 +101,25 @@ func (g *Registry) room(ctx context.Context, id string) (*Room, error) {
 	}
 	r := newRoom(g, id)
 	g.rooms[id] = r
+	prev := g.draining[id]
 	g.mu.Unlock()
 
-	// Load on a context of the room's own: other joiners wait for it too.
-	lctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
-	err := r.load(lctx)
-	cancel()
+	var err error
+	if prev != nil {
+		// The room's previous instance is still writing; its world is not
+		// the store's until it is done.
+		select {
+		case <-prev.synced:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	if err == nil {
+		// Load on a context of the room's own: other joiners wait for it too.
+		lctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
+		err = r.load(lctx)
+		cancel()
+	}
 
 	g.mu.Lock()
 	switch {
@@ -106,7 +129,15 @@ func (g *Registry) room(ctx context.Context, id string) (*Room, error) {
 		r.loadErr = ErrClosed
 	default:
 		g.wg.Go(r.tickLoop)
-		g.wg.Go(func() { r.syncer.loop(r.stop) })
+		g.wg.Go(func() {
+			r.syncer.loop(r.stop, g.quit)
+			g.mu.Lock()
+			if g.draining[id] == r {
+				delete(g.draining, id)
+			}
+			g.mu.Unlock()
+			close(r.synced)
+		})
 	}
 	if r.loadErr != nil && g.rooms[id] == r {
 		delete(g.rooms, id)
@@ -135,6 +166,7 @@ func (g *Registry) retire(r *Room) bool {
 	if g.rooms[r.id] == r {
 		delete(g.rooms, r.id)
 	}
+	g.draining[r.id] = r
 	g.cfg.Logger.Info("room stopped", "room", r.id, "reason", "empty")
 	return true
 }
@@ -176,6 +208,11 @@ func (g *Registry) Rooms() []*Room {
 // Sessions should be closed first.
 func (g *Registry) Close() {
 	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		g.wg.Wait()
+		return
+	}
 	g.closed = true
 	live := make([]*Room, 0, len(g.rooms))
 	for _, r := range g.rooms {
@@ -183,6 +220,7 @@ func (g *Registry) Close() {
 	}
 	g.rooms = map[string]*Room{}
 	g.mu.Unlock()
+	close(g.quit)
 	for _, r := range live {
 		r.shutdown()
 	}

@@ -86,6 +86,7 @@ type Room struct {
 	loadErr  error         // set before ready is closed
 	stop     chan struct{} // closed when the room stops
 	stopOnce sync.Once
+	synced   chan struct{} // closed when its last changes are in the store
 
 	tickCount atomic.Uint64 // ticks so far
 	seq       atomic.Uint32 // pose updates sent so far
@@ -122,6 +123,7 @@ func newRoom(reg *Registry, id string) *Room {
 		syncer:    newSyncer(reg.store, id, cfg),
 		ready:     make(chan struct{}),
 		stop:      make(chan struct{}),
+		synced:    make(chan struct{}),
 		users:     make(map[string]*user),
 		slots:     make([]slotState, cfg.MaxMembers),
 		slotTicks: make([]slotTick, cfg.MaxMembers),
@@ -226,6 +228,10 @@ func (r *Room) join(member Member, req JoinRequest) (*Membership, error) {
 	}
 	u.devices = append(u.devices, m)
 	r.presence.join(u.id, m.meta)
+	// The new device speaks for the avatar now (its slot is touched below):
+	// a stale avatar recovers.
+	wasStale := u.stale
+	u.stale = false
 	r.setDriverLocked(u, m)
 	r.emptySince = time.Time{}
 
@@ -234,7 +240,7 @@ func (r *Room) join(member Member, req JoinRequest) (*Membership, error) {
 		r.table.Write(u.slot, codec.AppendPose(nil, &start), tick)
 		r.emitLocked(Event{Name: EventEntityCreated, User: u.id, Entity: u.id, Data: avatarComponents(u), Avatar: true})
 	} else {
-		r.table.Touch(u.slot, tick) // the new device speaks for the avatar now
+		r.table.Touch(u.slot, tick)
 	}
 	r.rebuildRosterLocked()
 
@@ -260,8 +266,7 @@ func (r *Room) join(member Member, req JoinRequest) (*Membership, error) {
 	switch {
 	case newUser:
 		r.emitLocked(Event{Name: codec.EventUserJoined, User: u.id, Data: map[string]any{"name": u.name, "slot": u.slot}})
-	case u.stale:
-		u.stale = false
+	case wasStale:
 		r.emitLocked(Event{Name: codec.EventUserRecovered, User: u.id})
 	}
 	r.log.Debug("joined", "user", u.id, "device", req.Device, "slot", u.slot, "resumed", resumed != nil)
@@ -286,11 +291,19 @@ func (u *user) heldDevice(device string) *Membership {
 	return found
 }
 
-// setDriverLocked makes m the device whose poses move u's avatar.
+// setDriverLocked makes m the device whose poses move u's avatar. A stale
+// avatar's flag moves with it: it is shown on the driving device's meta.
 // The room's lock must be held.
 func (r *Room) setDriverLocked(u *user, m *Membership) {
+	old := u.driver
 	u.driver = m
 	r.drivers[u.slot].Store(m)
+	if old != nil && old != m && old.meta.Stale && old.state != membershipGone {
+		r.updateMetaLocked(old, func(meta *codec.PresenceMeta) { meta.Stale = false })
+	}
+	if u.stale && !m.meta.Stale {
+		r.updateMetaLocked(m, func(meta *codec.PresenceMeta) { meta.Stale = true })
+	}
 }
 
 // allocSlotLocked claims a free slot, preferring one that has rested for

@@ -50,10 +50,7 @@ func (s *syncer) add(ch Change) error {
 	}
 	s.pending = append(s.pending, ch)
 	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	s.poke()
 	return nil
 }
 
@@ -64,41 +61,56 @@ func (s *syncer) Pending() int {
 	return len(s.pending)
 }
 
-// loop writes queued changes until stop is closed, then makes a last attempt
-// to write what is left, bounded by the store timeout. On a store error it
-// keeps the batch at the head of the queue and retries with backoff.
-// Runs in its own goroutine.
-func (s *syncer) loop(stop <-chan struct{}) {
+// loop writes queued changes until stop is closed. After stop it keeps
+// writing, with backoff through store errors, until everything is written:
+// a room that stops must not lose changes it acknowledged, and the next
+// instance of the room waits for this one's writes before it loads. Only
+// quit (the registry shutting down) cuts that short, after one last attempt
+// bounded by the store timeout. Runs in its own goroutine.
+func (s *syncer) loop(stop, quit <-chan struct{}) {
 	backoff := 50 * time.Millisecond
+	stopped := false
 	for {
-		select {
-		case <-stop:
-			if err := s.flush(); err != nil {
-				s.log.Error("store sync: changes not written at stop", "room", s.room, "pending", s.Pending(), "err", err)
+		if !stopped {
+			select {
+			case <-stop:
+				stopped = true
+			case <-s.wake:
 			}
-			return
-		case <-s.wake:
 		}
-		for {
-			wrote, err := s.writeBatch()
-			if err != nil {
-				s.log.Warn("store sync failed; retrying", "room", s.room, "pending", s.Pending(), "backoff", backoff, "err", err)
-				select {
-				case <-stop:
-				case <-time.After(backoff):
-				}
-				backoff = min(2*backoff, 5*time.Second)
-				select {
-				case s.wake <- struct{}{}:
-				default:
-				}
-				break
+		wrote, err := s.writeBatch()
+		switch {
+		case err != nil:
+			s.log.Warn("store sync failed; retrying", "room", s.room, "pending", s.Pending(), "backoff", backoff, "err", err)
+			stopCh := stop
+			if stopped {
+				stopCh = nil // closed already: it must not cut the backoff short
 			}
+			select {
+			case <-quit:
+				if err := s.flush(); err != nil {
+					s.log.Error("store sync: changes not written at shutdown", "room", s.room, "pending", s.Pending(), "err", err)
+				}
+				return
+			case <-time.After(backoff):
+			case <-stopCh:
+				stopped = true
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			s.poke()
+		case wrote > 0:
 			backoff = 50 * time.Millisecond
-			if wrote == 0 {
-				break
-			}
+			s.poke() // there may be more
+		case stopped:
+			return
 		}
+	}
+}
+
+func (s *syncer) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
 }
 

@@ -1,0 +1,100 @@
+package rooms_test
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/posecast/posecast/codec"
+	"github.com/posecast/posecast/rooms"
+)
+
+func TestARoomThatStopsInAnOutageHandsItsChangesToItsNextInstance(t *testing.T) {
+	store := &gatedStore{}
+	cfg := testConfig()
+	cfg.EmptyGrace = time.Second
+	inBubble(t, cfg, store, func(t *testing.T, w *world) {
+		alice := w.join("lobby", "alice", newMember(t, "alice"))
+		store.setDown(true)
+		crate := create(t, alice, rooms.Components{"crate": true})
+		alice.Leave()
+		w.ticks(10) // past the empty grace: the room stops, its change unwritten
+		if w.reg.Room("lobby") != nil {
+			t.Fatal("the empty room did not stop")
+		}
+
+		bob := newMember(t, "bob")
+		joined := make(chan error, 1)
+		go func() {
+			_, err := w.reg.Join(context.Background(), "lobby", bob, rooms.JoinRequest{User: "bob"})
+			joined <- err
+		}()
+		synctest.Wait()
+		select {
+		case err := <-joined:
+			t.Fatalf("the room started again before its last change was written (join: %v)", err)
+		default:
+		}
+
+		store.setDown(false)
+		w.ticks(50) // past the longest backoff
+		if err := <-joined; err != nil {
+			t.Fatal(err)
+		}
+		states := only[*codec.EntitiesState](bob.takeFrames())
+		if len(states) != 1 || states[0].Entities[crate] == nil {
+			t.Errorf("the new instance of the room lacks the crate created before it stopped")
+		}
+	})
+}
+
+func TestAStaleFlagFollowsTheDrivingDevice(t *testing.T) {
+	cfg := testConfig()
+	cfg.StaleAfter = time.Second
+	inBubble(t, cfg, nil, func(t *testing.T, w *world) {
+		w.joinDevice("lobby", "alice", "laptop", newMember(t, "laptop"))
+		w.ticks(10) // no poses: the avatar goes stale
+		watcher := newMember(t, "watcher")
+		w.join("lobby", "watcher", watcher)
+		if !staleMetas(t, watcher, "alice") {
+			t.Fatal("alice's laptop is not marked stale")
+		}
+		headset := newMember(t, "headset")
+		w.joinDevice("lobby", "alice", "headset", headset)
+		w.ticks(1)
+		late := newMember(t, "late")
+		w.join("lobby", "late", late)
+		if staleMetas(t, late, "alice") {
+			t.Error("a meta of alice is still stale after her headset took over")
+		}
+		if names := eventNames(watcher.takeFrames()); !contains(names, codec.EventUserRecovered) {
+			t.Errorf("the watcher got %v, want user_recovered", names)
+		}
+	})
+}
+
+// staleMetas reports whether any meta of key in the presence_state m
+// received is stale.
+func staleMetas(t *testing.T, m *fakeMember, key string) bool {
+	t.Helper()
+	states := only[*codec.PresenceState](m.takeFrames())
+	if len(states) == 0 {
+		t.Fatal("no presence_state")
+	}
+	for _, meta := range states[len(states)-1].State[key].Metas {
+		if meta.Stale {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}

@@ -5,7 +5,9 @@ import (
 	"crypto/elliptic"
 	"crypto/tls"
 	"crypto/x509"
+	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/posecast/posecast/certs"
 	"github.com/posecast/posecast/codec"
+	"github.com/posecast/posecast/rooms"
 )
 
 // servedCertificate returns the leaf certificate the QUIC listener presents.
@@ -137,5 +140,26 @@ func TestHealthz(t *testing.T) {
 	r.Body.Close()
 	if r.StatusCode != http.StatusOK {
 		t.Errorf("healthz: %s", r.Status)
+	}
+}
+
+func TestTheHashEndpointListsTheOtherAddresses(t *testing.T) {
+	ts := startServer(t, func(c *Config, _ *rooms.Config) { c.Listen = ":0" })
+	resp, _, err := FetchCertHash(testContext(t), ts.HTTPURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			want = append(want, ts.urlFor(n.IP.String()))
+		}
+	}
+	if !slices.Equal(resp.Alternates, want) {
+		t.Errorf("alternates %v, want %v", resp.Alternates, want)
 	}
 }

@@ -255,7 +255,11 @@ func (s *Server) urlFor(host string) string {
 // endpoint is, and the SHA-256 hashes of the certificate it serves now and
 // of the one it will serve after the next rotation.
 type CertHashResponse struct {
-	URL     string     `json:"url"`
+	URL string `json:"url"`
+	// Alternates are the WebTransport URLs on this machine's other
+	// addresses, for a page loaded from localhost (say, through adb reverse)
+	// whose WebTransport must go to the LAN address.
+	Alternates []string `json:"alternates,omitempty"`
 	Current HashJSON   `json:"current"`
 	Next    *HashJSON  `json:"next,omitempty"`
 	Expires *time.Time `json:"expires,omitempty"`
@@ -282,11 +286,34 @@ func (s *Server) handleCertHash(w http.ResponseWriter, r *http.Request) {
 	if !next.IsZero() {
 		resp.Next = &HashJSON{Hex: next.Hex(), Base64: next.Base64()}
 	}
+	for _, ip := range s.otherAddresses(host) {
+		resp.Alternates = append(resp.Alternates, s.urlFor(ip))
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	// The hashes are public; pages of any origin may read them.
 	w.Header().Set("Access-Control-Allow-Origin", "*")
 	json.NewEncoder(w).Encode(resp)
+}
+
+// otherAddresses returns the machine's non-loopback IPv4 addresses other
+// than host, when the QUIC listener listens on all of them.
+func (s *Server) otherAddresses(host string) []string {
+	ip := s.udp.LocalAddr().(*net.UDPAddr).IP
+	if ip != nil && !ip.IsUnspecified() {
+		return nil
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil && n.IP.String() != host {
+			out = append(out, n.IP.String())
+		}
+	}
+	return out
 }
 
 // handleWebTransport upgrades a CONNECT request to a session and starts it.

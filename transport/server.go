@@ -259,10 +259,10 @@ type CertHashResponse struct {
 	// Alternates are the WebTransport URLs on this machine's other
 	// addresses, for a page loaded from localhost (say, through adb reverse)
 	// whose WebTransport must go to the LAN address.
-	Alternates []string `json:"alternates,omitempty"`
-	Current HashJSON   `json:"current"`
-	Next    *HashJSON  `json:"next,omitempty"`
-	Expires *time.Time `json:"expires,omitempty"`
+	Alternates []string   `json:"alternates,omitempty"`
+	Current    HashJSON   `json:"current"`
+	Next       *HashJSON  `json:"next,omitempty"`
+	Expires    *time.Time `json:"expires,omitempty"`
 }
 
 // HashJSON is one certificate hash in hex and base64.

@@ -24,10 +24,11 @@ func (ts *testServer) disconnected(reason CloseReason) float64 {
 }
 
 // roomGoesOn checks that the room still works for honest members: a pose
-// sent by one reaches the other.
+// sent by one reaches the other. The stamp also sets the position, since a
+// pose in the same place as the last is not sent again.
 func roomGoesOn(t *testing.T, sender, receiver *Client, stamp uint32) {
 	t.Helper()
-	if err := sender.SendPose(pose(stamp, 1, 2, 3)); err != nil {
+	if err := sender.SendPose(pose(stamp, float64(stamp), 2, 3)); err != nil {
 		t.Fatal(err)
 	}
 	user := sender.View().User

@@ -43,6 +43,10 @@ type ClientConfig struct {
 	// DropDatagram, when set, is asked about every pose update received and
 	// drops it when it returns true, as a lossy network would. Tests use it.
 	DropDatagram func() bool
+	// Transport, when set, carries the session's QUIC connection, so that
+	// many clients share one UDP socket; the client does not close it.
+	// Without it, each client has a socket of its own.
+	Transport *quic.Transport
 	// OnPoses, when set, is called from the datagram goroutine for every pose
 	// record received, with the time it arrived. It must return quickly and
 	// must not keep rec.
@@ -54,7 +58,7 @@ type ClientConfig struct {
 // the server sends. Its methods are safe for concurrent use.
 type Client struct {
 	cfg     ClientConfig
-	udp     net.PacketConn
+	udp     net.PacketConn // nil when the transport is shared
 	tr      *quic.Transport
 	conn    *quic.Conn
 	sess    *webtransport.Session
@@ -154,22 +158,23 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = 5 * time.Second
 	}
-	udp, err := net.ListenUDP("udp", nil)
-	if err != nil {
-		return nil, err
-	}
 	c := &Client{
 		cfg:     cfg,
-		udp:     udp,
-		tr:      &quic.Transport{Conn: udp},
+		tr:      cfg.Transport,
 		changed: make(chan struct{}),
 		waiters: make(map[uint32]chan codec.Message),
 		slots:   make(map[uint16]string),
 		seqs:    make(map[uint32]*partSet),
 	}
+	if c.tr == nil {
+		udp, err := net.ListenUDP("udp", nil)
+		if err != nil {
+			return nil, err
+		}
+		c.udp, c.tr = udp, &quic.Transport{Conn: udp}
+	}
 	if err := c.dial(ctx); err != nil {
-		c.tr.Close()
-		udp.Close()
+		c.closeSockets()
 		return nil, err
 	}
 	return c, nil
@@ -444,13 +449,22 @@ func (c *Client) Close() error {
 	return c.closeSockets()
 }
 
+// closeSockets closes the client's own socket, if it has one.
 func (c *Client) closeSockets() error {
+	if c.udp == nil {
+		return nil
+	}
 	return errors.Join(c.tr.Close(), c.udp.Close())
 }
 
 // Abort drops the client off the network without a word, as a headset that
 // loses power would: the server hears nothing more and must time it out.
+// A client on a shared Transport cannot vanish alone; Abort closes it.
 func (c *Client) Abort() {
+	if c.udp == nil {
+		c.Close()
+		return
+	}
 	c.udp.Close()
 	c.sess.CloseWithError(0, "") // locally: nothing reaches the server now
 	c.wg.Wait()

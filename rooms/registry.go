@@ -79,52 +79,58 @@ func (g *Registry) Join(ctx context.Context, roomID string, member Member, req J
 	}
 }
 
-// room returns the live room with the id, starting and loading it if
-// needed.
+// room returns the live room with the id, starting it if needed, once it
+// has loaded.
 func (g *Registry) room(ctx context.Context, id string) (*Room, error) {
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
 		return nil, ErrClosed
 	}
-	if r, ok := g.rooms[id]; ok {
-		g.mu.Unlock()
-		select {
-		case <-r.ready:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		if r.loadErr != nil {
-			return nil, r.loadErr
-		}
-		return r, nil
+	r, ok := g.rooms[id]
+	if !ok {
+		r = newRoom(g, id)
+		g.rooms[id] = r
+		prev := g.draining[id]
+		g.wg.Go(func() { g.start(r, prev) })
 	}
-	r := newRoom(g, id)
-	g.rooms[id] = r
-	prev := g.draining[id]
 	g.mu.Unlock()
+	select {
+	case <-r.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if r.loadErr != nil {
+		return nil, r.loadErr
+	}
+	return r, nil
+}
 
+// start loads a new room and starts its goroutines, after prev, the room's
+// previous instance if it is still writing its last changes, is done: until
+// then the store does not hold the room's world. Joiners wait for it with
+// contexts of their own. Runs in its own goroutine.
+func (g *Registry) start(r *Room, prev *Room) {
 	var err error
 	if prev != nil {
-		// The room's previous instance is still writing; its world is not
-		// the store's until it is done.
 		select {
 		case <-prev.synced:
-		case <-ctx.Done():
-			err = ctx.Err()
+		case <-g.quit:
+			err = ErrClosed
 		}
 	}
 	if err == nil {
-		// Load on a context of the room's own: other joiners wait for it too.
-		lctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
-		err = r.load(lctx)
+		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
+		if err = r.load(ctx); err != nil {
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
 		cancel()
 	}
 
 	g.mu.Lock()
 	switch {
 	case err != nil:
-		r.loadErr = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		r.loadErr = err
 	case g.closed:
 		r.loadErr = ErrClosed
 	default:
@@ -132,24 +138,23 @@ func (g *Registry) room(ctx context.Context, id string) (*Room, error) {
 		g.wg.Go(func() {
 			r.syncer.loop(r.stop, g.quit)
 			g.mu.Lock()
-			if g.draining[id] == r {
-				delete(g.draining, id)
+			if g.draining[r.id] == r {
+				delete(g.draining, r.id)
 			}
 			g.mu.Unlock()
 			close(r.synced)
 		})
 	}
-	if r.loadErr != nil && g.rooms[id] == r {
-		delete(g.rooms, id)
+	if r.loadErr != nil && g.rooms[r.id] == r {
+		delete(g.rooms, r.id)
 	}
 	g.mu.Unlock()
 	close(r.ready)
 	if r.loadErr != nil {
-		g.cfg.Logger.Error("room failed to start", "room", id, "err", r.loadErr)
-		return nil, r.loadErr
+		g.cfg.Logger.Error("room failed to start", "room", r.id, "err", r.loadErr)
+		return
 	}
-	g.cfg.Logger.Info("room started", "room", id)
-	return r, nil
+	g.cfg.Logger.Info("room started", "room", r.id)
 }
 
 // retire removes a room that has stayed empty, unless someone joined it in

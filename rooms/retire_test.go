@@ -98,3 +98,23 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+func TestTheLeaverHearsNothingOfItsOwnLeaving(t *testing.T) {
+	inBubble(t, testConfig(), nil, func(t *testing.T, w *world) {
+		bob := newMember(t, "bob")
+		leaver := newMember(t, "leaver")
+		w.join("lobby", "bob", bob)
+		m := w.join("lobby", "leaver", leaver)
+		w.ticks(1)
+		leaver.clear()
+		bob.clear()
+		m.Leave()
+		w.ticks(1)
+		if got := leaver.takeFrames(); len(got) != 0 {
+			t.Errorf("the leaver got %v", types(got))
+		}
+		if names := eventNames(bob.takeFrames()); !contains(names, codec.EventUserLeft) {
+			t.Errorf("bob got %v, want user_left", names)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package rooms
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -139,11 +140,15 @@ func (r *Room) ID() string { return r.id }
 // load creates the room in the store with generated content unless it is
 // there already, and reads its world.
 func (r *Room) load(ctx context.Context) error {
-	info := RoomInfo{ID: r.id, Name: r.id, CreatedAt: time.Now().UTC()}
-	if _, err := r.reg.store.CreateRoom(ctx, info, GenerateContent()); err != nil {
-		return fmt.Errorf("room %s: create: %w", r.id, err)
-	}
 	info, err := r.reg.store.Room(ctx, r.id)
+	if errors.Is(err, ErrRoomNotFound) {
+		fresh := RoomInfo{ID: r.id, Name: r.id, CreatedAt: time.Now().UTC()}
+		if _, err := r.reg.store.CreateRoom(ctx, fresh, GenerateContent()); err != nil {
+			return fmt.Errorf("room %s: create: %w", r.id, err)
+		}
+		// Another node may have created it first: read what the store holds.
+		info, err = r.reg.store.Room(ctx, r.id)
+	}
 	if err != nil {
 		return fmt.Errorf("room %s: read: %w", r.id, err)
 	}
@@ -343,7 +348,9 @@ func (r *Room) leaveLocked(m *Membership) {
 	r.presence.leave(u.id, m.meta)
 	if len(u.devices) == 0 {
 		r.removeUserLocked(u)
-	} else if u.driver == m {
+		return
+	}
+	if u.driver == m {
 		r.setDriverLocked(u, u.newestDevice())
 	}
 	r.rebuildRosterLocked()
@@ -360,10 +367,13 @@ func (u *user) newestDevice() *Membership {
 	return u.devices[len(u.devices)-1]
 }
 
+// removeUserLocked removes a user whose last device left, and tells the
+// others. The room's lock must be held.
 func (r *Room) removeUserLocked(u *user) {
 	delete(r.users, u.id)
 	r.drivers[u.slot].Store(nil)
 	r.slots[u.slot] = slotState{released: max(1, r.tickCount.Load())}
+	r.rebuildRosterLocked() // before the events: the leaver hears none of them
 	r.emitLocked(Event{Name: EventEntityDeleted, User: u.id, Entity: u.id, Avatar: true})
 	r.emitLocked(Event{Name: codec.EventUserLeft, User: u.id})
 	if len(r.users) == 0 {

@@ -528,6 +528,7 @@ func (c *Client) apply(msg codec.Message) (goodbye bool) {
 		ref = m.Ref
 		v.Room, v.User, v.Slot = m.Room, m.User, m.Slot
 		v.Entities, v.Presence, v.Poses = nil, nil, nil
+		clear(c.slots) // the room's entities_state comes next
 	case *codec.EntitiesState:
 		v.Entities = m.Entities
 		v.Poses = make(map[string]RemotePose)
@@ -732,7 +733,7 @@ func (c *Client) applyPoses(u codec.PoseUpdate, now time.Time) (resync bool) {
 	} else {
 		latest = u.Seq - 1
 		v.PoseUpdates++
-		for rest := u.Records; len(rest) > 0; {
+		for rest := u.Records; len(rest) > 0 && v.Poses != nil; {
 			slot, rec, r, err := codec.NextRecord(rest)
 			if err != nil {
 				break

@@ -22,9 +22,8 @@ type metrics struct {
 	messagesIn      prometheus.Counter
 	messagesOut     prometheus.Counter
 	posesIn         prometheus.Counter
-	drops           *prometheus.CounterVec // outbound traffic dropped, by reason
-	rejected        *prometheus.CounterVec // inbound input refused, by reason
-	outboundPending prometheus.Gauge
+	drops    *prometheus.CounterVec // outbound traffic dropped, by reason
+	rejected *prometheus.CounterVec // inbound input refused, by reason
 }
 
 // Drop and rejection reasons, the label values of the drops and rejected
@@ -41,7 +40,7 @@ const (
 	rejectRequest         = "request_refused"
 )
 
-func newMetrics(registry *rooms.Registry) *metrics {
+func newMetrics(registry *rooms.Registry, pending func() int) *metrics {
 	reg := prometheus.NewRegistry()
 	f := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "posecast", Name: name, Help: help})
@@ -66,14 +65,13 @@ func newMetrics(registry *rooms.Registry) *metrics {
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "posecast", Name: "rejected_total", Help: "Inbound input refused or ignored, by reason.",
 		}, []string{"reason"}),
-		outboundPending: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "posecast", Name: "outbound_pending_bytes", Help: "Control message bytes queued for sessions.",
-		}),
 	}
 	reg.MustRegister(
 		m.sessions, m.sessionsTotal, m.disconnects, m.datagramsIn, m.datagramsOut,
 		m.bytesIn, m.bytesOut, m.messagesIn, m.messagesOut, m.posesIn, m.drops, m.rejected,
-		m.outboundPending,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "posecast", Name: "outbound_pending_bytes", Help: "Control message bytes queued for sessions, or being written.",
+		}, func() float64 { return float64(pending()) }),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "posecast", Name: "rooms", Help: "Live rooms."},

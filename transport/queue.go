@@ -104,6 +104,13 @@ func (q *frameQueue) written(n int) {
 	q.mu.Unlock()
 }
 
+// pendingBytes returns the bytes queued or being written.
+func (q *frameQueue) pendingBytes() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.pending
+}
+
 // close makes later pushes fail.
 func (q *frameQueue) close() {
 	q.mu.Lock()

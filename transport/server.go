@@ -145,9 +145,9 @@ func NewServer(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:      cfg,
 		log:      cfg.Logger,
-		metrics:  newMetrics(cfg.Registry),
 		sessions: make(map[*session]struct{}),
 	}
+	s.metrics = newMetrics(cfg.Registry, s.pendingBytes)
 	wtMux := http.NewServeMux()
 	wtMux.HandleFunc(Path, s.handleWebTransport)
 	s.tlsConf = http3.ConfigureTLSConfig(cfg.Certs.TLSConfig())
@@ -345,6 +345,17 @@ func (s *Server) handleWebTransport(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		s.metrics.sessions.Dec()
 	}()
+}
+
+// pendingBytes sums the control bytes queued for every session.
+func (s *Server) pendingBytes() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for ss := range s.sessions {
+		n += ss.fq.pendingBytes()
+	}
+	return n
 }
 
 // Sessions returns the number of open sessions.

@@ -45,6 +45,8 @@ type session struct {
 	lastHeard   atomic.Int64 // Unix nanoseconds
 	membership  atomic.Pointer[rooms.Membership]
 
+	helloBy  time.Time // hello must have come by then
+
 	failOnce sync.Once
 	failed   chan struct{} // closed by fail
 	reason   CloseReason   // set before failed is closed
@@ -69,6 +71,7 @@ func newSession(srv *Server, wt *webtransport.Session, conn *quic.Conn) *session
 		flushed: make(chan struct{}),
 		ended:   make(chan struct{}),
 	}
+	ss.helloBy = time.Now().Add(srv.cfg.HelloTimeout)
 	ss.maxDatagram.Store(int64(srv.cfg.MaxDatagram))
 	ss.heard()
 	return ss
@@ -118,7 +121,7 @@ func (ss *session) run() {
 	loops.Go(ss.datagramLoop)
 	loops.Go(ss.sendLoop)
 
-	actx, cancel := context.WithTimeout(ctx, ss.srv.cfg.HelloTimeout)
+	actx, cancel := context.WithDeadline(ctx, ss.helloBy)
 	ctl, err := ss.wt.AcceptStream(actx)
 	cancel()
 	if err != nil {
@@ -192,7 +195,7 @@ func (ss *session) readLoop() {
 	r := bufio.NewReaderSize(ss.ctl, 4096)
 	var buf []byte
 	hello := false
-	ss.ctl.SetReadDeadline(time.Now().Add(ss.srv.cfg.HelloTimeout))
+	ss.ctl.SetReadDeadline(ss.helloBy)
 	for {
 		body, err := codec.ReadFrame(r, buf, ss.srv.cfg.MaxMessage)
 		switch {
@@ -213,6 +216,11 @@ func (ss *session) readLoop() {
 		case err != nil:
 			ss.fail(ss.endReason(), err.Error())
 			return
+		}
+		select {
+		case <-ss.failed:
+			return // closing: no more requests
+		default:
 		}
 		buf = body[:0]
 		ss.heard()

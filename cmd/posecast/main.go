@@ -185,9 +185,12 @@ func run(args []string) error {
 	defer stop()
 	var certLoop sync.WaitGroup
 	certLoop.Go(func() {
-		cm.Run(ctx, func(info certs.Info) {
+		err := cm.Run(ctx, func(info certs.Info) {
 			log.Info("certificate changed; new sessions get the new one", certAttrs(info)...)
 		})
+		if err != nil {
+			log.Error("certificate rotation stopped; the current certificate is served until it expires", "err", err, "expires", cm.Current().NotAfter)
+		}
 	})
 	<-ctx.Done()
 	stop()

@@ -12,18 +12,18 @@ import (
 type metrics struct {
 	registry *prometheus.Registry
 
-	sessions        prometheus.Gauge
-	sessionsTotal   prometheus.Counter
-	disconnects     *prometheus.CounterVec // by close reason
-	datagramsIn     prometheus.Counter
-	datagramsOut    prometheus.Counter
-	bytesIn         prometheus.Counter
-	bytesOut        prometheus.Counter
-	messagesIn      prometheus.Counter
-	messagesOut     prometheus.Counter
-	posesIn         prometheus.Counter
-	drops    *prometheus.CounterVec // outbound traffic dropped, by reason
-	rejected *prometheus.CounterVec // inbound input refused, by reason
+	sessions      prometheus.Gauge
+	sessionsTotal prometheus.Counter
+	disconnects   *prometheus.CounterVec // by close reason
+	datagramsIn   prometheus.Counter
+	datagramsOut  prometheus.Counter
+	bytesIn       prometheus.Counter
+	bytesOut      prometheus.Counter
+	messagesIn    prometheus.Counter
+	messagesOut   prometheus.Counter
+	posesIn       prometheus.Counter
+	drops         *prometheus.CounterVec // outbound traffic dropped, by reason
+	rejected      *prometheus.CounterVec // inbound input refused, by reason
 }
 
 // Drop and rejection reasons, the label values of the drops and rejected

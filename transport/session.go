@@ -45,7 +45,7 @@ type session struct {
 	lastHeard   atomic.Int64 // Unix nanoseconds
 	membership  atomic.Pointer[rooms.Membership]
 
-	helloBy  time.Time // hello must have come by then
+	helloBy time.Time // hello must have come by then
 
 	failOnce sync.Once
 	failed   chan struct{} // closed by fail

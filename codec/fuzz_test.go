@@ -26,18 +26,27 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
-		frame, err := EncodeFrame(m)
-		if err != nil {
-			t.Fatalf("re-encode: %v", err)
-		}
-		again, err := Decode(frame[FrameHeaderSize:])
-		if err != nil {
-			t.Fatalf("decode of re-encoded %T: %v", m, err)
-		}
-		if !sameJSON(t, m, again) {
+		// One round trip normalizes what msgpack may spell two ways (an
+		// empty map and none, float widths); after it, a round trip changes
+		// nothing.
+		once := roundTrip(t, m)
+		if !sameJSON(t, once, roundTrip(t, once)) {
 			t.Fatalf("round trip changed %T", m)
 		}
 	})
+}
+
+func roundTrip(t *testing.T, m Message) Message {
+	t.Helper()
+	frame, err := EncodeFrame(m)
+	if err != nil {
+		t.Fatalf("re-encode %T: %v", m, err)
+	}
+	again, err := Decode(frame[FrameHeaderSize:])
+	if err != nil {
+		t.Fatalf("decode of re-encoded %T: %v", m, err)
+	}
+	return again
 }
 
 // FuzzReadFrame checks the framing against arbitrary streams.

@@ -242,6 +242,7 @@ func (r *Room) join(member Member, req JoinRequest) (*Membership, error) {
 
 	if newUser {
 		start := placement(r.spawnLocked())
+		start.Time = uint32(now.UnixMilli()) // the server's clock: the pose holds as of the join
 		r.table.Write(u.slot, codec.AppendPose(nil, &start), tick)
 		r.emitLocked(Event{Name: EventEntityCreated, User: u.id, Entity: u.id, Data: avatarComponents(u), Avatar: true})
 	} else {
@@ -279,7 +280,9 @@ func (r *Room) join(member Member, req JoinRequest) (*Membership, error) {
 }
 
 // heldDevice returns the held (dropped) device a rejoin of this user takes
-// over: the one with the same device name, else the one dropped last.
+// over: the one with the same device name; else, when either side has no
+// name to go by, the one dropped last. A named device never takes over
+// another named device.
 func (u *user) heldDevice(device string) *Membership {
 	var found *Membership
 	for _, d := range u.devices {
@@ -288,6 +291,9 @@ func (u *user) heldDevice(device string) *Membership {
 		}
 		if device != "" && d.meta.Device == device {
 			return d
+		}
+		if device != "" && d.meta.Device != "" {
+			continue
 		}
 		if found == nil || d.heldUntil.After(found.heldUntil) {
 			found = d

@@ -231,3 +231,28 @@ func TestOnlyTheNewestDeviceMovesTheAvatar(t *testing.T) {
 	}
 	waitFor(t, watcher, "the older device drives again", func(v *View) bool { return v.Poses["ada"].Time == 7 })
 }
+
+func TestExtraStreamsAreResetAndTheSessionGoesOn(t *testing.T) {
+	ts := startServer(t)
+	c, _ := join(t, ts, "lobby", "ada")
+	ctx := testContext(t)
+	str, err := c.sess.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server stops reading the stream at once: writing into it fails
+	// instead of filling the server's buffers.
+	chunk := make([]byte, 64<<10)
+	var werr error
+	for range 64 {
+		if _, werr = str.Write(chunk); werr != nil {
+			break
+		}
+	}
+	if werr == nil {
+		t.Error("4 MiB went into a stream the server should have reset")
+	}
+	if _, err := c.Request(ctx, &codec.Ping{}); err != nil {
+		t.Fatalf("the session after an extra stream: %v", err)
+	}
+}

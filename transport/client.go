@@ -66,6 +66,10 @@ type Client struct {
 	welcome codec.Welcome
 	nextRef atomic.Uint32
 	wg      sync.WaitGroup // readLoop and datagramLoop
+	traffic struct {
+		datagramsSent, datagramsReceived, bytesSent, bytesReceived atomic.Uint64
+		messagesSent, messagesReceived                             atomic.Uint64
+	}
 
 	wmu     sync.Mutex // serializes control stream writes and guards poseBuf
 	poseBuf []byte
@@ -107,6 +111,10 @@ type View struct {
 type RemotePose struct {
 	codec.Pose
 	Received time.Time
+	// Seq is the pose update that carried it, or the seq of the
+	// entities_state it came in. Poses are ordered by it, the server's own
+	// order, not by the sender's clock.
+	Seq uint32
 }
 
 // partSet tracks which parts of one pose update arrived.
@@ -266,7 +274,9 @@ func (c *Client) Send(m codec.Message) error {
 func (c *Client) SendRaw(b []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_, err := c.ctl.Write(b)
+	n, err := c.ctl.Write(b)
+	c.traffic.messagesSent.Add(1)
+	c.traffic.bytesSent.Add(uint64(n))
 	return err
 }
 
@@ -383,13 +393,38 @@ func (c *Client) CreateEntity(ctx context.Context, components codec.Components) 
 func (c *Client) SendPose(p *codec.Pose) error {
 	c.wmu.Lock()
 	c.poseBuf = codec.AppendPoseDatagram(c.poseBuf[:0], p)
-	err := c.sess.SendDatagram(c.poseBuf)
+	err := c.SendDatagram(c.poseBuf)
 	c.wmu.Unlock()
 	return err
 }
 
 // SendDatagram sends b as a datagram as it is.
-func (c *Client) SendDatagram(b []byte) error { return c.sess.SendDatagram(b) }
+func (c *Client) SendDatagram(b []byte) error {
+	if err := c.sess.SendDatagram(b); err != nil {
+		return err
+	}
+	c.traffic.datagramsSent.Add(1)
+	c.traffic.bytesSent.Add(uint64(len(b)))
+	return nil
+}
+
+// Traffic is what a client has sent and received. Bytes count datagram
+// payloads and control frames, not QUIC's own overhead.
+type Traffic struct {
+	DatagramsSent, DatagramsReceived uint64
+	MessagesSent, MessagesReceived   uint64
+	BytesSent, BytesReceived         uint64
+}
+
+// Traffic returns the client's counters so far.
+func (c *Client) Traffic() Traffic {
+	t := &c.traffic
+	return Traffic{
+		DatagramsSent: t.datagramsSent.Load(), DatagramsReceived: t.datagramsReceived.Load(),
+		MessagesSent: t.messagesSent.Load(), MessagesReceived: t.messagesReceived.Load(),
+		BytesSent: t.bytesSent.Load(), BytesReceived: t.bytesReceived.Load(),
+	}
+}
 
 // View returns a copy of what the client knows of its room.
 func (c *Client) View() View {
@@ -499,6 +534,8 @@ func (c *Client) readLoop() {
 			return
 		}
 		buf = body[:0]
+		c.traffic.messagesReceived.Add(1)
+		c.traffic.bytesReceived.Add(uint64(len(body) + codec.FrameHeaderSize))
 		msg, err := codec.Decode(body)
 		if err != nil {
 			c.mu.Lock()
@@ -528,16 +565,29 @@ func (c *Client) apply(msg codec.Message) (goodbye bool) {
 		ref = m.Ref
 		v.Room, v.User, v.Slot = m.Room, m.User, m.Slot
 		v.Entities, v.Presence, v.Poses = nil, nil, nil
+		v.Seq = 0      // pose updates are numbered per room
 		clear(c.slots) // the room's entities_state comes next
+		clear(c.seqs)
 	case *codec.EntitiesState:
+		// Pose updates newer than the state may have come first: keep them.
+		old := v.Poses
 		v.Entities = m.Entities
 		v.Poses = make(map[string]RemotePose)
 		clear(c.slots)
 		for id, comp := range m.Entities {
-			c.trackAvatarLocked(id, comp)
+			c.trackAvatarLocked(id, comp, m.Seq)
+			if p, ok := old[id]; ok && int32(p.Seq-m.Seq) > 0 {
+				v.Poses[id] = p
+			}
 		}
-		v.Seq = m.Seq
-		clear(c.seqs)
+		if int32(m.Seq-v.Seq) > 0 {
+			v.Seq = m.Seq
+		}
+		for s := range c.seqs {
+			if int32(s-v.Seq) <= 0 {
+				delete(c.seqs, s)
+			}
+		}
 		c.resyncing = false
 	case *codec.EntitiesDiff:
 		if v.Entities == nil {
@@ -545,7 +595,7 @@ func (c *Client) apply(msg codec.Message) (goodbye bool) {
 		}
 		for id, comp := range m.Creates {
 			v.Entities[id] = comp
-			c.trackAvatarLocked(id, comp)
+			c.trackAvatarLocked(id, comp, v.Seq)
 		}
 		for id, changed := range m.Updates {
 			cur := v.Entities[id]
@@ -613,8 +663,8 @@ func (c *Client) apply(msg codec.Message) (goodbye bool) {
 	return goodbye
 }
 
-// trackAvatarLocked notes an avatar entity's slot and initial pose.
-func (c *Client) trackAvatarLocked(id string, comp codec.Components) {
+// trackAvatarLocked notes an avatar entity's slot and its pose as of seq.
+func (c *Client) trackAvatarLocked(id string, comp codec.Components, seq uint32) {
 	if comp["avatar"] != true {
 		return
 	}
@@ -646,7 +696,7 @@ func (c *Client) trackAvatarLocked(id string, comp codec.Components) {
 	if t, ok := asInt(comp["pose_time"]); ok {
 		p.Time = uint32(t)
 	}
-	c.view.Poses[id] = RemotePose{Pose: p, Received: time.Now()}
+	c.view.Poses[id] = RemotePose{Pose: p, Received: time.Now(), Seq: seq}
 }
 
 func (c *Client) untrackAvatarLocked(id string) {
@@ -691,6 +741,8 @@ func (c *Client) datagramLoop() {
 			return
 		}
 		now := time.Now()
+		c.traffic.datagramsReceived.Add(1)
+		c.traffic.bytesReceived.Add(uint64(len(b)))
 		if kind, err := codec.DatagramKind(b); err != nil || kind != codec.DatagramPoses {
 			continue
 		}
@@ -727,13 +779,16 @@ func (c *Client) applyPoses(u codec.PoseUpdate, now time.Time) (resync bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v := &c.view
+	if v.Poses == nil {
+		return false // no room state yet: nothing to apply the update to
+	}
 	latest := u.Seq // the newest update known to be complete on the server
 	if u.Parts == 0 {
 		v.Heartbeats++
 	} else {
 		latest = u.Seq - 1
 		v.PoseUpdates++
-		for rest := u.Records; len(rest) > 0 && v.Poses != nil; {
+		for rest := u.Records; len(rest) > 0; {
 			slot, rec, r, err := codec.NextRecord(rest)
 			if err != nil {
 				break
@@ -747,10 +802,10 @@ func (c *Client) applyPoses(u codec.PoseUpdate, now time.Time) (resync bool) {
 			if codec.ParsePose(rec, &p) != nil {
 				continue
 			}
-			if old, ok := v.Poses[id]; ok && int32(p.Time-old.Time) < 0 {
+			if old, ok := v.Poses[id]; ok && int32(u.Seq-old.Seq) < 0 {
 				continue // reordered: keep the newer
 			}
-			v.Poses[id] = RemotePose{Pose: p, Received: now}
+			v.Poses[id] = RemotePose{Pose: p, Received: now, Seq: u.Seq}
 		}
 		ps := c.seqs[u.Seq]
 		if ps == nil {

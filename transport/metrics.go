@@ -24,6 +24,12 @@ type metrics struct {
 	posesIn       prometheus.Counter
 	drops         *prometheus.CounterVec // outbound traffic dropped, by reason
 	rejected      *prometheus.CounterVec // inbound input refused, by reason
+
+	// The counters of drops and rejected by reason, looked up once: some
+	// are counted per datagram.
+	dropQueueFull, dropTooLarge                       prometheus.Counter
+	rejBadDatagram, rejNotJoined, rejNotDriver        prometheus.Counter
+	rejBadMessage, rejMessageTooLarge, rejRequestFail prometheus.Counter
 }
 
 // Drop and rejection reasons, the label values of the drops and rejected
@@ -66,6 +72,14 @@ func newMetrics(registry *rooms.Registry, pending func() int) *metrics {
 			Namespace: "posecast", Name: "rejected_total", Help: "Inbound input refused or ignored, by reason.",
 		}, []string{"reason"}),
 	}
+	m.dropQueueFull = m.drops.WithLabelValues(dropDatagramQueueFull)
+	m.dropTooLarge = m.drops.WithLabelValues(dropDatagramTooLarge)
+	m.rejBadDatagram = m.rejected.WithLabelValues(rejectBadDatagram)
+	m.rejNotJoined = m.rejected.WithLabelValues(rejectNotJoined)
+	m.rejNotDriver = m.rejected.WithLabelValues(rejectNotDriver)
+	m.rejBadMessage = m.rejected.WithLabelValues(rejectBadMessage)
+	m.rejMessageTooLarge = m.rejected.WithLabelValues(rejectMessageTooLarge)
+	m.rejRequestFail = m.rejected.WithLabelValues(rejectRequest)
 	reg.MustRegister(
 		m.sessions, m.sessionsTotal, m.disconnects, m.datagramsIn, m.datagramsOut,
 		m.bytesIn, m.bytesOut, m.messagesIn, m.messagesOut, m.posesIn, m.drops, m.rejected,

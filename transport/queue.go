@@ -69,10 +69,12 @@ func newFrameQueue(limit int) *frameQueue {
 }
 
 // push queues frame. It returns false, queueing nothing, when the backlog
-// would pass the limit or the queue is closed.
+// would pass the limit or the queue is closed. A frame larger than the limit
+// (a big room's snapshot) goes through when nothing else is pending, so that
+// only a session that falls behind is refused.
 func (q *frameQueue) push(frame []byte) bool {
 	q.mu.Lock()
-	if q.closed || q.pending+len(frame) > q.limit {
+	if q.closed || (q.pending > 0 && q.pending+len(frame) > q.limit) {
 		q.mu.Unlock()
 		return false
 	}

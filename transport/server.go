@@ -58,7 +58,8 @@ type Config struct {
 	// that falls further behind is closed as a slow consumer. Defaults to 4 MiB.
 	MaxBacklog int
 	// DatagramQueue is how many outbound datagrams a session may have queued;
-	// the oldest are dropped first. Defaults to 128.
+	// the oldest are dropped first. Defaults to 32: a few ticks of the
+	// largest room, and no more, since older poses only delay fresher ones.
 	DatagramQueue int
 	// MaxDatagram is the largest datagram sent to a session, lowered per
 	// session when its path allows less. Defaults to codec.MaxDatagramSize.
@@ -95,7 +96,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.MaxBacklog = 4 << 20
 	}
 	if c.DatagramQueue == 0 {
-		c.DatagramQueue = 128
+		c.DatagramQueue = 32
 	}
 	if c.MaxDatagram == 0 {
 		c.MaxDatagram = codec.MaxDatagramSize
@@ -152,8 +153,16 @@ func NewServer(cfg Config) (*Server, error) {
 	wtMux.HandleFunc(Path, s.handleWebTransport)
 	s.tlsConf = http3.ConfigureTLSConfig(cfg.Certs.TLSConfig())
 	s.quicCfg = &quic.Config{
-		MaxIdleTimeout:                   cfg.IdleTimeout,
-		KeepAlivePeriod:                  cfg.IdleTimeout / 2,
+		MaxIdleTimeout:  cfg.IdleTimeout,
+		KeepAlivePeriod: cfg.IdleTimeout / 2,
+		// A session needs two bidirectional streams (its CONNECT and its
+		// control stream) and HTTP/3's three unidirectional ones; a little
+		// more is allowed and reset. Receive windows fit control messages,
+		// not bulk data.
+		MaxIncomingStreams:               8,
+		MaxIncomingUniStreams:            8,
+		MaxStreamReceiveWindow:           1 << 20,
+		MaxConnectionReceiveWindow:       2 << 20,
 		EnableDatagrams:                  true,
 		EnableStreamResetPartialDelivery: true,
 	}

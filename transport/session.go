@@ -80,7 +80,7 @@ func newSession(srv *Server, wt *webtransport.Session, conn *quic.Conn) *session
 // SendDatagram implements rooms.Member.
 func (ss *session) SendDatagram(b []byte) {
 	if ss.dq.push(b) {
-		ss.srv.metrics.drops.WithLabelValues(dropDatagramQueueFull).Inc()
+		ss.srv.metrics.dropQueueFull.Inc()
 	}
 }
 
@@ -135,6 +135,7 @@ func (ss *session) run() {
 		ss.ctl = ctl
 		loops.Go(ss.writeLoop)
 		loops.Go(ss.readLoop)
+		loops.Go(ss.refuseStreams)
 	}
 
 	select {
@@ -161,13 +162,14 @@ func (ss *session) run() {
 	if ctx.Err() == nil {
 		ss.wt.CloseWithError(webtransport.SessionErrorCode(ss.reason), ss.detail)
 	}
+	if ss.conn != nil {
+		// One session per connection: the connection ends with it. Closing
+		// it also frees a sendLoop blocked in quic-go's SendDatagram.
+		ss.conn.CloseWithError(0, "")
+	}
 	loops.Wait()
 	if m := ss.membership.Swap(nil); m != nil {
 		m.Disconnect(time.Unix(0, ss.lastHeard.Load()))
-	}
-	if ss.conn != nil {
-		// One session per connection: the connection ends with it.
-		ss.conn.CloseWithError(0, "")
 	}
 	ss.srv.metrics.disconnects.WithLabelValues(ss.reason.String()).Inc()
 	ss.log.Info("session ended", "reason", ss.reason.String(), "detail", ss.detail, "lasted", time.Since(start).Round(time.Millisecond))
@@ -200,11 +202,11 @@ func (ss *session) readLoop() {
 		body, err := codec.ReadFrame(r, buf, ss.srv.cfg.MaxMessage)
 		switch {
 		case errors.Is(err, codec.ErrTooLarge):
-			ss.srv.metrics.rejected.WithLabelValues(rejectMessageTooLarge).Inc()
+			ss.srv.metrics.rejMessageTooLarge.Inc()
 			ss.goodbye(codec.CodeTooLarge, err.Error(), CloseTooLarge)
 			return
 		case errors.Is(err, codec.ErrMalformed):
-			ss.srv.metrics.rejected.WithLabelValues(rejectBadMessage).Inc()
+			ss.srv.metrics.rejBadMessage.Inc()
 			ss.goodbye(codec.CodeBadMessage, err.Error(), CloseProtocolError)
 			return
 		case errors.Is(err, os.ErrDeadlineExceeded):
@@ -228,7 +230,7 @@ func (ss *session) readLoop() {
 		ss.srv.metrics.bytesIn.Add(float64(len(body) + codec.FrameHeaderSize))
 		msg, err := codec.Decode(body)
 		if err != nil {
-			ss.srv.metrics.rejected.WithLabelValues(rejectBadMessage).Inc()
+			ss.srv.metrics.rejBadMessage.Inc()
 			if !hello {
 				ss.goodbye(codec.CodeBadMessage, err.Error(), CloseProtocolError)
 				return
@@ -253,6 +255,32 @@ func (ss *session) readLoop() {
 		}
 		ss.handle(msg)
 	}
+}
+
+// refuseStreams resets every stream a client opens after its control
+// stream, so that nothing it writes there is buffered. Runs in its own
+// goroutine.
+func (ss *session) refuseStreams() {
+	ctx := ss.wt.Context()
+	var uni sync.WaitGroup
+	uni.Go(func() {
+		for {
+			str, err := ss.wt.AcceptUniStream(ctx)
+			if err != nil {
+				return
+			}
+			str.CancelRead(0)
+		}
+	})
+	for {
+		str, err := ss.wt.AcceptStream(ctx)
+		if err != nil {
+			break
+		}
+		str.CancelRead(0)
+		str.CancelWrite(0)
+	}
+	uni.Wait()
 }
 
 func (ss *session) handleHello(h *codec.Hello) {
@@ -361,7 +389,7 @@ func (ss *session) handleResync(m *codec.Resync) {
 func (ss *session) joined(ref uint32) *rooms.Membership {
 	mem := ss.membership.Load()
 	if mem == nil {
-		ss.srv.metrics.rejected.WithLabelValues(rejectNotJoined).Inc()
+		ss.srv.metrics.rejNotJoined.Inc()
 		ss.sendError(ref, codec.CodeNotJoined, "join a room first")
 	}
 	return mem
@@ -382,7 +410,7 @@ func (ss *session) refuseErr(ref uint32, err error) {
 }
 
 func (ss *session) refuse(ref uint32, code, message string) {
-	ss.srv.metrics.rejected.WithLabelValues(rejectRequest).Inc()
+	ss.srv.metrics.rejRequestFail.Inc()
 	ss.sendError(ref, code, message)
 }
 
@@ -460,31 +488,31 @@ func (ss *session) datagramLoop() {
 		kind, err := codec.DatagramKind(b)
 		switch {
 		case err != nil:
-			m.rejected.WithLabelValues(rejectBadDatagram).Inc()
+			m.rejBadDatagram.Inc()
 		case kind == codec.DatagramPose:
 			rec, err := codec.ParsePoseDatagram(b)
 			if err != nil {
-				m.rejected.WithLabelValues(rejectBadDatagram).Inc()
+				m.rejBadDatagram.Inc()
 				continue
 			}
 			mem := ss.membership.Load()
 			if mem == nil {
-				m.rejected.WithLabelValues(rejectNotJoined).Inc()
+				m.rejNotJoined.Inc()
 				continue
 			}
 			if _, err := mem.UpdatePose(rec); err != nil {
-				m.rejected.WithLabelValues(rejectNotDriver).Inc()
+				m.rejNotDriver.Inc()
 				continue
 			}
 			m.posesIn.Inc()
 		case kind == codec.DatagramPing:
 			if codec.CheckPingDatagram(b) != nil {
-				m.rejected.WithLabelValues(rejectBadDatagram).Inc()
+				m.rejBadDatagram.Inc()
 				continue
 			}
 			ss.SendDatagram(b)
 		default:
-			m.rejected.WithLabelValues(rejectBadDatagram).Inc()
+			m.rejBadDatagram.Inc()
 		}
 	}
 }
@@ -505,7 +533,7 @@ func (ss *session) sendLoop() {
 		}
 		for b := ss.dq.pop(); b != nil; b = ss.dq.pop() {
 			if len(b) > ss.MaxDatagramSize() {
-				m.drops.WithLabelValues(dropDatagramTooLarge).Inc()
+				m.dropTooLarge.Inc()
 				continue
 			}
 			err := ss.wt.SendDatagram(b)
@@ -516,8 +544,9 @@ func (ss *session) sendLoop() {
 				// next tick's datagrams to the new limit. The quarter stream
 				// id in front of the payload takes up to 8 bytes.
 				ss.maxDatagram.Store(max(codec.MinDatagramSize, min(ss.maxDatagram.Load(), tooLarge.MaxDatagramPayloadSize-8)))
-				m.drops.WithLabelValues(dropDatagramTooLarge).Inc()
+				m.dropTooLarge.Inc()
 			case err != nil:
+				ss.fail(ss.endReason(), "send datagram: "+err.Error())
 				return
 			default:
 				m.datagramsOut.Inc()

@@ -44,6 +44,9 @@ type Config struct {
 	MaxDevices int
 	// MaxEntities bounds a room's environment entities. Defaults to 10000.
 	MaxEntities int
+	// MaxWorldBytes bounds the size of a room's environment entities
+	// together, as sent in entities_state. Defaults to 1 MiB.
+	MaxWorldBytes int
 	// MaxPendingChanges bounds the entity changes waiting to be written to
 	// the store; past it, new changes are refused with ErrStoreBacklog.
 	// Defaults to 10000.
@@ -76,6 +79,7 @@ func (c Config) withDefaults() (Config, error) {
 	setInt(&c.MaxMembers, 256)
 	setInt(&c.MaxDevices, 8)
 	setInt(&c.MaxEntities, 10000)
+	setInt(&c.MaxWorldBytes, 1<<20)
 	setInt(&c.MaxPendingChanges, 10000)
 	setDur(&c.StoreTimeout, 5*time.Second)
 	if c.Logger == nil {
@@ -90,7 +94,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("rooms: max members %d not in 1..%d", c.MaxMembers, MaxRoomSize)
 	case c.Heartbeat < 0 || c.StaleAfter < 0 || c.ReconnectGrace < 0 || c.EmptyGrace < 0 || c.StoreTimeout < 0:
 		return c, fmt.Errorf("rooms: negative duration in %+v", c)
-	case c.MaxDevices < 1 || c.MaxEntities < 1 || c.MaxPendingChanges < 1:
+	case c.MaxDevices < 1 || c.MaxEntities < 1 || c.MaxPendingChanges < 1 || c.MaxWorldBytes < 1:
 		return c, fmt.Errorf("rooms: limits must be positive")
 	}
 	return c, nil

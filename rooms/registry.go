@@ -63,6 +63,9 @@ func (g *Registry) Join(ctx context.Context, roomID string, member Member, req J
 	if !validName(req.Name) {
 		return nil, fmt.Errorf("%w: name must be printable UTF-8 of at most %d bytes", ErrInvalid, MaxNameLength)
 	}
+	if valueSize(req.Meta) > MaxMetaBytes {
+		return nil, fmt.Errorf("%w: meta over %d bytes", ErrInvalid, MaxMetaBytes)
+	}
 	if strings.TrimSpace(req.Name) == "" {
 		req.Name = req.User
 	}

@@ -97,6 +97,7 @@ type Room struct {
 	closed       bool
 	info         RoomInfo
 	entities     map[string]Components // environment entities
+	worldBytes   int                   // their size, as componentsSize counts
 	spawnID      string
 	users        map[string]*user
 	slots        []slotState
@@ -163,6 +164,9 @@ func (r *Room) load(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.info, r.entities, r.emptySince = info, entities, time.Now()
+	for _, c := range entities {
+		r.worldBytes += componentsSize(c)
+	}
 	for id := range spawns {
 		r.spawnID = id
 		break

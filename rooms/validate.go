@@ -20,6 +20,10 @@ const (
 	MaxComponents = 64
 	// MaxEventName bounds application event names.
 	MaxEventName = 64
+	// MaxEntityBytes bounds one environment entity, as componentsSize counts.
+	MaxEntityBytes = 16 << 10
+	// MaxMetaBytes bounds the application metadata of a presence meta.
+	MaxMetaBytes = 1 << 10
 )
 
 // ComponentAvatar marks an avatar entity; only the server sets it.
@@ -108,6 +112,41 @@ func checkComponents(c Components, allowNil bool) error {
 		}
 	}
 	return nil
+}
+
+// componentsSize estimates the encoded size of components, in bytes.
+func componentsSize(c Components) int {
+	n := 0
+	for k, v := range c {
+		n += len(k) + valueSize(v)
+	}
+	return n
+}
+
+// valueSize estimates the encoded size of a JSON-compatible value: close
+// to its msgpack size, never much under it.
+func valueSize(v any) int {
+	switch v := v.(type) {
+	case string:
+		return len(v) + 5
+	case []any:
+		n := 5
+		for _, e := range v {
+			n += valueSize(e)
+		}
+		return n
+	case map[string]any:
+		n := 5
+		for k, e := range v {
+			n += len(k) + 5 + valueSize(e)
+		}
+		return n
+	case []float64:
+		return 5 + 9*len(v)
+	case nil, bool:
+		return 1
+	}
+	return 9 // numbers
 }
 
 // newID returns a random id with the given prefix.

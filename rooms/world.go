@@ -137,6 +137,10 @@ func (r *Room) createEntityLocked(by string, c Components) (string, error) {
 	if len(r.entities) >= r.cfg.MaxEntities {
 		return "", fmt.Errorf("%w: room holds %d entities", ErrInvalid, len(r.entities))
 	}
+	size := componentsSize(c)
+	if err := r.checkSizeLocked(size, size); err != nil {
+		return "", err
+	}
 	id := newID("e")
 	// The syncer and the listeners share a copy that nothing changes: the
 	// caller may reuse c, and updates change the room's own copy in place.
@@ -145,6 +149,7 @@ func (r *Room) createEntityLocked(by string, c Components) (string, error) {
 		return "", err
 	}
 	r.entities[id] = copyComponents(c)
+	r.worldBytes += size
 	r.emitLocked(Event{Name: EventEntityCreated, User: by, Entity: id, Data: c})
 	return id, nil
 }
@@ -161,8 +166,16 @@ func (r *Room) updateEntityLocked(by, id string, c Components) error {
 	}
 	ch := Change{Entity: id, Set: Components{}}
 	remaining := len(cur)
+	before := componentsSize(cur)
+	delta := 0
 	for k, v := range c {
-		_, had := cur[k]
+		old, had := cur[k]
+		if had {
+			delta -= len(k) + valueSize(old)
+		}
+		if v != nil {
+			delta += len(k) + valueSize(v)
+		}
 		switch {
 		case v == nil && had:
 			ch.Unset = append(ch.Unset, k)
@@ -180,10 +193,14 @@ func (r *Room) updateEntityLocked(by, id string, c Components) error {
 	if remaining > MaxComponents {
 		return fmt.Errorf("%w: entity would have more than %d components", ErrInvalid, MaxComponents)
 	}
+	if err := r.checkSizeLocked(before+delta, delta); err != nil {
+		return err
+	}
 	if err := r.syncer.add(ch); err != nil {
 		return err
 	}
 	applyChange(r.entities, ch)
+	r.worldBytes += delta
 	changed := make(Components, len(ch.Set)+len(ch.Unset))
 	for k := range ch.Set {
 		changed[k] = r.entities[id][k]
@@ -197,14 +214,30 @@ func (r *Room) updateEntityLocked(by, id string, c Components) error {
 
 // deleteEntityLocked removes an environment entity. The room's lock must be held.
 func (r *Room) deleteEntityLocked(by, id string) error {
-	if _, err := r.environmentEntityLocked(id); err != nil {
+	cur, err := r.environmentEntityLocked(id)
+	if err != nil {
 		return err
 	}
 	if err := r.syncer.add(Change{Entity: id, Delete: true}); err != nil {
 		return err
 	}
+	r.worldBytes -= componentsSize(cur)
 	delete(r.entities, id)
 	r.emitLocked(Event{Name: EventEntityDeleted, User: by, Entity: id})
+	return nil
+}
+
+// checkSizeLocked refuses a change that would make an entity larger than
+// MaxEntityBytes or grow the world past Config.MaxWorldBytes: every joiner
+// receives the whole world, and every member each tick's changes.
+// The room's lock must be held.
+func (r *Room) checkSizeLocked(entity, growth int) error {
+	if entity > MaxEntityBytes {
+		return fmt.Errorf("%w: entity of about %d bytes, limit %d", ErrInvalid, entity, MaxEntityBytes)
+	}
+	if growth > 0 && r.worldBytes+growth > r.cfg.MaxWorldBytes {
+		return fmt.Errorf("%w: the room's world would pass %d bytes", ErrInvalid, r.cfg.MaxWorldBytes)
+	}
 	return nil
 }
 

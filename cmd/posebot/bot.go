@@ -1,0 +1,264 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/posecast/posecast/certs"
+	"github.com/posecast/posecast/codec"
+	"github.com/posecast/posecast/transport"
+)
+
+// clientsPerSocket is how many sessions share one UDP socket. quic-go
+// demultiplexes connections on a socket by connection id; a few sockets
+// spread the receive work over goroutines.
+const clientsPerSocket = 250
+
+// config is what a run is asked to do.
+type config struct {
+	server       string // the server's HTTP address, http://host:port
+	rooms        int
+	perRoom      int
+	hz           float64
+	duration     time.Duration
+	ramp         time.Duration
+	roomPrefix   string
+	hands        bool
+	joinTimeout  time.Duration
+	serverPID    int
+	maxErrorRate float64
+}
+
+func (c *config) clients() int { return c.rooms * c.perRoom }
+
+// room is one room of the run: its name and, as they join, its bots.
+type room struct {
+	name string
+
+	mu      sync.Mutex // guards members
+	members []*botClient
+}
+
+func (r *room) add(b *botClient) {
+	r.mu.Lock()
+	r.members = append(r.members, b)
+	r.mu.Unlock()
+}
+
+func (r *room) snapshot() []*botClient {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.members
+}
+
+// botClient is one simulated headset.
+type botClient struct {
+	id       int
+	room     *room
+	run      *loadTest
+	client   *transport.Client
+	slot     int          // set before the bot joins its room's members
+	ownSlot  atomic.Int32 // the slot as the datagram goroutine reads it, -1 before
+	joinedAt time.Time
+	// newest holds, by slot, the sender timestamp of the newest pose this
+	// bot received for that avatar (0 for none yet).
+	newest []atomic.Uint32
+}
+
+// loadTest is one run in progress.
+type loadTest struct {
+	cfg     config
+	url     string
+	hashes  []certs.Hash
+	tickMS  atomic.Int64
+	stats   counters
+	latency histogram
+	stale   histogram
+	joins   histogram
+	started time.Time
+
+	mu      sync.Mutex // guards clients
+	clients []*botClient
+}
+
+// onPoses records one pose update a bot received: its latency, and the
+// newest pose the bot holds for that avatar. It runs in the client's
+// datagram goroutine for every record and must stay cheap.
+func (b *botClient) onPoses(slot uint16, rec []byte, received time.Time) {
+	if int32(slot) == b.ownSlot.Load() || int(slot) >= len(b.newest) {
+		return // its own avatar echoed back, or a slot past the run's rooms
+	}
+	sent := codec.PoseTime(rec)
+	b.run.latency.record(int64(int32(uint32(received.UnixMilli()) - sent)))
+	b.run.stats.updatesReceived.Add(1)
+	for {
+		cur := b.newest[slot].Load()
+		if cur != 0 && int32(sent-cur) <= 0 {
+			return
+		}
+		if b.newest[slot].CompareAndSwap(cur, sent) {
+			return
+		}
+	}
+}
+
+// start runs one bot from ramp-up to the end of the run: it dials, joins
+// and sends poses until ctx ends. Runs in its own goroutine.
+func (r *loadTest) startBot(ctx context.Context, id int, rm *room, tr *quic.Transport, at time.Time) {
+	select {
+	case <-time.After(time.Until(at)):
+	case <-ctx.Done():
+		return
+	}
+	b := &botClient{id: id, room: rm, run: r, slot: -1, newest: make([]atomic.Uint32, r.cfg.perRoom*2+64)}
+	b.ownSlot.Store(-1)
+	began := time.Now()
+	jctx, cancel := context.WithTimeout(ctx, r.cfg.joinTimeout)
+	defer cancel()
+	c, err := transport.Dial(jctx, transport.ClientConfig{
+		URL:        r.url,
+		CertHashes: r.hashes,
+		Name:       "posebot",
+		Transport:  tr,
+		OnPoses:    b.onPoses,
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			r.stats.fail(classify(jctx, errDial))
+		}
+		return
+	}
+	b.client = c
+	defer c.Close()
+	joined, err := c.Join(jctx, codec.Join{Room: rm.name, User: fmt.Sprintf("bot-%d", id), Name: fmt.Sprintf("bot %d", id)})
+	if err != nil {
+		if ctx.Err() == nil {
+			r.stats.fail(classify(jctx, errJoin))
+		}
+		return
+	}
+	cancel()
+	b.slot, b.joinedAt = joined.Slot, time.Now()
+	b.ownSlot.Store(int32(joined.Slot))
+	r.tickMS.Store(joined.TickMillis)
+	r.joins.record(time.Since(began).Milliseconds())
+	r.stats.joined.Add(1)
+	rm.add(b)
+	r.mu.Lock()
+	r.clients = append(r.clients, b)
+	r.mu.Unlock()
+
+	m := newMotion(joined.Position, uint64(id)+1, r.cfg.hands, r.started)
+	period := time.Duration(float64(time.Second) / r.cfg.hz)
+	// Start at a random point of the period, as real headsets do.
+	select {
+	case <-time.After(time.Duration(rand.Int64N(int64(period)))):
+	case <-ctx.Done():
+		return
+	}
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			r.finish(b)
+			return
+		case <-c.Done():
+			r.stats.fail(errStream)
+			r.finish(b)
+			return
+		case now := <-tick.C:
+			p := m.pose(now)
+			if err := c.SendPose(&p); err != nil {
+				r.stats.fail(errSend)
+				continue
+			}
+			r.stats.posesSent.Add(1)
+		}
+	}
+}
+
+// finish counts what a bot's view says went wrong.
+func (r *loadTest) finish(b *botClient) {
+	v := b.client.View()
+	for range v.Errors {
+		r.stats.fail(errProtocol)
+	}
+	r.stats.resyncs.Add(uint64(v.Resyncs))
+}
+
+// classify names a failed step: a timeout, or the step's own kind.
+func classify(ctx context.Context, kind string) string {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return errTimeout
+	}
+	return kind
+}
+
+// sampleStaleness records, for every bot and every other bot in its room,
+// the age of the newest pose it holds for that bot. A pair with no pose yet
+// counts from when the later of the two joined.
+func (r *loadTest) sampleStaleness(now time.Time) {
+	r.mu.Lock()
+	rooms := make(map[*room]struct{})
+	for _, b := range r.clients {
+		rooms[b.room] = struct{}{}
+	}
+	r.mu.Unlock()
+	nowMS := uint32(now.UnixMilli())
+	for rm := range rooms {
+		members := rm.snapshot()
+		for _, rx := range members {
+			for _, tx := range members {
+				if tx == rx || tx.slot >= len(rx.newest) {
+					continue
+				}
+				if t := rx.newest[tx.slot].Load(); t != 0 {
+					r.stale.record(int64(int32(nowMS - t)))
+					continue
+				}
+				since := rx.joinedAt
+				if tx.joinedAt.After(since) {
+					since = tx.joinedAt
+				}
+				r.stale.record(now.Sub(since).Milliseconds())
+			}
+		}
+	}
+}
+
+// sockets opens the shared UDP sockets for n clients.
+func sockets(n int) ([]*quic.Transport, func(), error) {
+	count := max(1, (n+clientsPerSocket-1)/clientsPerSocket)
+	var trs []*quic.Transport
+	var conns []net.PacketConn
+	closeAll := func() {
+		for _, t := range trs {
+			t.Close()
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	for range count {
+		udp, err := net.ListenUDP("udp", nil)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		// Thousands of sessions on a socket: give it room to breathe.
+		udp.SetReadBuffer(8 << 20)
+		udp.SetWriteBuffer(8 << 20)
+		conns = append(conns, udp)
+		trs = append(trs, &quic.Transport{Conn: udp})
+	}
+	return trs, closeAll, nil
+}

@@ -1,0 +1,231 @@
+// Command posebot load-tests a posecast server: it ramps up many simulated
+// headsets, joins them to rooms, has each send head (and hand) poses the way
+// a person moves, and measures what they receive: pose latency, how stale
+// each bot's view of the others gets, joins, traffic and errors.
+//
+//	posebot --server http://127.0.0.1:8080 --rooms 4 --per-room 25 --hz 20 --duration 30s
+//
+// It prints a live line each second and a summary at the end, writes the
+// result as JSON with --json, and exits non-zero when clients fail to join or
+// errors pass --max-error-rate.
+//
+//	posebot table a.json b.json ...
+//
+// prints the results as the Markdown table of docs/BENCHMARKS.md.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/posecast/posecast/transport"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "posebot:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	if len(args) > 0 && args[0] == "table" {
+		return table(args[1:], out)
+	}
+	cfg, jsonPath, err := parseFlags(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	rep, err := execute(ctx, cfg, out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out)
+	rep.writeSummary(out)
+	if jsonPath != "" {
+		if err := writeJSON(jsonPath, rep); err != nil {
+			return err
+		}
+	}
+	if rep.Joined < rep.Clients {
+		return fmt.Errorf("%d of %d clients did not join", rep.Clients-rep.Joined, rep.Clients)
+	}
+	if rate := float64(rep.errorTotal()) / float64(rep.Clients); rate > cfg.maxErrorRate {
+		return fmt.Errorf("%d errors for %d clients (%.3f per client) is over --max-error-rate %.3f: %s",
+			rep.errorTotal(), rep.Clients, rate, cfg.maxErrorRate, errorSummary(rep.Errors))
+	}
+	return nil
+}
+
+func parseFlags(args []string) (config, string, error) {
+	var c config
+	var jsonPath string
+	fs := flag.NewFlagSet("posebot", flag.ContinueOnError)
+	fs.StringVar(&c.server, "server", "http://127.0.0.1:8080", "the server's HTTP address; the WebTransport URL and certificate hashes come from its /cert-hash")
+	fs.IntVar(&c.rooms, "rooms", 4, "rooms to fill")
+	fs.IntVar(&c.perRoom, "per-room", 25, "clients per room")
+	fs.Float64Var(&c.hz, "hz", 20, "poses each client sends per second")
+	fs.DurationVar(&c.duration, "duration", 30*time.Second, "how long the run lasts, ramp included")
+	fs.DurationVar(&c.ramp, "ramp", 3*time.Second, "how long it takes to start every client")
+	fs.StringVar(&c.roomPrefix, "room-prefix", "bot-", "prefix of the rooms' names")
+	fs.BoolVar(&c.hands, "hands", false, "send hand poses too")
+	fs.DurationVar(&c.joinTimeout, "join-timeout", 10*time.Second, "how long a client may take to connect and join")
+	fs.IntVar(&c.serverPID, "server-pid", 0, "the server's process id, to read its CPU time and memory from /proc (default: from its /metrics)")
+	fs.Float64Var(&c.maxErrorRate, "max-error-rate", 0.01, "errors per client above which posebot exits non-zero")
+	fs.StringVar(&jsonPath, "json", "", "write the result as JSON to this file")
+	if err := fs.Parse(args); err != nil {
+		return c, "", err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return c, "", fmt.Errorf("unexpected arguments %q", fs.Args())
+	case c.rooms < 1 || c.perRoom < 1:
+		return c, "", errors.New("--rooms and --per-room must be at least 1")
+	case c.hz <= 0 || c.hz > 1000:
+		return c, "", errors.New("--hz must be in (0, 1000]")
+	case c.duration <= 0 || c.ramp < 0 || c.ramp >= c.duration:
+		return c, "", errors.New("--duration must be positive and longer than --ramp")
+	case c.joinTimeout <= 0:
+		return c, "", errors.New("--join-timeout must be positive")
+	}
+	c.server = strings.TrimSuffix(c.server, "/")
+	return c, jsonPath, nil
+}
+
+// execute does one run and returns its report.
+func execute(ctx context.Context, cfg config, out io.Writer) (*report, error) {
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	info, hashes, err := transport.FetchCertHash(fctx, cfg.server)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	n := cfg.clients()
+	trs, closeSockets, err := sockets(n)
+	if err != nil {
+		return nil, err
+	}
+	defer closeSockets()
+
+	r := &loadTest{cfg: cfg, url: info.URL, hashes: hashes, started: time.Now()}
+	usage := newServerUsage(cfg.serverPID, cfg.server)
+	usage.begin(ctx)
+	rooms := make([]*room, cfg.rooms)
+	for i := range rooms {
+		rooms[i] = &room{name: fmt.Sprintf("%s%d", cfg.roomPrefix, i)}
+	}
+
+	runCtx, stop := context.WithDeadline(ctx, r.started.Add(cfg.duration))
+	defer stop()
+	var bots sync.WaitGroup
+	for i := range n {
+		at := r.started.Add(cfg.ramp * time.Duration(i) / time.Duration(n))
+		bots.Go(func() { r.startBot(runCtx, i, rooms[i%len(rooms)], trs[i%len(trs)], at) })
+	}
+	live := newLiveLine(out, n)
+	var watch sync.WaitGroup
+	watch.Go(func() { r.watch(runCtx, usage, live) })
+	bots.Wait()
+	watch.Wait()
+	elapsed := time.Since(r.started)
+	usage.sample(context.Background())
+	return r.report(elapsed, usage), nil
+}
+
+// watch samples staleness every 100 ms and, every second, the server's
+// usage and the live line, until ctx ends.
+func (r *loadTest) watch(ctx context.Context, usage *serverUsage, live *liveLine) {
+	sample := time.NewTicker(100 * time.Millisecond)
+	defer sample.Stop()
+	second := time.NewTicker(time.Second)
+	defer second.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-sample.C:
+			r.sampleStaleness(now)
+		case <-second.C:
+			usage.sample(ctx)
+			errs, _ := r.stats.errorCounts()
+			live.print(liveStats{
+				joined:   int(r.stats.joined.Load()),
+				sent:     r.stats.posesSent.Load(),
+				received: r.stats.updatesReceived.Load(),
+				p50:      r.latency.quantile(0.5),
+				p99:      r.latency.quantile(0.99),
+				stale99:  r.stale.quantile(0.99),
+				errors:   errs,
+			})
+		}
+	}
+}
+
+// report assembles the run's result.
+func (r *loadTest) report(elapsed time.Duration, usage *serverUsage) *report {
+	errs, _ := r.stats.errorCounts()
+	rep := &report{
+		Clients:         r.cfg.clients(),
+		Joined:          int(r.stats.joined.Load()),
+		Rooms:           r.cfg.rooms,
+		PerRoom:         r.cfg.perRoom,
+		Hz:              r.cfg.hz,
+		Hands:           r.cfg.hands,
+		JoinMS:          quantiles{P50: r.joins.quantile(0.5), P99: r.joins.quantile(0.99)},
+		LatencyMS:       quantiles{P50: r.latency.quantile(0.5), P90: ptr(r.latency.quantile(0.9)), P99: r.latency.quantile(0.99), Max: ptr(float64(r.latency.max.Load()))},
+		StalenessMS:     quantiles{P50: r.stale.quantile(0.5), P99: r.stale.quantile(0.99), Max: ptr(float64(r.stale.max.Load()))},
+		PosesSent:       r.stats.posesSent.Load(),
+		UpdatesReceived: r.stats.updatesReceived.Load(),
+		Resyncs:         r.stats.resyncs.Load(),
+		Errors:          errs,
+		TickMS:          r.tickMS.Load(),
+		DurationS:       round1(elapsed.Seconds()),
+	}
+	r.mu.Lock()
+	for _, b := range r.clients {
+		t := b.client.Traffic()
+		rep.DatagramsSent += t.DatagramsSent
+		rep.DatagramsReceived += t.DatagramsReceived
+		rep.BytesSent += t.BytesSent
+		rep.BytesReceived += t.BytesReceived
+	}
+	r.mu.Unlock()
+	if usage.ok {
+		rep.ServerCPUS = ptr(round1(usage.cpuEnd - usage.cpuStart))
+		rep.ServerRSSMB = ptr(round1(usage.rssPeak / (1 << 20)))
+	}
+	return rep
+}
+
+// table prints JSON results as a Markdown table.
+func table(paths []string, out io.Writer) error {
+	var reports []*report
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		var r report
+		if err := json.Unmarshal(b, &r); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		reports = append(reports, &r)
+	}
+	_, err := io.WriteString(out, markdownTable(reports))
+	return err
+}

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/posecast/posecast/certs"
+	"github.com/posecast/posecast/rooms"
+	"github.com/posecast/posecast/transport"
+)
+
+// startServer runs a posecast node on loopback for the test and returns its
+// HTTP address and a function that stops it (also run at cleanup).
+func startServer(t *testing.T) (string, func()) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cm, err := certs.NewSelfSigned(certs.SelfSignedConfig{Hosts: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := rooms.NewRegistry(&rooms.MemoryStore{}, rooms.Config{Tick: 100 * time.Millisecond, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := transport.NewServer(transport.Config{Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0", Certs: cm, Registry: reg, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		reg.Close()
+	}
+	t.Cleanup(stop)
+	return srv.HTTPURL(), stop
+}
+
+func TestARunReportsEveryField(t *testing.T) {
+	server, _ := startServer(t)
+	out := filepath.Join(t.TempDir(), "run.json")
+	var live bytes.Buffer
+	err := run(context.Background(), []string{
+		"--server", server, "--rooms", "2", "--per-room", "3", "--hz", "20",
+		"--duration", "3s", "--ramp", "500ms", "--hands", "--server-pid", "0", "--json", out,
+	}, &live)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, live.String())
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	fields := map[string][]string{
+		"clients": nil, "joined": nil, "join_ms": {"p50", "p99"},
+		"latency_ms": {"p50", "p90", "p99", "max"}, "staleness_ms": {"p50", "p99", "max"},
+		"poses_sent": nil, "updates_received": nil, "datagrams_sent": nil, "datagrams_received": nil,
+		"bytes_sent": nil, "bytes_received": nil, "errors": nil, "tick_ms": nil, "duration_s": nil,
+		"server_cpu_s": nil, "server_rss_mb": nil,
+	}
+	for name, sub := range fields {
+		v, ok := got[name]
+		if !ok {
+			t.Errorf("no %q in %s", name, b)
+			continue
+		}
+		for _, s := range sub {
+			if _, ok := v.(map[string]any)[s]; !ok {
+				t.Errorf("no %s.%s in %s", name, s, b)
+			}
+		}
+	}
+	var r report
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case r.Clients != 6 || r.Joined != 6:
+		t.Errorf("%d of %d joined, want 6 of 6", r.Joined, r.Clients)
+	case r.PosesSent == 0 || r.UpdatesReceived == 0 || r.DatagramsReceived == 0 || r.BytesReceived == 0:
+		t.Errorf("no traffic: %s", b)
+	case r.LatencyMS.P50 <= 0 || r.LatencyMS.P99 < r.LatencyMS.P50 || r.LatencyMS.P99 > 5000:
+		t.Errorf("latency %+v is not a measurement", r.LatencyMS)
+	case r.StalenessMS.P50 <= 0 || r.StalenessMS.P99 < r.StalenessMS.P50 || r.StalenessMS.P99 > 5000:
+		t.Errorf("staleness %+v is not a measurement", r.StalenessMS)
+	case r.TickMS != 100:
+		t.Errorf("tick %d ms, want the server's 100", r.TickMS)
+	case len(r.Errors) != 0:
+		t.Errorf("errors %v", r.Errors)
+	case *r.ServerCPUS <= 0 || *r.ServerRSSMB <= 0:
+		t.Errorf("server usage %v s, %v MB", *r.ServerCPUS, *r.ServerRSSMB)
+	}
+	if !strings.Contains(live.String(), "joined 6/6") {
+		t.Errorf("no live line with every client joined:\n%s", live.String())
+	}
+}
+
+func TestAServerThatStopsMidRunFailsTheRun(t *testing.T) {
+	server, stop := startServer(t)
+	out := filepath.Join(t.TempDir(), "run.json")
+	done := make(chan error, 1)
+	go func() {
+		done <- run(context.Background(), []string{
+			"--server", server, "--rooms", "1", "--per-room", "4",
+			"--duration", "6s", "--ramp", "200ms", "--join-timeout", "2s", "--json", out,
+		}, io.Discard)
+	}()
+	time.Sleep(2 * time.Second)
+	stop()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the run succeeded with its server gone")
+		}
+		t.Logf("run: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the bot hangs after its server stopped")
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r report
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Errors[errStream] != 4 {
+		t.Errorf("errors %v, want stream=4", r.Errors)
+	}
+}
+
+func TestTableRendersReports(t *testing.T) {
+	dir := t.TempDir()
+	r := report{Clients: 100, Joined: 100, Rooms: 2, PerRoom: 50, PosesSent: 20000, DatagramsReceived: 5000, BytesReceived: 5e6,
+		LatencyMS: quantiles{P50: 25, P99: 49}, StalenessMS: quantiles{P99: 250}, DurationS: 10, ServerCPUS: ptr(3), ServerRSSMB: ptr(40)}
+	path := filepath.Join(dir, "a.json")
+	if err := writeJSON(path, &r); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"table", path}, &out); err != nil {
+		t.Fatal(err)
+	}
+	want := "| 100 | 2 × 50 | 0.30 | 40 MB | 2000 | 500 | 500000 | 25 / 49 ms | 250 ms | 0 |"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("table:\n%s\nwant a row %s", out.String(), want)
+	}
+}
+
+func TestHistogramQuantiles(t *testing.T) {
+	var h histogram
+	for v := range int64(1000) {
+		h.record(v)
+	}
+	h.record(5000)
+	tests := []struct {
+		q    float64
+		want float64
+	}{{0.5, 500}, {0.99, 990}, {1, 5000}}
+	for _, tt := range tests {
+		if got := h.quantile(tt.q); got != tt.want {
+			t.Errorf("quantile(%v) = %v, want %v", tt.q, got, tt.want)
+		}
+	}
+	var empty histogram
+	if empty.quantile(0.5) != 0 {
+		t.Error("an empty histogram has a median")
+	}
+}

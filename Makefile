@@ -36,6 +36,10 @@ lint: ## gofmt, go vet and staticcheck.
 bench: ## Benchmarks with allocation counts (BENCHTIME=1s).
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
 
+.PHONY: bench-load
+bench-load: ## Capacity of one node: posecast and posebot on loopback for 100..3000 clients (SIZES=...).
+	bash scripts/bench-load.sh
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each.
 	@set -e; for pkg in $$($(GO) list $(PKGS)); do \

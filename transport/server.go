@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -69,6 +70,9 @@ type Config struct {
 	CheckOrigin func(*http.Request) bool
 	// Page is served at "/" on the HTTP address. Defaults to nothing (404).
 	Page http.Handler
+	// Pprof serves Go's profiler under /debug/pprof/ on the HTTP address.
+	// Off by default: it tells anyone who can reach it about the server.
+	Pprof bool
 	// Logger receives the server's logs. Defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -186,6 +190,13 @@ func NewServer(cfg Config) (*Server, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	if cfg.Page != nil {
 		mux.Handle("/", cfg.Page)
+	}
+	if cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
 	return s, nil

@@ -45,6 +45,7 @@ type options struct {
 	logLevel, logFormat    string
 	shutdownTimeout        time.Duration
 	heartbeat, storeTimout time.Duration
+	pprof                  bool
 }
 
 func main() {
@@ -74,6 +75,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.certHosts, "cert-hosts", "", "comma-separated names and addresses for the self-signed certificate (default: localhost, loopback, this machine's name and addresses)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	fs.BoolVar(&o.pprof, "pprof", false, "serve Go's profiler under /debug/pprof/ on the HTTP address (exposes internals: for load tests)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: posecast [flags]\n\nEvery flag may also be set as POSECAST_<FLAG> in the environment (dashes as underscores).\n\n")
@@ -170,6 +172,7 @@ func run(args []string) error {
 		IdleTimeout: o.idleTimeout,
 		MaxMessage:  o.maxMessage,
 		Page:        web.Handler(),
+		Pprof:       o.pprof,
 		Logger:      log,
 	})
 	if err != nil {

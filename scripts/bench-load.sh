@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Measures the capacity of one node: starts posecast and runs posebot against
+# it on loopback for a series of client counts (rooms of 50, 20 Hz, head
+# poses), then writes the table into docs/BENCHMARKS.md between the
+# bench-load markers. Bot and server share this machine's cores.
+#
+#   SIZES="100 500 1000 2000" DURATION=40s RAMP=10s scripts/bench-load.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SIZES=${SIZES:-"100 500 1000 2000 3000"}
+PER_ROOM=${PER_ROOM:-50}
+HZ=${HZ:-20}
+DURATION=${DURATION:-40s}
+RAMP=${RAMP:-10s}
+OUT=${OUT:-bin/bench-load}
+UDP_PORT=${UDP_PORT:-14433}
+HTTP_PORT=${HTTP_PORT:-18080}
+
+go build -o bin/ ./cmd/...
+rm -rf "$OUT" && mkdir -p "$OUT"
+server_pid=
+stop_server() {
+  if [ -n "$server_pid" ]; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=
+  fi
+}
+trap stop_server EXIT
+
+for n in $SIZES; do
+  rooms=$(( (n + PER_ROOM - 1) / PER_ROOM ))
+  bin/posecast --listen "127.0.0.1:$UDP_PORT" --http "127.0.0.1:$HTTP_PORT" --log-level warn \
+    --max-members $(( PER_ROOM * 2 )) --pprof >"$OUT/server-$n.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 50); do
+    curl -fsS "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  echo "== $n clients in $rooms rooms of $PER_ROOM, $HZ Hz, $DURATION"
+  bin/posebot --server "http://127.0.0.1:$HTTP_PORT" --rooms "$rooms" --per-room "$PER_ROOM" --hz "$HZ" \
+    --duration "$DURATION" --ramp "$RAMP" --join-timeout 30s --server-pid "$server_pid" \
+    --json "$OUT/$(printf %05d "$n").json" | tail -n 16 || echo "(posebot reported a failed run)"
+  stop_server
+done
+
+table=$(bin/posebot table "$OUT"/*.json)
+echo "$table"
+machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/Mem:/ {print $2}') GiB, $(go version | cut -d' ' -f3)"
+block=$(printf '<!-- bench-load:start -->\n`%s` on %s, %s.\nRooms of %s, %s Hz head poses, %s per run (%s ramp), server tick 200 ms.\n\n%s\n<!-- bench-load:end -->' \
+  "SIZES=\"$SIZES\" DURATION=$DURATION RAMP=$RAMP scripts/bench-load.sh" "$(date -u +%Y-%m-%d)" "$machine" "$PER_ROOM" "$HZ" "$DURATION" "$RAMP" "$table")
+BLOCK="$block" perl -0777 -i -pe 's/<!-- bench-load:start -->.*?<!-- bench-load:end -->/$ENV{BLOCK}/s or $_ .= "\n$ENV{BLOCK}\n"' docs/BENCHMARKS.md
+echo "table written to docs/BENCHMARKS.md"

@@ -53,6 +53,12 @@ type Config struct {
 	MaxPendingChanges int
 	// StoreTimeout bounds each store call. Defaults to 5s.
 	StoreTimeout time.Duration
+	// MaxRooms bounds the live rooms of a node; joins that would start one
+	// more are refused. Defaults to 10000.
+	MaxRooms int
+	// OnTick, when set, is told how long each tick's work took. It runs in
+	// the tick goroutine and must return quickly.
+	OnTick func(time.Duration)
 	// Logger receives the rooms' logs. Defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -82,6 +88,7 @@ func (c Config) withDefaults() (Config, error) {
 	setInt(&c.MaxWorldBytes, 1<<20)
 	setInt(&c.MaxPendingChanges, 10000)
 	setDur(&c.StoreTimeout, 5*time.Second)
+	setInt(&c.MaxRooms, 10000)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -73,6 +73,28 @@ type Config struct {
 	// Pprof serves Go's profiler under /debug/pprof/ on the HTTP address.
 	// Off by default: it tells anyone who can reach it about the server.
 	Pprof bool
+	// AuthSecret, when set, makes every join need a token signed with it
+	// (SignToken); the user id then comes from the token, never from the
+	// client. Without it the server runs in development mode.
+	AuthSecret []byte
+	// AllowedOrigins lists the browser origins (scheme://host[:port]) that
+	// may open sessions; "*" allows any. Pages served from the server's own
+	// host name are always allowed, and in development mode so are pages on
+	// localhost. Clients that send no Origin (not browsers) are not checked.
+	AllowedOrigins []string
+	// MaxSessionsPerIP bounds the sessions open at once from one address.
+	// Defaults to 64.
+	MaxSessionsPerIP int
+	// PoseRate bounds the pose datagrams a session may send per second, in
+	// bursts of up to a second's worth. Defaults to 240, twice a 120 Hz
+	// headset.
+	PoseRate float64
+	// MessageRate bounds the control messages a session may send per second,
+	// in bursts of up to a second's worth. Defaults to 50.
+	MessageRate float64
+	// RateGrace is how long a session may stay over a rate limit, its excess
+	// dropped, before it is closed. Defaults to 5s.
+	RateGrace time.Duration
 	// Logger receives the server's logs. Defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -108,6 +130,18 @@ func (c Config) withDefaults() (Config, error) {
 	c.MaxDatagram = max(codec.MinDatagramSize, min(codec.MaxDatagramSize, c.MaxDatagram))
 	if c.CheckOrigin == nil {
 		c.CheckOrigin = func(*http.Request) bool { return true }
+	}
+	if c.MaxSessionsPerIP == 0 {
+		c.MaxSessionsPerIP = 64
+	}
+	if c.PoseRate == 0 {
+		c.PoseRate = 240
+	}
+	if c.MessageRate == 0 {
+		c.MessageRate = 50
+	}
+	if c.RateGrace == 0 {
+		c.RateGrace = 5 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -16,6 +16,9 @@ var (
 	ErrRoomFull = errors.New("room is full")
 	// ErrLeft reports an operation through a membership that has ended.
 	ErrLeft = errors.New("not in the room")
+	// ErrTooManyRooms reports a join that would start a room past
+	// Config.MaxRooms.
+	ErrTooManyRooms = errors.New("too many rooms")
 	// ErrUnavailable reports a room that could not start, its store failing.
 	ErrUnavailable = errors.New("room unavailable")
 	// ErrClosed reports a join into a registry that is shutting down.

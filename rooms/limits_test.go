@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/posecast/posecast/rooms"
 )
@@ -52,6 +53,33 @@ func TestPresenceMetaIsBounded(t *testing.T) {
 		_, err := w.reg.Join(context.Background(), "lobby", newMember(t, "ada"), rooms.JoinRequest{User: "ada", Meta: meta})
 		if !errors.Is(err, rooms.ErrInvalid) {
 			t.Errorf("a join with an oversized meta: %v, want ErrInvalid", err)
+		}
+	})
+}
+
+func TestRoomsPerNodeAreBounded(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxRooms = 2
+	inBubble(t, cfg, nil, func(t *testing.T, w *world) {
+		w.join("a", "ada", newMember(t, "ada"))
+		w.join("b", "bob", newMember(t, "bob"))
+		_, err := w.reg.Join(context.Background(), "c", newMember(t, "cy"), rooms.JoinRequest{User: "cy"})
+		if !errors.Is(err, rooms.ErrTooManyRooms) {
+			t.Errorf("a third room: %v, want ErrTooManyRooms", err)
+		}
+		w.join("a", "dan", newMember(t, "dan")) // a live room takes joins still
+	})
+}
+
+func TestOnTickSeesEveryTick(t *testing.T) {
+	cfg := testConfig()
+	var ticks int
+	cfg.OnTick = func(time.Duration) { ticks++ }
+	inBubble(t, cfg, nil, func(t *testing.T, w *world) {
+		w.join("a", "ada", newMember(t, "ada"))
+		w.ticks(5)
+		if ticks != 5 {
+			t.Errorf("OnTick called %d times in 5 ticks", ticks)
 		}
 	})
 }

@@ -92,6 +92,10 @@ func (g *Registry) room(ctx context.Context, id string) (*Room, error) {
 	}
 	r, ok := g.rooms[id]
 	if !ok {
+		if len(g.rooms) >= g.cfg.MaxRooms {
+			g.mu.Unlock()
+			return nil, fmt.Errorf("%w: %d rooms are live", ErrTooManyRooms, len(g.rooms))
+		}
 		r = newRoom(g, id)
 		g.rooms[id] = r
 		prev := g.draining[id]

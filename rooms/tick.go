@@ -32,6 +32,9 @@ func (r *Room) tickLoop() {
 // the poses that changed. It reports whether the room has been empty for
 // its grace period.
 func (r *Room) tick(now time.Time) (retire bool) {
+	if r.cfg.OnTick != nil {
+		defer func(start time.Time) { r.cfg.OnTick(time.Since(start)) }(time.Now())
+	}
 	tick := r.tickCount.Add(1)
 	r.mu.Lock()
 	r.expireHeldLocked(now)

@@ -69,7 +69,7 @@ func errorCode(err error) string {
 		return codec.CodeNotJoined
 	case errors.Is(err, rooms.ErrClosed):
 		return codec.CodeServerShutdown
-	case errors.Is(err, rooms.ErrStoreBacklog), errors.Is(err, rooms.ErrUnavailable):
+	case errors.Is(err, rooms.ErrStoreBacklog), errors.Is(err, rooms.ErrUnavailable), errors.Is(err, rooms.ErrTooManyRooms):
 		return codec.CodeUnavailable
 	}
 	return codec.CodeInternal

@@ -44,6 +44,10 @@ const (
 	rejectBadMessage      = "bad_message"
 	rejectMessageTooLarge = "message_too_large"
 	rejectRequest         = "request_refused"
+	rejectSessionsPerIP   = "sessions_per_ip"
+	rejectUpgrade         = "upgrade_refused"
+	rejectPoseRate        = "pose_rate"
+	rejectMessageRate     = "message_rate"
 )
 
 func newMetrics(registry *rooms.Registry, pending func() int) *metrics {

@@ -65,9 +65,9 @@ type Config struct {
 	// MaxDatagram is the largest datagram sent to a session, lowered per
 	// session when its path allows less. Defaults to codec.MaxDatagramSize.
 	MaxDatagram int
-	// CheckOrigin decides whether a browser page's Origin may open a session.
-	// Defaults to accepting every origin.
-	CheckOrigin func(*http.Request) bool
+	// Ready, when set, tells /readyz whether the server's dependencies (its
+	// store) can be reached.
+	Ready func(context.Context) error
 	// Page is served at "/" on the HTTP address. Defaults to nothing (404).
 	Page http.Handler
 	// Pprof serves Go's profiler under /debug/pprof/ on the HTTP address.
@@ -128,9 +128,6 @@ func (c Config) withDefaults() (Config, error) {
 		c.MaxDatagram = codec.MaxDatagramSize
 	}
 	c.MaxDatagram = max(codec.MinDatagramSize, min(codec.MaxDatagramSize, c.MaxDatagram))
-	if c.CheckOrigin == nil {
-		c.CheckOrigin = func(*http.Request) bool { return true }
-	}
 	if c.MaxSessionsPerIP == 0 {
 		c.MaxSessionsPerIP = 64
 	}
@@ -170,6 +167,7 @@ type Server struct {
 
 	mu       sync.Mutex // guards the following
 	sessions map[*session]struct{}
+	perIP    map[string]int // open sessions by remote address
 	closing  bool
 }
 
@@ -185,6 +183,11 @@ func NewServer(cfg Config) (*Server, error) {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		sessions: make(map[*session]struct{}),
+		perIP:    make(map[string]int),
+	}
+	origins, err := newOriginChecker(cfg.AllowedOrigins, len(cfg.AuthSecret) == 0)
+	if err != nil {
+		return nil, err
 	}
 	s.metrics = newMetrics(cfg.Registry, s.pendingBytes)
 	wtMux := http.NewServeMux()
@@ -213,7 +216,7 @@ func NewServer(cfg Config) (*Server, error) {
 		},
 	}
 	webtransport.ConfigureHTTP3Server(h3)
-	s.wt = &webtransport.Server{H3: h3, CheckOrigin: cfg.CheckOrigin}
+	s.wt = &webtransport.Server{H3: h3, CheckOrigin: origins.check}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /cert-hash", s.handleCertHash)
@@ -221,6 +224,7 @@ func NewServer(cfg Config) (*Server, error) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})
+	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	if cfg.Page != nil {
 		mux.Handle("/", cfg.Page)
@@ -370,18 +374,63 @@ func (s *Server) otherAddresses(host string) []string {
 	return out
 }
 
+// handleReady answers /readyz: ready once the listeners are up and, if the
+// server has a Ready check, its dependencies answer.
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if s.cfg.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.cfg.Ready(ctx); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+// remoteIP returns the address part of a request's remote address.
+func remoteIP(r *http.Request) string {
+	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return h
+	}
+	return r.RemoteAddr
+}
+
 // handleWebTransport upgrades a CONNECT request to a session and starts it.
 func (s *Server) handleWebTransport(w http.ResponseWriter, r *http.Request) {
+	ip := remoteIP(r)
+	s.mu.Lock()
+	full := s.perIP[ip] >= s.cfg.MaxSessionsPerIP
+	if !full {
+		s.perIP[ip]++ // reserved now, so that concurrent upgrades cannot pass the bound
+	}
+	s.mu.Unlock()
+	if full {
+		s.metrics.rejected.WithLabelValues(rejectSessionsPerIP).Inc()
+		w.WriteHeader(http.StatusTooManyRequests)
+		return
+	}
 	sess, err := s.wt.Upgrade(w, r)
 	if err != nil {
+		s.releaseIP(ip)
 		s.log.Debug("webtransport upgrade refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "err", err)
-		w.WriteHeader(http.StatusBadRequest)
+		s.metrics.rejected.WithLabelValues(rejectUpgrade).Inc()
+		w.WriteHeader(http.StatusForbidden)
 		return
 	}
 	conn, _ := r.Context().Value(quicConnKey{}).(*quic.Conn)
 	ss := newSession(s, sess, conn)
 	s.mu.Lock()
 	if s.closing {
+		s.releaseIPLocked(ip)
 		s.mu.Unlock()
 		sess.CloseWithError(webtransport.SessionErrorCode(CloseServerShutdown), "server is stopping")
 		return
@@ -396,6 +445,7 @@ func (s *Server) handleWebTransport(w http.ResponseWriter, r *http.Request) {
 		ss.run()
 		s.mu.Lock()
 		delete(s.sessions, ss)
+		s.releaseIPLocked(ip)
 		s.mu.Unlock()
 		s.metrics.sessions.Dec()
 	}()
@@ -410,6 +460,19 @@ func (s *Server) pendingBytes() int {
 		n += ss.fq.pendingBytes()
 	}
 	return n
+}
+
+func (s *Server) releaseIP(ip string) {
+	s.mu.Lock()
+	s.releaseIPLocked(ip)
+	s.mu.Unlock()
+}
+
+// releaseIPLocked frees one session of ip. s.mu must be held.
+func (s *Server) releaseIPLocked(ip string) {
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
 }
 
 // Sessions returns the number of open sessions.

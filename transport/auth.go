@@ -1,0 +1,150 @@
+package transport
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/posecast/posecast/rooms"
+)
+
+// Token errors. A join refused for one of them is answered with the
+// unauthorized error code.
+var (
+	ErrTokenMissing   = errors.New("join token required")
+	ErrTokenMalformed = errors.New("join token malformed")
+	ErrTokenSignature = errors.New("join token signature invalid")
+	ErrTokenExpired   = errors.New("join token expired")
+	ErrTokenRoom      = errors.New("join token is for another room")
+)
+
+// tokenPrefix versions the token format.
+const tokenPrefix = "pc1."
+
+// Claims are what a join token grants: one user, in one room, until it
+// expires.
+type Claims struct {
+	Room string `json:"room"`
+	User string `json:"user"`
+	// Name is the display name; empty lets the client choose.
+	Name string `json:"name,omitempty"`
+	// Expires is the token's expiry, Unix seconds.
+	Expires int64 `json:"exp"`
+}
+
+// SignToken returns a join token for c, signed with secret (HMAC-SHA256):
+// "pc1." + base64url(JSON claims) + "." + base64url(signature).
+func SignToken(secret []byte, c Claims) (string, error) {
+	if len(secret) == 0 {
+		return "", errors.New("no secret")
+	}
+	if !rooms.ValidID(c.Room) || !rooms.ValidID(c.User) {
+		return "", fmt.Errorf("token: room %q and user %q must be valid ids", c.Room, c.User)
+	}
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return "", err
+	}
+	body := tokenPrefix + base64.RawURLEncoding.EncodeToString(payload)
+	return body + "." + base64.RawURLEncoding.EncodeToString(sign(secret, body)), nil
+}
+
+func sign(secret []byte, body string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(body))
+	return m.Sum(nil)
+}
+
+// VerifyToken checks a token's signature and expiry and returns its claims.
+func VerifyToken(secret []byte, token string, now time.Time) (Claims, error) {
+	var c Claims
+	if token == "" {
+		return c, ErrTokenMissing
+	}
+	if !strings.HasPrefix(token, tokenPrefix) || len(token) > 2048 {
+		return c, ErrTokenMalformed
+	}
+	dot := strings.LastIndexByte(token, '.')
+	body, sig := token[:dot], token[dot+1:]
+	got, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil {
+		return c, ErrTokenMalformed
+	}
+	if !hmac.Equal(got, sign(secret, body)) {
+		return c, ErrTokenSignature
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(body, tokenPrefix))
+	if err != nil || json.Unmarshal(payload, &c) != nil || !rooms.ValidID(c.Room) || !rooms.ValidID(c.User) {
+		return Claims{}, ErrTokenMalformed
+	}
+	if now.Unix() >= c.Expires {
+		return Claims{}, ErrTokenExpired
+	}
+	return c, nil
+}
+
+// originChecker decides which browser pages may open sessions.
+type originChecker struct {
+	allowed []string // normalized scheme://host[:port]
+	any     bool
+	dev     bool
+}
+
+func newOriginChecker(allowed []string, dev bool) (*originChecker, error) {
+	o := &originChecker{dev: dev}
+	for _, a := range allowed {
+		if a == "*" {
+			o.any = true
+			continue
+		}
+		u, err := url.Parse(a)
+		if err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return nil, fmt.Errorf("transport: allowed origin %q is not scheme://host[:port]", a)
+		}
+		o.allowed = append(o.allowed, strings.ToLower(u.Scheme+"://"+u.Host))
+	}
+	return o, nil
+}
+
+// check reports whether r's Origin may open a session: no Origin (not a
+// browser), a listed origin, a page of the host the request came to (the
+// server's own page), or in development mode a page on localhost.
+func (o *originChecker) check(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || o.any {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if slices.Contains(o.allowed, strings.ToLower(u.Scheme+"://"+u.Host)) {
+		return true
+	}
+	host := u.Hostname()
+	reqHost := r.Host
+	if h, _, err := net.SplitHostPort(r.Host); err == nil {
+		reqHost = h
+	}
+	if strings.EqualFold(host, strings.Trim(reqHost, "[]")) {
+		return true
+	}
+	if o.dev {
+		if host == "localhost" {
+			return true
+		}
+		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+			return true
+		}
+	}
+	return false
+}

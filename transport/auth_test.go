@@ -1,0 +1,90 @@
+package transport
+
+import (
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestTokens(t *testing.T) {
+	secret := []byte("s3cret")
+	now := time.Unix(1_800_000_000, 0)
+	good, err := SignToken(secret, Claims{Room: "lobby", User: "ada", Name: "Ada", Expires: now.Add(time.Hour).Unix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, _ := SignToken(secret, Claims{Room: "lobby", User: "ada", Expires: now.Add(-time.Second).Unix()})
+	forged, _ := SignToken([]byte("other"), Claims{Room: "lobby", User: "ada", Expires: now.Add(time.Hour).Unix()})
+	dot := strings.LastIndexByte(good, '.')
+	tampered := good[:dot-2] + "xy" + good[dot:]
+	tests := []struct {
+		name  string
+		token string
+		want  error
+	}{
+		{"a valid token", good, nil},
+		{"no token", "", ErrTokenMissing},
+		{"an expired token", expired, ErrTokenExpired},
+		{"a token signed with another secret", forged, ErrTokenSignature},
+		{"a tampered payload", tampered, ErrTokenSignature},
+		{"not a token", "hello", ErrTokenMalformed},
+		{"a bad signature encoding", good[:dot] + ".!!", ErrTokenMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := VerifyToken(secret, tt.token, now)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("VerifyToken = %v, want %v", err, tt.want)
+			}
+			if err == nil && (c.Room != "lobby" || c.User != "ada" || c.Name != "Ada") {
+				t.Errorf("claims %+v", c)
+			}
+		})
+	}
+	if _, err := SignToken(secret, Claims{Room: "bad room", User: "ada"}); err == nil {
+		t.Error("signed a token for an invalid room id")
+	}
+}
+
+func TestOrigins(t *testing.T) {
+	tests := []struct {
+		name    string
+		allowed []string
+		dev     bool
+		host    string // the request's authority
+		origin  string
+		want    bool
+	}{
+		{"a client without an Origin", nil, false, "example.org:4433", "", true},
+		{"a listed origin", []string{"https://app.example.com"}, false, "posecast.example.com:4433", "https://app.example.com", true},
+		{"a listed origin in another case", []string{"https://App.Example.com"}, false, "posecast.example.com:4433", "https://app.example.com", true},
+		{"an unlisted origin", []string{"https://app.example.com"}, false, "posecast.example.com:4433", "https://evil.example", false},
+		{"the server's own page on another port", nil, false, "192.168.1.20:4433", "https://192.168.1.20:8443", true},
+		{"localhost in development mode", nil, true, "192.168.1.20:4433", "http://localhost:8080", true},
+		{"loopback in development mode", nil, true, "192.168.1.20:4433", "http://127.0.0.1:8080", true},
+		{"localhost with auth on", nil, false, "192.168.1.20:4433", "http://localhost:8080", false},
+		{"anything with a star", []string{"*"}, false, "example.org:4433", "https://evil.example", true},
+		{"a garbage origin", nil, true, "example.org:4433", "::::", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := newOriginChecker(tt.allowed, tt.dev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := httptest.NewRequest("CONNECT", "https://"+tt.host+Path, nil)
+			r.Host = tt.host
+			if tt.origin != "" {
+				r.Header.Set("Origin", tt.origin)
+			}
+			if got := o.check(r); got != tt.want {
+				t.Errorf("check = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if _, err := newOriginChecker([]string{"app.example.com"}, false); err == nil {
+		t.Error("an origin without a scheme was accepted")
+	}
+}

@@ -97,6 +97,9 @@ type Join struct {
 	Device string `msgpack:"device,omitempty"`
 	// Meta is application metadata put in the presence meta.
 	Meta map[string]any `msgpack:"meta,omitempty"`
+	// Token is a join token from the application's backend, when the server
+	// requires one; the user and room come from it.
+	Token string `msgpack:"token,omitempty"`
 }
 
 // Joined answers join: who the session is in the room and where it stands.
@@ -282,6 +285,8 @@ const (
 	CodeServerShutdown = "server_shutdown" // the server is stopping
 	CodeSlowConsumer   = "slow_consumer"   // the session could not keep up
 	CodeInternal       = "internal"        // a bug on the server
+	CodeUnauthorized   = "unauthorized"    // no valid join token for this room
+	CodeRateLimited    = "rate_limited"    // over a rate limit for too long
 )
 
 var (

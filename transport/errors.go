@@ -32,6 +32,8 @@ const (
 	CloseTimeout CloseReason = 5
 	// CloseClientGone: the connection failed under the session.
 	CloseClientGone CloseReason = 6
+	// CloseRateLimited: the client stayed over a rate limit.
+	CloseRateLimited CloseReason = 7
 )
 
 func (r CloseReason) String() string {
@@ -50,6 +52,8 @@ func (r CloseReason) String() string {
 		return "timeout"
 	case CloseClientGone:
 		return "client_gone"
+	case CloseRateLimited:
+		return "rate_limited"
 	}
 	return fmt.Sprintf("reason_%d", uint32(r))
 }

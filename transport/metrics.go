@@ -30,6 +30,7 @@ type metrics struct {
 	dropQueueFull, dropTooLarge                       prometheus.Counter
 	rejBadDatagram, rejNotJoined, rejNotDriver        prometheus.Counter
 	rejBadMessage, rejMessageTooLarge, rejRequestFail prometheus.Counter
+	rejPoseRate, rejMessageRate, rejUnauthorized      prometheus.Counter
 }
 
 // Drop and rejection reasons, the label values of the drops and rejected
@@ -48,6 +49,7 @@ const (
 	rejectUpgrade         = "upgrade_refused"
 	rejectPoseRate        = "pose_rate"
 	rejectMessageRate     = "message_rate"
+	rejectUnauthorized    = "unauthorized"
 )
 
 func newMetrics(registry *rooms.Registry, pending func() int) *metrics {
@@ -84,6 +86,9 @@ func newMetrics(registry *rooms.Registry, pending func() int) *metrics {
 	m.rejBadMessage = m.rejected.WithLabelValues(rejectBadMessage)
 	m.rejMessageTooLarge = m.rejected.WithLabelValues(rejectMessageTooLarge)
 	m.rejRequestFail = m.rejected.WithLabelValues(rejectRequest)
+	m.rejPoseRate = m.rejected.WithLabelValues(rejectPoseRate)
+	m.rejMessageRate = m.rejected.WithLabelValues(rejectMessageRate)
+	m.rejUnauthorized = m.rejected.WithLabelValues(rejectUnauthorized)
 	reg.MustRegister(
 		m.sessions, m.sessionsTotal, m.disconnects, m.datagramsIn, m.datagramsOut,
 		m.bytesIn, m.bytesOut, m.messagesIn, m.messagesOut, m.posesIn, m.drops, m.rejected,

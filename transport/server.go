@@ -92,6 +92,10 @@ type Config struct {
 	// MessageRate bounds the control messages a session may send per second,
 	// in bursts of up to a second's worth. Defaults to 50.
 	MessageRate float64
+	// EventRate bounds the room operations (events, entity changes,
+	// resyncs) among those messages, per second, in bursts of up to a
+	// second's worth. Defaults to 20.
+	EventRate float64
 	// RateGrace is how long a session may stay over a rate limit, its excess
 	// dropped, before it is closed. Defaults to 5s.
 	RateGrace time.Duration
@@ -136,6 +140,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MessageRate == 0 {
 		c.MessageRate = 50
+	}
+	if c.EventRate == 0 {
+		c.EventRate = 20
 	}
 	if c.RateGrace == 0 {
 		c.RateGrace = 5 * time.Second

@@ -95,7 +95,22 @@ func (ss *session) SendFrame(frame []byte) {
 // MaxDatagramSize implements rooms.Member.
 func (ss *session) MaxDatagramSize() int { return int(ss.maxDatagram.Load()) }
 
-func (ss *session) heard() { ss.lastHeard.Store(time.Now().UnixNano()) }
+func (ss *session) heard() time.Time {
+	now := time.Now()
+	ss.lastHeard.Store(now.UnixNano())
+	return now
+}
+
+// overLimit counts a dropped message or datagram and, once the client has
+// stayed over the limit for Config.RateGrace, ends the session. It reports
+// whether it did.
+func (ss *session) overLimit(l *rateLimit, now time.Time, what string) bool {
+	if l.overFor(now) <= ss.srv.cfg.RateGrace {
+		return false
+	}
+	ss.goodbye(codec.CodeRateLimited, fmt.Sprintf("over the %s limit of %.0f per second for %v", what, l.rate, ss.srv.cfg.RateGrace), CloseRateLimited)
+	return true
+}
 
 // fail records why the session ends and wakes run. Only the first call counts.
 func (ss *session) fail(reason CloseReason, detail string) {
@@ -197,6 +212,9 @@ func (ss *session) readLoop() {
 	r := bufio.NewReaderSize(ss.ctl, 4096)
 	var buf []byte
 	hello := false
+	cfg := &ss.srv.cfg
+	messages := newRateLimit(cfg.MessageRate, time.Now())
+	operations := newRateLimit(cfg.EventRate, time.Now())
 	ss.ctl.SetReadDeadline(ss.helloBy)
 	for {
 		body, err := codec.ReadFrame(r, buf, ss.srv.cfg.MaxMessage)
@@ -225,7 +243,7 @@ func (ss *session) readLoop() {
 		default:
 		}
 		buf = body[:0]
-		ss.heard()
+		now := ss.heard()
 		ss.srv.metrics.messagesIn.Inc()
 		ss.srv.metrics.bytesIn.Add(float64(len(body) + codec.FrameHeaderSize))
 		msg, err := codec.Decode(body)
@@ -253,8 +271,32 @@ func (ss *session) readLoop() {
 			ss.handleHello(h)
 			continue
 		}
+		if !messages.allow(now) {
+			ss.srv.metrics.rejMessageRate.Inc()
+			if ss.overLimit(messages, now, "control message") {
+				return
+			}
+			continue
+		}
+		if roomOperation(msg) && !operations.allow(now) {
+			ss.srv.metrics.rejMessageRate.Inc()
+			if ss.overLimit(operations, now, "room operation") {
+				return
+			}
+			continue
+		}
 		ss.handle(msg)
 	}
+}
+
+// roomOperation reports whether a message changes or fans out to a room,
+// and so falls under the stricter of the two message limits.
+func roomOperation(m codec.Message) bool {
+	switch m.(type) {
+	case *codec.Event, *codec.Create, *codec.Update, *codec.Delete, *codec.Resync:
+		return true
+	}
+	return false
 }
 
 // refuseStreams resets every stream a client opens after its control
@@ -329,11 +371,25 @@ func (ss *session) handleJoin(m *codec.Join) {
 		ss.refuse(m.Ref, codec.CodeAlreadyJoined, "leave the room first")
 		return
 	}
+	req := rooms.JoinRequest{Ref: m.Ref, User: m.User, Name: m.Name, Device: m.Device, Meta: m.Meta}
+	if secret := ss.srv.cfg.AuthSecret; len(secret) > 0 {
+		claims, err := VerifyToken(secret, m.Token, time.Now())
+		if err == nil && claims.Room != m.Room {
+			err = ErrTokenRoom
+		}
+		if err != nil {
+			ss.srv.metrics.rejUnauthorized.Inc()
+			ss.sendError(m.Ref, codec.CodeUnauthorized, err.Error())
+			return
+		}
+		req.User = claims.User // never the client's say-so
+		if claims.Name != "" {
+			req.Name = claims.Name
+		}
+	}
 	ctx, cancel := context.WithTimeout(ss.wt.Context(), 10*time.Second)
 	defer cancel()
-	mem, err := ss.srv.cfg.Registry.Join(ctx, m.Room, ss, rooms.JoinRequest{
-		Ref: m.Ref, User: m.User, Name: m.Name, Device: m.Device, Meta: m.Meta,
-	})
+	mem, err := ss.srv.cfg.Registry.Join(ctx, m.Room, ss, req)
 	if err != nil {
 		ss.refuseErr(m.Ref, err)
 		return
@@ -477,14 +533,22 @@ func (ss *session) writeLoop() {
 func (ss *session) datagramLoop() {
 	ctx := ss.wt.Context()
 	m := ss.srv.metrics
+	limit := newRateLimit(ss.srv.cfg.PoseRate, time.Now())
 	for {
 		b, err := ss.wt.ReceiveDatagram(ctx)
 		if err != nil {
 			return
 		}
-		ss.heard()
+		now := ss.heard()
 		m.datagramsIn.Inc()
 		m.bytesIn.Add(float64(len(b)))
+		if !limit.allow(now) {
+			m.rejPoseRate.Inc()
+			if ss.overLimit(limit, now, "datagram") {
+				return
+			}
+			continue
+		}
 		kind, err := codec.DatagramKind(b)
 		switch {
 		case err != nil:

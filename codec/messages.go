@@ -52,6 +52,12 @@ type Header struct {
 
 func (h *Header) header() *Header { return h }
 
+// RefOf returns a message's ref.
+func RefOf(m Message) uint32 { return m.header().Ref }
+
+// SetRef sets a message's ref.
+func SetRef(m Message, ref uint32) { m.header().Ref = ref }
+
 // Message is any control message. Use the pointer types of this package.
 type Message interface {
 	header() *Header

@@ -293,7 +293,7 @@ func (c *Client) Request(ctx context.Context, m codec.Message) (codec.Message, e
 		delete(c.waiters, ref)
 		c.mu.Unlock()
 	}()
-	setRef(m, ref)
+	codec.SetRef(m, ref)
 	if err := c.Send(m); err != nil {
 		return nil, err
 	}
@@ -317,29 +317,6 @@ type RequestError struct {
 }
 
 func (e *RequestError) Error() string { return e.Code + ": " + e.Message }
-
-func setRef(m codec.Message, ref uint32) {
-	switch m := m.(type) {
-	case *codec.Hello:
-		m.Ref = ref
-	case *codec.Join:
-		m.Ref = ref
-	case *codec.Leave:
-		m.Ref = ref
-	case *codec.Event:
-		m.Ref = ref
-	case *codec.Create:
-		m.Ref = ref
-	case *codec.Update:
-		m.Ref = ref
-	case *codec.Delete:
-		m.Ref = ref
-	case *codec.Ping:
-		m.Ref = ref
-	case *codec.Resync:
-		m.Ref = ref
-	}
-}
 
 // Join joins a room and returns the server's joined answer. By the time it
 // returns, the view holds the room's entities and presence.

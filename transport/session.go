@@ -271,17 +271,20 @@ func (ss *session) readLoop() {
 			ss.handleHello(h)
 			continue
 		}
-		if !messages.allow(now) {
+		limit, what := messages, "control message"
+		ok := messages.allow(now)
+		if ok && roomOperation(msg) {
+			limit, what = operations, "room operation"
+			ok = operations.allow(now)
+		}
+		if !ok {
 			ss.srv.metrics.rejMessageRate.Inc()
-			if ss.overLimit(messages, now, "control message") {
+			if ss.overLimit(limit, now, what) {
 				return
 			}
-			continue
-		}
-		if roomOperation(msg) && !operations.allow(now) {
-			ss.srv.metrics.rejMessageRate.Inc()
-			if ss.overLimit(operations, now, "room operation") {
-				return
+			if ref := codec.RefOf(msg); ref != 0 {
+				// A request is answered, so that its sender does not wait.
+				ss.sendError(ref, codec.CodeRateLimited, fmt.Sprintf("over the %s limit of %.0f per second", what, limit.rate))
 			}
 			continue
 		}

@@ -1,0 +1,190 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/posecast/posecast/codec"
+	"github.com/posecast/posecast/rooms"
+)
+
+func TestJoinTokens(t *testing.T) {
+	secret := []byte("the server's secret")
+	ts := startServer(t, func(c *Config, _ *rooms.Config) { c.AuthSecret = secret })
+	token := func(room, user string, ttl time.Duration) string {
+		tok, err := SignToken(secret, Claims{Room: room, User: user, Name: "Ada L.", Expires: time.Now().Add(ttl).Unix()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	forged, _ := SignToken([]byte("a guess"), Claims{Room: "lobby", User: "ada", Expires: time.Now().Add(time.Hour).Unix()})
+	tests := []struct {
+		name  string
+		token string
+	}{
+		{"no token", ""},
+		{"an expired token", token("lobby", "ada", -time.Minute)},
+		{"a token for another room", token("vault", "ada", time.Hour)},
+		{"a forged signature", forged},
+	}
+	c := dial(t, ts)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := c.Join(testContext(t), codec.Join{Room: "lobby", User: "ada", Token: tt.token})
+			var re *RequestError
+			if !errors.As(err, &re) || re.Code != codec.CodeUnauthorized {
+				t.Errorf("join: %v, want %s", err, codec.CodeUnauthorized)
+			}
+		})
+	}
+
+	// A valid token works, and its user is the one the client is, whatever
+	// the client claims.
+	valid := token("lobby", "ada", time.Hour)
+	j, err := c.Join(testContext(t), codec.Join{Room: "lobby", User: "mallory", Token: valid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.User != "ada" {
+		t.Errorf("joined as %q, want the token's user ada", j.User)
+	}
+	// Two sessions with one token are one user on two devices.
+	second := dial(t, ts)
+	if _, err := second.Join(testContext(t), codec.Join{Room: "lobby", Token: valid}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "ada on two devices", func(v *View) bool {
+		metas := v.Presence["ada"]
+		return len(metas) == 2 && metas[0].Name == "Ada L." && len(v.Presence) == 1
+	})
+	if n := testutil.ToFloat64(ts.metrics.rejUnauthorized); n != float64(len(tests)) {
+		t.Errorf("%v unauthorized joins counted, want %d", n, len(tests))
+	}
+}
+
+func TestAFlooderIsThrottledThenClosedWhileTheRoomGoesOn(t *testing.T) {
+	ts := startServer(t, func(c *Config, _ *rooms.Config) {
+		c.PoseRate = 100
+		c.MessageRate = 20
+		c.RateGrace = time.Second
+	})
+	watcher, _ := join(t, ts, "lobby", "watcher")
+	mover, _ := join(t, ts, "lobby", "mover")
+	flooder, _ := join(t, ts, "lobby", "flooder")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var flood sync.WaitGroup
+	flood.Go(func() { // poses at about 50 times the limit
+		for i := uint32(0); ctx.Err() == nil; i++ {
+			flooder.SendPose(pose(i, float64(i%100), 1, 1))
+			if i%50 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	})
+	flood.Go(func() { // control messages as fast as the stream takes them
+		for ctx.Err() == nil {
+			if flooder.Send(&codec.Ping{}) != nil {
+				return
+			}
+		}
+	})
+	// Meanwhile the mover walks, and the watcher must keep seeing it.
+	start := watcher.View().PoseUpdates
+	for step := uint32(1); step <= 40; step++ {
+		if err := mover.SendPose(pose(step, float64(step), 1.6, 0)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	waitFor(t, watcher, "the mover's last pose", func(v *View) bool { return v.Poses["mover"].Time == 40 })
+	waitFor(t, flooder, "the flooder's goodbye", func(v *View) bool { return v.Goodbye != nil })
+	cancel()
+	flood.Wait()
+	if g := flooder.View().Goodbye; g.Code != codec.CodeRateLimited {
+		t.Errorf("flooder told %+v, want %s", g, codec.CodeRateLimited)
+	}
+	// A loose sanity bound: in the second of walking the 50 ms tick ran
+	// about 20 times; the watcher got most of those updates.
+	if got := watcher.View().PoseUpdates - start; got < 10 {
+		t.Errorf("the watcher got %d pose updates while the flood went on", got)
+	}
+	waitUntil(t, "the flooder's close counted", func() bool { return ts.disconnected(CloseRateLimited) == 1 })
+	if testutil.ToFloat64(ts.metrics.rejPoseRate) == 0 {
+		t.Error("no datagram counted over the rate")
+	}
+	metrics := scrape(t, ts)
+	for _, want := range []string{`posecast_rejected_total{reason="pose_rate"}`, `posecast_disconnects_total{reason="rate_limited"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+func TestASlowConsumerIsClosedAndTheRoomGoesOn(t *testing.T) {
+	ts := startServer(t, func(c *Config, _ *rooms.Config) {
+		c.MaxBacklog = 256 << 10
+		c.MessageRate, c.EventRate = 1000, 1000
+	})
+	watcher, _ := join(t, ts, "lobby", "watcher")
+	talker, _ := join(t, ts, "lobby", "talker")
+
+	// The slow one joins and never reads again.
+	slow := dialRaw(t, ts)
+	for _, m := range []codec.Message{&codec.Hello{Version: codec.Version}, &codec.Join{Room: "lobby", User: "slow"}} {
+		f, err := codec.EncodeFrame(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := slow.Write(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, watcher, "the slow one present", func(v *View) bool { return v.Presence["slow"] != nil })
+
+	// The talker's events fill the slow one's QUIC window, then its backlog.
+	blob := strings.Repeat("x", 30<<10)
+	peak := 0
+	for i := 0; ts.disconnected(CloseSlowConsumer) == 0; i++ {
+		if i > 400 {
+			t.Fatal("12 MB of events and the slow consumer is still open")
+		}
+		if err := talker.Publish(testContext(t), "chatter", blob); err != nil {
+			t.Fatal(err)
+		}
+		peak = max(peak, ts.pendingBytes())
+	}
+	// Memory stays bounded: what waits for the slow one never passes its
+	// backlog bound (plus the frame that did not fit).
+	if peak > 256<<10+64<<10 {
+		t.Errorf("%d control bytes queued at the peak, bound 256 KiB", peak)
+	}
+	waitFor(t, watcher, "the slow one gone", func(v *View) bool { return v.Presence["slow"] == nil })
+	roomGoesOn(t, talker, watcher, 31)
+	if p := ts.pendingBytes(); p > 1<<20 {
+		t.Errorf("%d control bytes still queued after the slow consumer left", p)
+	}
+}
+
+func scrape(t *testing.T, ts *testServer) string {
+	t.Helper()
+	r, err := http.Get(ts.HTTPURL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

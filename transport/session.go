@@ -34,6 +34,7 @@ const flushGrace = time.Second
 type session struct {
 	srv  *Server
 	id   string
+	ctx  context.Context // the session's: ends when it does
 	wt   *webtransport.Session
 	conn *quic.Conn
 	log  *slog.Logger
@@ -62,6 +63,7 @@ func newSession(srv *Server, wt *webtransport.Session, conn *quic.Conn) *session
 	ss := &session{
 		srv:     srv,
 		id:      id,
+		ctx:     wt.Context(),
 		wt:      wt,
 		conn:    conn,
 		log:     srv.log.With("session", id, "remote", wt.RemoteAddr().String()),
@@ -211,10 +213,7 @@ func (ss *session) endReason() CloseReason {
 func (ss *session) readLoop() {
 	r := bufio.NewReaderSize(ss.ctl, 4096)
 	var buf []byte
-	hello := false
-	cfg := &ss.srv.cfg
-	messages := newRateLimit(cfg.MessageRate, time.Now())
-	operations := newRateLimit(cfg.EventRate, time.Now())
+	rs := newReadState(&ss.srv.cfg)
 	ss.ctl.SetReadDeadline(ss.helloBy)
 	for {
 		body, err := codec.ReadFrame(r, buf, ss.srv.cfg.MaxMessage)
@@ -237,59 +236,84 @@ func (ss *session) readLoop() {
 			ss.fail(ss.endReason(), err.Error())
 			return
 		}
-		select {
-		case <-ss.failed:
-			return // closing: no more requests
-		default:
-		}
 		buf = body[:0]
-		now := ss.heard()
-		ss.srv.metrics.messagesIn.Inc()
-		ss.srv.metrics.bytesIn.Add(float64(len(body) + codec.FrameHeaderSize))
-		msg, err := codec.Decode(body)
-		if err != nil {
-			ss.srv.metrics.rejBadMessage.Inc()
-			if !hello {
-				ss.goodbye(codec.CodeBadMessage, err.Error(), CloseProtocolError)
-				return
-			}
-			ss.sendError(0, codec.CodeBadMessage, err.Error())
-			continue
+		hello := rs.hello
+		if !ss.process(body, rs) {
+			return
 		}
-		if !hello {
-			h, ok := msg.(*codec.Hello)
-			if !ok {
-				ss.goodbye(codec.CodeNoHello, "the first message must be hello", CloseProtocolError)
-				return
-			}
-			if h.Version != codec.Version {
-				ss.goodbye(codec.CodeUnsupported, fmt.Sprintf("protocol version %d; this server speaks %d", h.Version, codec.Version), CloseProtocolError)
-				return
-			}
-			hello = true
+		if !hello && rs.hello {
 			ss.ctl.SetReadDeadline(time.Time{})
-			ss.handleHello(h)
-			continue
 		}
-		limit, what := messages, "control message"
-		ok := messages.allow(now)
-		if ok && roomOperation(msg) {
-			limit, what = operations, "room operation"
-			ok = operations.allow(now)
-		}
-		if !ok {
-			ss.srv.metrics.rejMessageRate.Inc()
-			if ss.overLimit(limit, now, what) {
-				return
-			}
-			if ref := codec.RefOf(msg); ref != 0 {
-				// A request is answered, so that its sender does not wait.
-				ss.sendError(ref, codec.CodeRateLimited, fmt.Sprintf("over the %s limit of %.0f per second", what, limit.rate))
-			}
-			continue
-		}
-		ss.handle(msg)
 	}
+}
+
+// readState is what readLoop keeps between messages.
+type readState struct {
+	hello      bool
+	messages   *rateLimit // every control message
+	operations *rateLimit // room operations among them
+}
+
+func newReadState(cfg *Config) *readState {
+	now := time.Now()
+	return &readState{messages: newRateLimit(cfg.MessageRate, now), operations: newRateLimit(cfg.EventRate, now)}
+}
+
+// process handles one control message body: hello first, then the rate
+// limits, then the message. It reports whether to go on reading; the
+// session has failed when it does not.
+func (ss *session) process(body []byte, rs *readState) bool {
+	select {
+	case <-ss.failed:
+		return false // closing: no more requests
+	default:
+	}
+	now := ss.heard()
+	ss.srv.metrics.messagesIn.Inc()
+	ss.srv.metrics.bytesIn.Add(float64(len(body) + codec.FrameHeaderSize))
+	msg, err := codec.Decode(body)
+	if err != nil {
+		ss.srv.metrics.rejBadMessage.Inc()
+		if !rs.hello {
+			ss.goodbye(codec.CodeBadMessage, err.Error(), CloseProtocolError)
+			return false
+		}
+		ss.sendError(0, codec.CodeBadMessage, err.Error())
+		return true
+	}
+	if !rs.hello {
+		h, ok := msg.(*codec.Hello)
+		if !ok {
+			ss.goodbye(codec.CodeNoHello, "the first message must be hello", CloseProtocolError)
+			return false
+		}
+		if h.Version != codec.Version {
+			ss.goodbye(codec.CodeUnsupported, fmt.Sprintf("protocol version %d; this server speaks %d", h.Version, codec.Version), CloseProtocolError)
+			return false
+		}
+		rs.hello = true
+		ss.handleHello(h)
+		return true
+	}
+	limit, what := rs.messages, "control message"
+	ok := limit.allow(now)
+	if ok && roomOperation(msg) {
+		limit, what = rs.operations, "room operation"
+		ok = limit.allow(now)
+	}
+	if !ok {
+		ss.srv.metrics.rejMessageRate.Inc()
+		if ss.overLimit(limit, now, what) {
+			return false
+		}
+		if ref := codec.RefOf(msg); ref != 0 {
+			// A request is answered, so that its sender does not wait.
+			ss.sendError(ref, codec.CodeRateLimited, fmt.Sprintf("over the %s limit of %.0f per second", what, limit.rate))
+		}
+		return true
+	}
+	ss.handle(msg)
+	return true
 }
 
 // roomOperation reports whether a message changes or fans out to a room,
@@ -390,7 +414,7 @@ func (ss *session) handleJoin(m *codec.Join) {
 			req.Name = claims.Name
 		}
 	}
-	ctx, cancel := context.WithTimeout(ss.wt.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(ss.ctx, 10*time.Second)
 	defer cancel()
 	mem, err := ss.srv.cfg.Registry.Join(ctx, m.Room, ss, req)
 	if err != nil {

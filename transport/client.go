@@ -51,6 +51,10 @@ type ClientConfig struct {
 	// record received, with the time it arrived. It must return quickly and
 	// must not keep rec.
 	OnPoses func(slot uint16, rec []byte, received time.Time)
+	// SkipPoses keeps received poses out of the view (View.Poses holds only
+	// the poses of the room's snapshots and creates), for load tests that
+	// take them through OnPoses. Loss tracking and resyncs go on.
+	SkipPoses bool
 }
 
 // Client is a Go client of the posecast protocol: it dials a server, says
@@ -765,7 +769,7 @@ func (c *Client) applyPoses(u codec.PoseUpdate, now time.Time) (resync bool) {
 	} else {
 		latest = u.Seq - 1
 		v.PoseUpdates++
-		for rest := u.Records; len(rest) > 0; {
+		for rest := u.Records; len(rest) > 0 && !c.cfg.SkipPoses; {
 			slot, rec, r, err := codec.NextRecord(rest)
 			if err != nil {
 				break

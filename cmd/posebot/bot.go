@@ -35,6 +35,7 @@ type config struct {
 	joinTimeout  time.Duration
 	serverPID    int
 	maxErrorRate float64
+	cpuProfile   string
 }
 
 func (c *config) clients() int { return c.rooms * c.perRoom }
@@ -129,6 +130,7 @@ func (r *loadTest) startBot(ctx context.Context, id int, rm *room, tr *quic.Tran
 		Name:       "posebot",
 		Transport:  tr,
 		OnPoses:    b.onPoses,
+		SkipPoses:  true,
 	})
 	if err != nil {
 		if ctx.Err() == nil {

@@ -23,6 +23,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,6 +51,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if err != nil {
 		return err
+	}
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	rep, err := execute(ctx, cfg, out)
 	if err != nil {
@@ -88,6 +100,7 @@ func parseFlags(args []string) (config, string, error) {
 	fs.IntVar(&c.serverPID, "server-pid", 0, "the server's process id, to read its CPU time and memory from /proc (default: from its /metrics)")
 	fs.Float64Var(&c.maxErrorRate, "max-error-rate", 0.01, "errors per client above which posebot exits non-zero")
 	fs.StringVar(&jsonPath, "json", "", "write the result as JSON to this file")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write posebot's own CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
 		return c, "", err
 	}

@@ -1,0 +1,121 @@
+// The page in a real browser: Debian's headless Chromium, driven by
+// playwright-core, against a posecast started here on loopback.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, readFile } from 'node:fs/promises';
+import { chromium } from 'playwright-core';
+import { startPosecast, startRelay } from './posecast.js';
+
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const artifacts = new URL('../test-results/', import.meta.url);
+
+// Chromium needs no flags of ours for WebTransport: playwright's defaults
+// (--headless, --no-sandbox as root, --enable-unsafe-swiftshader for WebGL
+// without a GPU, no background throttling of timers or renderers) are
+// enough. host-resolver-rules gives a name that is not localhost, as a
+// headset on the LAN has, to test the page over HTTPS.
+const ARGS = ['--host-resolver-rules=MAP lan.test 127.0.0.1'];
+
+let server;
+let browser;
+
+before(async () => {
+  const index = await readFile(new URL('../dist/index.html', import.meta.url), 'utf8').catch(() => '');
+  assert.match(index, /app\.js/, 'web/dist holds no built page: run make web');
+  server = await startPosecast(['--idle-timeout', '2s', '--reconnect-grace', '10s']);
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+});
+
+after(async () => {
+  await browser?.close();
+  const code = await server?.stop();
+  assert.equal(code, 0, 'posecast did not shut down cleanly');
+});
+
+// open loads the page in a context of its own (its own user) and returns it.
+async function open(url, opts = {}) {
+  const context = await browser.newContext({ viewport: { width: 960, height: 600 }, ...opts });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e));
+  await page.goto(url);
+  return page;
+}
+
+const state = (page) => page.evaluate(() => window.posecast.state());
+
+// until polls page's state until check returns true for it.
+async function until(page, what, check, timeout = 15000) {
+  const deadline = Date.now() + timeout;
+  let s;
+  for (;;) {
+    s = await state(page);
+    if (check(s)) return s;
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}; state: ${JSON.stringify(s, null, 1)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const distance = (a, b) => Math.hypot(a[0] - b[0], a[1] - b[1], a[2] - b[2]);
+
+// turnTowards drags the mouse on page until its camera faces target.
+async function turnTowards(page, target) {
+  const s = await state(page);
+  const [x, y, z, w] = s.self.rotation;
+  const yaw = Math.atan2(2 * (w * y + x * z), 1 - 2 * (y * y + x * x));
+  const want = Math.atan2(-(target[0] - s.self.position[0]), -(target[2] - s.self.position[2]));
+  const turn = Math.atan2(Math.sin(want - yaw), Math.cos(want - yaw));
+  const dx = Math.round(-turn / 0.005);
+  await page.mouse.move(480, 300);
+  await page.mouse.down();
+  await page.mouse.move(480 + dx, 300, { steps: 10 });
+  await page.mouse.up();
+}
+
+test('two pages in a room see each other move, and leave', async () => {
+  const a = await open(`${server.http}/?room=e2e&name=Ada`);
+  const b = await open(`${server.http}/?room=e2e&name=Bob`);
+  const sa = await until(a, 'A to join', (s) => s.connected && s.room === 'e2e' && s.self.slot >= 0);
+  const sb = await until(b, 'B to join', (s) => s.connected && s.room === 'e2e' && s.self.slot >= 0);
+  const idA = sa.self.id;
+  const idB = sb.self.id;
+  assert.notEqual(idA, idB);
+
+  // Each sees the other, and both list the same people.
+  await until(a, 'A to see B', (s) => s.avatars[idB]?.name === 'Bob');
+  await until(b, 'B to see A', (s) => s.avatars[idA]?.name === 'Ada');
+  const presence = await until(b, 'B to list both', (s) => s.presence[idA] && s.presence[idB]);
+  assert.deepEqual(presence.presence[idA], { name: 'Ada', devices: 1, stale: false });
+  assert.deepEqual(presence.presence[idB], { name: 'Bob', devices: 1, stale: false });
+  await until(a, 'A to list what B lists', (s) => JSON.stringify(s.presence) === JSON.stringify(presence.presence));
+  assert.ok(sb.entities >= 5, `B holds ${sb.entities} entities: a spawn point, obstacles and avatars`);
+  assert.ok(sb.tickMs === 200, `tick ${sb.tickMs}`);
+
+  // A walks: forward, then to the right.
+  const start = (await state(a)).self.position;
+  await a.keyboard.down('KeyW');
+  await a.waitForTimeout(700);
+  await a.keyboard.up('KeyW');
+  await a.keyboard.down('KeyD');
+  await a.waitForTimeout(500);
+  await a.keyboard.up('KeyD');
+  const moved = (await state(a)).self.position;
+  assert.ok(distance(start, moved) > 1, `A moved only from ${start} to ${moved}`);
+
+  // B's avatar for A ends up where A is, to the millimetre of the wire.
+  const seen = await until(b, "B's avatar for A to reach A", (s) => s.avatars[idA] && distance(s.avatars[idA].position, moved) < 0.002);
+  assert.ok(seen.updateRate > 0, 'B counted no pose updates');
+  assert.ok(seen.rtt !== null && seen.rtt > 0, `B measured no round trip: ${seen.rtt}`);
+
+  // A picture of A's avatar as B sees it.
+  await turnTowards(b, moved);
+  await b.waitForTimeout(300);
+  await mkdir(artifacts, { recursive: true });
+  const shot = new URL('room-as-b-sees-it.png', artifacts);
+  await b.screenshot({ path: shot.pathname });
+  console.log(`screenshot: ${shot.pathname}`);
+
+  // A closes its page: B's avatar for A goes, and so does A from presence.
+  await a.context().close();
+  await until(b, 'A to leave B\'s room', (s) => !s.avatars[idA] && !s.presence[idA], 20000);
+  await b.context().close();
+});

@@ -1,0 +1,244 @@
+// Connection keeps the page in its room: it asks the server for its
+// WebTransport URL and certificate hashes, opens the session, says hello,
+// joins, and when the session drops does it all again with backoff. It joins
+// with the same user and device every time, so that the server resumes the
+// avatar and the others see no one leave (docs/PROTOCOL.md §5).
+import { encodeFrame, FrameReader } from './frames.js';
+import { DATAGRAM_PING, datagramKind, parsePing, pingDatagram } from './pose.js';
+
+// Join errors that another try would get again.
+const FATAL = new Set(['invalid', 'forbidden', 'unauthorized', 'unsupported']);
+
+export class Connection {
+  // opts: base (the server's HTTP URL), join ({room, user, device, name,
+  // token}), wtURL (a WebTransport URL to use instead of the server's),
+  // onMessage(msg), onDatagram(bytes), onState(), and for tests fetch,
+  // WebTransport, backoffMin, backoffMax, connectTimeout, pingEvery.
+  constructor(opts) {
+    this.opts = { backoffMin: 500, backoffMax: 10000, connectTimeout: 5000, pingEvery: 1000, ...opts };
+    this.fetch = opts.fetch || globalThis.fetch.bind(globalThis);
+    this.WebTransport = opts.WebTransport || globalThis.WebTransport;
+    this.state = 'idle'; // connecting, connected, reconnecting, failed, closed
+    this.detail = '';
+    this.url = '';
+    this.sessions = 0; // sessions that joined
+    this.rtt = null; // the latest datagram round trip, ms
+    this.wt = null;
+    this.writer = null;
+    this.dgWriter = null;
+    this.nextRef = 1;
+    this.waiters = new Map();
+    this.pings = new Map();
+    this.stopped = false;
+    this.wake = null;
+  }
+
+  setState(state, detail = '') {
+    this.state = state;
+    this.detail = detail;
+    this.opts.onState?.();
+  }
+
+  // run keeps a session going until stop. It resolves when it gives up on
+  // a join that cannot succeed, or after stop.
+  async run() {
+    let attempt = 0;
+    while (!this.stopped) {
+      this.setState(this.sessions ? 'reconnecting' : 'connecting', this.detail);
+      let fatal = false;
+      try {
+        await this.session(() => { attempt = 0; });
+        this.detail = 'session closed';
+      } catch (e) {
+        this.detail = e.message;
+        fatal = FATAL.has(e.code);
+      }
+      if (this.stopped) break;
+      if (fatal) {
+        this.setState('failed', this.detail);
+        return;
+      }
+      const wait = Math.min(this.opts.backoffMax, this.opts.backoffMin * 2 ** attempt++) * (0.5 + Math.random() / 2);
+      this.setState('reconnecting', this.detail);
+      await new Promise((resolve) => {
+        this.wake = resolve;
+        setTimeout(resolve, wait);
+      });
+    }
+    this.setState('closed');
+  }
+
+  // stop closes the session without leaving the room, as a closed page does.
+  stop() {
+    this.stopped = true;
+    this.wake?.();
+    this.closeSession();
+  }
+
+  closeSession() {
+    try {
+      this.wt?.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  // session opens one session and joins; onJoined runs once joined. It
+  // resolves when the session ends.
+  async session(onJoined) {
+    const info = await this.certHash();
+    const hashes = [info.current, info.next].filter(Boolean).map((h) => ({
+      algorithm: 'sha-256',
+      value: Uint8Array.from(atob(h.base64), (c) => c.charCodeAt(0)),
+    }));
+    const urls = this.opts.wtURL ? [this.opts.wtURL] : [info.url, ...(info.alternates || [])];
+    const wt = await this.open(urls, hashes);
+    if (this.stopped) {
+      wt.close();
+      return;
+    }
+    this.wt = wt;
+    const ended = wt.closed.then(() => {}, () => {});
+    try {
+      const stream = await wt.createBidirectionalStream();
+      this.writer = stream.writable.getWriter();
+      this.dgWriter = wt.datagrams.writable.getWriter();
+      const reading = this.readLoop(stream.readable);
+      const datagrams = this.datagramLoop(wt.datagrams.readable);
+      await this.request({ type: 'hello', v: 1, client: 'posecast-web' });
+      const j = this.opts.join;
+      await this.request({ type: 'join', room: j.room, user: j.user, device: j.device, name: j.name, token: j.token });
+      this.sessions++;
+      onJoined();
+      this.setState('connected');
+      const pinger = setInterval(() => this.ping(), this.opts.pingEvery);
+      try {
+        await Promise.race([ended, reading]);
+      } finally {
+        clearInterval(pinger);
+      }
+      this.closeSession();
+      await Promise.all([ended, reading, datagrams]);
+    } finally {
+      this.closeSession();
+      for (const w of this.waiters.values()) w.reject(new Error('session ended'));
+      this.waiters.clear();
+      this.pings.clear();
+      this.wt = this.writer = this.dgWriter = null;
+    }
+  }
+
+  async certHash() {
+    const r = await this.fetch(new URL('/cert-hash', this.opts.base), { cache: 'no-store' });
+    if (!r.ok) throw new Error(`GET /cert-hash: ${r.status}`);
+    return r.json();
+  }
+
+  // open returns the first of urls whose session becomes ready in time.
+  async open(urls, hashes) {
+    let last;
+    for (const url of urls) {
+      const wt = new this.WebTransport(url, { serverCertificateHashes: hashes });
+      const timer = new Promise((_, reject) => setTimeout(() => reject(new Error(`${url}: no answer`)), this.opts.connectTimeout));
+      try {
+        await Promise.race([wt.ready, timer]);
+        this.url = url;
+        return wt;
+      } catch (e) {
+        last = e;
+        wt.ready.catch(() => {});
+        wt.closed.catch(() => {});
+        try {
+          wt.close();
+        } catch {
+          // never opened
+        }
+      }
+    }
+    throw new Error(`WebTransport: ${last?.message || last}`);
+  }
+
+  // readLoop reads control messages until the stream ends.
+  async readLoop(readable) {
+    const reader = readable.getReader();
+    const frames = new FrameReader();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        for (const m of frames.push(value)) this.handle(m);
+      }
+    } catch {
+      // the stream or the session ended
+    } finally {
+      this.closeSession();
+    }
+  }
+
+  handle(m) {
+    const w = m.ref ? this.waiters.get(m.ref) : undefined;
+    if (w) {
+      this.waiters.delete(m.ref);
+      if (m.type === 'error') {
+        const e = new Error(`${m.code}: ${m.message}`);
+        e.code = m.code;
+        w.reject(e);
+      } else {
+        w.resolve(m);
+      }
+    }
+    this.opts.onMessage?.(m);
+    if (m.type === 'goodbye') this.closeSession();
+  }
+
+  async datagramLoop(readable) {
+    const reader = readable.getReader();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        if (datagramKind(value) === DATAGRAM_PING) {
+          const sent = this.pings.get(parsePing(value));
+          if (sent !== undefined) this.rtt = performance.now() - sent;
+          continue;
+        }
+        this.opts.onDatagram?.(value);
+      }
+    } catch {
+      // the session ended
+    }
+  }
+
+  // send writes one control message.
+  send(msg) {
+    if (!this.writer) return Promise.reject(new Error('not connected'));
+    return this.writer.write(encodeFrame(msg));
+  }
+
+  // request sends msg with a fresh ref and resolves with the answer.
+  request(msg) {
+    const ref = this.nextRef++;
+    return new Promise((resolve, reject) => {
+      this.waiters.set(ref, { resolve, reject });
+      this.send({ ...msg, ref }).catch((e) => {
+        this.waiters.delete(ref);
+        reject(e);
+      });
+    });
+  }
+
+  // sendDatagram sends bytes as a datagram, dropping them when there is no
+  // session: poses are superseded by the next one anyway.
+  sendDatagram(bytes) {
+    if (this.state !== 'connected' || !this.dgWriter) return false;
+    this.dgWriter.write(bytes).catch(() => {});
+    return true;
+  }
+
+  ping() {
+    const id = (this.nextRef++) >>> 0;
+    this.pings.set(id, performance.now());
+    if (this.pings.size > 8) this.pings.delete(this.pings.keys().next().value);
+    this.sendDatagram(pingDatagram(id));
+  }
+}

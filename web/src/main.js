@@ -1,0 +1,268 @@
+// The posecast page: pick a room, join it, see the others, walk about with
+// the mouse and keys or in VR. window.posecast.state() tells what the page
+// knows, for tests and for the curious.
+//
+// URL parameters: room, name, rate (poses sent a second, default 30),
+// token (a join token), user (the user id a token is for), wt (a
+// WebTransport URL to use instead of the one /cert-hash names).
+import { Connection } from './connection.js';
+import { DesktopControls } from './desktop.js';
+import { DATAGRAM_POSES, datagramKind, parsePoseUpdate, poseDatagram, poseTime } from './pose.js';
+import { RoomView } from './roomview.js';
+import { RoomScene } from './scene.js';
+import { PoseSender, roomSpace, sampleXRPose } from './xr.js';
+
+const params = new URLSearchParams(location.search);
+const $ = (id) => document.getElementById(id);
+const ID_CHARS = /^[A-Za-z0-9_.:@-]{1,64}$/;
+
+// storedId returns an id kept in storage under key, making one up the
+// first time.
+function storedId(storage, key, prefix) {
+  let id = storage.getItem(key);
+  if (!id || !ID_CHARS.test(id)) {
+    id = prefix + crypto.getRandomValues(new Uint32Array(2)).reduce((s, v) => s + v.toString(36), '');
+    storage.setItem(key, id);
+  }
+  return id;
+}
+
+const canvas = $('view');
+const scene = new RoomScene(canvas);
+const controls = new DesktopControls(canvas);
+const rate = Math.max(1, Math.min(90, Number(params.get('rate')) || 30));
+const view = new RoomView();
+// The user and device live as long as the tab, so that a reload or a
+// reconnect resumes the same avatar; two tabs are two users.
+const join = {
+  room: '',
+  user: params.get('user') || storedId(sessionStorage, 'posecast.user', 'u-'),
+  device: storedId(sessionStorage, 'posecast.device', 'web-'),
+  name: '',
+  token: params.get('token') || undefined,
+};
+let conn = null;
+let placed = false; // the camera has been put where the server placed us
+let selfPose = controls.pose(0);
+let xr = { supported: false, presenting: false };
+
+const sender = new PoseSender(rate, (pose) => conn?.sendDatagram(poseDatagram(pose)));
+
+function start(room, name) {
+  join.room = room;
+  join.name = name;
+  localStorage.setItem('posecast.name', name);
+  $('lobby').hidden = true;
+  $('hud').hidden = false;
+  $('room-name').textContent = room;
+  document.title = `${room} · posecast`;
+  conn = new Connection({
+    base: location.href,
+    join,
+    wtURL: params.get('wt') || undefined,
+    onMessage(m) {
+      view.apply(m, performance.now());
+      if (m.type === 'welcome') view.welcome(m);
+      if (m.type === 'joined' && !placed) {
+        placed = true;
+        controls.place(m.position, m.rotation);
+      }
+    },
+    onDatagram(b) {
+      if (datagramKind(b) !== DATAGRAM_POSES) return;
+      let u;
+      try {
+        u = parsePoseUpdate(b);
+      } catch {
+        return; // not ours to fix: the next update will do
+      }
+      if (view.applyPoses(u, performance.now())) conn.send({ type: 'resync' }).catch(() => {});
+    },
+  });
+  conn.run();
+  addEventListener('pagehide', () => conn.send({ type: 'leave' }).catch(() => {}));
+}
+
+async function showLobby(problem) {
+  $('lobby').hidden = false;
+  $('name').value = params.get('name') || localStorage.getItem('posecast.name') || `guest-${Math.floor(Math.random() * 9000 + 1000)}`;
+  $('room').value = 'lobby';
+  if (problem) {
+    $('problem').textContent = problem;
+    $('problem').hidden = false;
+  }
+  $('lobby').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const url = new URL(location.href);
+    url.searchParams.set('room', $('room').value);
+    url.searchParams.set('name', $('name').value);
+    history.replaceState(null, '', url);
+    start($('room').value, $('name').value);
+  });
+  const rooms = await listRooms();
+  if (rooms.length === 0) return;
+  $('room-list').hidden = false;
+  for (const r of rooms) {
+    const li = document.createElement('li');
+    const a = document.createElement('a');
+    a.textContent = r.name && r.name !== r.id ? `${r.name} (${r.id})` : r.id;
+    a.onclick = () => {
+      $('room').value = r.id;
+      $('lobby').requestSubmit();
+    };
+    li.append(a, r.present === undefined ? '' : ` · ${r.present} here`);
+    $('rooms').append(li);
+  }
+}
+
+// listRooms asks the server's rooms API; a server without one lists none.
+async function listRooms() {
+  try {
+    const r = await fetch('/api/rooms', { cache: 'no-store' });
+    if (!r.ok) return [];
+    const body = await r.json();
+    const list = Array.isArray(body) ? body : body.rooms || [];
+    return list.filter((x) => x && typeof x.id === 'string');
+  } catch {
+    return [];
+  }
+}
+
+async function setupXR() {
+  if (!navigator.xr) return;
+  xr.supported = await navigator.xr.isSessionSupported('immersive-vr').catch(() => false);
+  if (!xr.supported) return;
+  const button = $('enter-vr');
+  button.hidden = false;
+  button.onclick = async () => {
+    const session = await navigator.xr.requestSession('immersive-vr', { optionalFeatures: ['local-floor', 'hand-tracking'] });
+    scene.renderer.xr.setReferenceSpaceType('local-floor');
+    await scene.renderer.xr.setSession(session);
+    scene.renderer.xr.setReferenceSpace(roomSpace(scene.renderer.xr.getReferenceSpace(), controls.position, controls.yaw));
+    xr.presenting = true;
+    button.hidden = true;
+    session.addEventListener('end', () => {
+      xr.presenting = false;
+      button.hidden = false;
+      // Back on the desktop where the headset was.
+      controls.position[0] = selfPose.head.position[0];
+      controls.position[2] = selfPose.head.position[2];
+    });
+  };
+}
+
+let last = performance.now();
+let hudAt = 0;
+
+function frame(_, xrFrame) {
+  const now = performance.now();
+  const dt = Math.min(0.1, (now - last) / 1000);
+  last = now;
+  const connected = conn?.state === 'connected';
+  if (xrFrame && scene.renderer.xr.isPresenting) {
+    if (connected) {
+      sender.offer(now, () => {
+        const p = sampleXRPose(xrFrame, scene.renderer.xr.getReferenceSpace(), poseTime(Date.now()));
+        if (p) selfPose = p;
+        return p;
+      });
+    }
+  } else {
+    controls.step(dt);
+    scene.camera.position.fromArray(controls.position);
+    scene.camera.quaternion.fromArray(controls.rotation());
+    selfPose = controls.pose(poseTime(Date.now()));
+    if (connected) sender.offer(now, () => selfPose);
+  }
+  scene.update(view, now);
+  scene.render();
+  if (now - hudAt > 250) {
+    hudAt = now;
+    drawHud(now);
+  }
+}
+
+function drawHud(now) {
+  if (!conn) return;
+  $('dot').className = conn.state;
+  $('status').textContent = conn.state === 'connected' ? 'connected' : `${conn.state}${conn.detail ? ': ' + conn.detail : ''}`;
+  const rtt = conn.rtt === null ? '–' : `${conn.rtt.toFixed(1)} ms`;
+  $('stats').textContent = `rtt ${rtt} · tick ${view.tickMs} ms · ${view.updateRate(now).toFixed(1)} updates/s · sending ${rate}/s`;
+  const items = [...(view.presence || [])].map(([user, metas]) => {
+    const li = document.createElement('li');
+    const name = metas[0]?.name || user;
+    li.textContent = `${name}${user === view.user ? ' (you)' : ''}${metas.length > 1 ? ` · ${metas.length} devices` : ''}`;
+    li.className = metas.every((m) => m.stale) ? 'stale' : '';
+    return li;
+  });
+  $('presence').replaceChildren(...items);
+}
+
+function resize() {
+  scene.resize(innerWidth, innerHeight);
+}
+
+// state returns a copy of what the page knows, for tests.
+function state() {
+  const now = performance.now();
+  const avatars = {};
+  for (const [id, c, buffer] of view.avatars()) {
+    const p = buffer.sample(now);
+    if (!p) continue;
+    avatars[id] = {
+      name: String(c.name ?? id),
+      slot: c.slot,
+      position: [...p.head.position],
+      rotation: [...p.head.rotation],
+      left: p.left ? [...p.left.position] : null,
+      right: p.right ? [...p.right.position] : null,
+      stale: view.isStale(id),
+    };
+  }
+  const presence = {};
+  for (const [user, metas] of view.presence || []) {
+    presence[user] = { name: metas[0]?.name || user, devices: metas.length, stale: metas.every((m) => m.stale) };
+  }
+  return {
+    connected: conn?.state === 'connected',
+    connection: conn?.state || 'idle',
+    detail: conn?.detail || '',
+    url: conn?.url || '',
+    sessions: conn?.sessions || 0,
+    room: view.room,
+    self: {
+      id: view.user || join.user,
+      name: join.name,
+      slot: view.slot,
+      position: [...selfPose.head.position],
+      rotation: [...selfPose.head.rotation],
+    },
+    avatars,
+    presence,
+    entities: view.entities?.size || 0,
+    rtt: conn?.rtt ?? null,
+    tickMs: view.tickMs,
+    updateRate: view.updateRate(now),
+    posesSent: sender.sent,
+    resyncs: view.resyncs,
+    xr: { ...xr },
+  };
+}
+
+globalThis.posecast = Object.freeze({ state });
+addEventListener('resize', resize);
+resize();
+scene.renderer.setAnimationLoop(frame);
+setupXR();
+
+const room = params.get('room');
+if (typeof WebTransport === 'undefined') {
+  showLobby(isSecureContext
+    ? 'This browser has no WebTransport.'
+    : 'WebTransport needs a secure page: open it on https:// or on localhost.');
+  $('lobby').querySelector('button').disabled = true;
+} else if (room && ID_CHARS.test(room)) {
+  start(room, params.get('name') || localStorage.getItem('posecast.name') || join.user);
+} else {
+  showLobby(room ? `"${room}" is not a room name: 1 to 64 of A-Z a-z 0-9 _ . : @ -` : '');
+}

@@ -1,0 +1,210 @@
+// RoomView is what the page knows of its room, folded from the server's
+// messages and pose updates as transport/client.go folds them: entities,
+// presence, the slot of each avatar, and a jitter buffer per remote avatar.
+import { PoseBuffer } from './jitter.js';
+
+const MAX_EVENTS = 20;
+const RATE_WINDOW = 2000; // ms over which the pose update rate is counted
+
+const newer = (a, b) => ((a - b) | 0) > 0; // a after b, on a wrapping uint32
+
+export class RoomView {
+  constructor() {
+    this.room = '';
+    this.user = '';
+    this.slot = -1;
+    this.tickMs = 200;
+    this.repeat = 3;
+    this.entities = null; // Map id -> components, once the state has come
+    this.presence = null; // Map user -> metas
+    this.slots = new Map(); // slot -> avatar id
+    this.buffers = new Map(); // avatar id -> PoseBuffer
+    this.poseSeq = new Map(); // avatar id -> seq of the update that carried its pose
+    this.seq = 0; // the newest pose update received whole
+    this.parts = new Map(); // seq -> {got: Set of parts, parts}
+    this.resyncing = false;
+    this.version = 0; // grows on every entity change, for the renderer
+    this.events = [];
+    this.lastError = null;
+    this.updateTimes = []; // local times of the pose updates received
+    this.resyncs = 0;
+  }
+
+  // welcome takes the session's parameters.
+  welcome(w) {
+    this.tickMs = w.tick_ms || this.tickMs;
+    this.repeat = w.repeat ?? this.repeat;
+  }
+
+  // apply folds one control message in, received at local time now.
+  apply(m, now) {
+    switch (m.type) {
+      case 'joined':
+        this.room = m.room;
+        this.user = m.user;
+        this.slot = m.slot;
+        this.tickMs = m.tick_ms || this.tickMs;
+        this.entities = null;
+        this.presence = null;
+        this.seq = 0; // pose updates are numbered per room
+        this.slots.clear();
+        this.parts.clear();
+        this.poseSeq.clear();
+        break;
+      case 'entities_state':
+        this.entities = new Map(Object.entries(m.entities || {}));
+        this.slots.clear();
+        for (const [id, c] of this.entities) this.trackAvatar(id, c, m.seq, now);
+        for (const id of this.buffers.keys()) {
+          if (!this.isAvatar(id)) this.buffers.delete(id);
+        }
+        if (newer(m.seq, this.seq)) this.seq = m.seq;
+        for (const s of this.parts.keys()) if (!newer(s, this.seq)) this.parts.delete(s);
+        this.resyncing = false;
+        this.version++;
+        break;
+      case 'entities_diff':
+        this.entities ??= new Map();
+        for (const [id, c] of Object.entries(m.creates || {})) {
+          this.entities.set(id, c);
+          this.trackAvatar(id, c, this.seq, now);
+        }
+        for (const [id, changed] of Object.entries(m.updates || {})) {
+          const cur = { ...(this.entities.get(id) || {}) };
+          for (const [k, v] of Object.entries(changed)) {
+            if (v === null || v === undefined) delete cur[k];
+            else cur[k] = v;
+          }
+          this.entities.set(id, cur);
+        }
+        for (const id of m.deletes || []) {
+          this.untrackAvatar(id);
+          this.entities.delete(id);
+        }
+        this.version++;
+        break;
+      case 'presence_state':
+        this.presence = new Map(Object.entries(m.state || {}).map(([k, e]) => [k, e.metas || []]));
+        break;
+      case 'presence_diff':
+        this.presence ??= new Map();
+        for (const [k, e] of Object.entries(m.joins || {})) {
+          const metas = this.presence.get(k) || [];
+          for (const meta of e.metas || []) {
+            if (!metas.some((x) => x.phx_ref === meta.phx_ref)) metas.push(meta);
+          }
+          this.presence.set(k, metas);
+        }
+        for (const [k, e] of Object.entries(m.leaves || {})) {
+          const gone = new Set((e.metas || []).map((x) => x.phx_ref));
+          const metas = (this.presence.get(k) || []).filter((x) => !gone.has(x.phx_ref));
+          if (metas.length) this.presence.set(k, metas);
+          else this.presence.delete(k);
+        }
+        break;
+      case 'event':
+        this.events.push(m);
+        if (this.events.length > MAX_EVENTS) this.events.shift();
+        break;
+      case 'error':
+        this.lastError = m;
+        break;
+    }
+  }
+
+  isAvatar(id) {
+    const c = this.entities?.get(id);
+    return !!c && c.avatar === true;
+  }
+
+  // trackAvatar notes an avatar's slot and the pose its components carry.
+  trackAvatar(id, c, seq, now) {
+    if (c.avatar !== true || typeof c.slot !== 'number') return;
+    for (const [s, e] of this.slots) if (e === id) this.slots.delete(s);
+    this.slots.set(c.slot, id);
+    if (id === this.user) return;
+    let b = this.buffers.get(id);
+    if (!b) {
+      b = new PoseBuffer(this.delay());
+      this.buffers.set(id, b);
+    }
+    if (Array.isArray(c.position) && c.position.length === 3) {
+      const rotation = Array.isArray(c.rotation) && c.rotation.length === 4 ? c.rotation : [0, 0, 0, 1];
+      b.push({ time: c.pose_time >>> 0, head: { position: c.position, rotation }, left: null, right: null }, now, true);
+      this.poseSeq.set(id, seq);
+    }
+  }
+
+  untrackAvatar(id) {
+    for (const [s, e] of this.slots) if (e === id) this.slots.delete(s);
+    this.buffers.delete(id);
+    this.poseSeq.delete(id);
+  }
+
+  // delay is how far behind the newest pose remote avatars are shown: a
+  // tick, and a margin for the network's jitter.
+  delay() {
+    return this.tickMs + 50;
+  }
+
+  // applyPoses folds a pose update in, received at local time now, and
+  // reports whether to ask for a resync (docs/PROTOCOL.md §6.4): when the
+  // newest update known to exist is more than repeat updates past the
+  // newest received whole, an avatar that stopped in between may never be
+  // sent again.
+  applyPoses(u, now) {
+    if (this.entities === null) return false; // no room state yet
+    let latest = u.seq;
+    if (u.parts > 0) {
+      latest = (u.seq - 1) >>> 0;
+      for (const { slot, pose } of u.records) {
+        const id = this.slots.get(slot);
+        if (id === undefined || id === this.user) continue;
+        const prev = this.poseSeq.get(id);
+        if (prev !== undefined && newer(prev, u.seq)) continue; // reordered: keep the newer
+        this.poseSeq.set(id, u.seq);
+        this.buffers.get(id)?.push(pose, now);
+      }
+      let p = this.parts.get(u.seq);
+      if (!p) {
+        p = { got: new Set(), parts: u.parts };
+        this.parts.set(u.seq, p);
+        this.updateTimes.push(now);
+      }
+      p.got.add(u.part);
+      if (p.got.size === p.parts) {
+        this.parts.delete(u.seq);
+        if (newer(u.seq, this.seq)) this.seq = u.seq;
+        for (const s of this.parts.keys()) if (!newer(s, this.seq)) this.parts.delete(s);
+      }
+    }
+    while (this.updateTimes.length && this.updateTimes[0] < now - RATE_WINDOW) this.updateTimes.shift();
+    if (!this.resyncing && ((latest - this.seq) | 0) > this.repeat) {
+      this.resyncing = true;
+      this.resyncs++;
+      return true;
+    }
+    return false;
+  }
+
+  // updateRate returns the pose updates received a second, lately.
+  updateRate(now) {
+    const recent = this.updateTimes.filter((t) => t >= now - RATE_WINDOW);
+    return recent.length / (RATE_WINDOW / 1000);
+  }
+
+  // avatars returns the remote avatars: [id, components, buffer].
+  *avatars() {
+    if (!this.entities) return;
+    for (const [id, b] of this.buffers) {
+      const c = this.entities.get(id);
+      if (c) yield [id, c, b];
+    }
+  }
+
+  // isStale reports whether every device of a user has stopped sending.
+  isStale(user) {
+    const metas = this.presence?.get(user);
+    return !!metas && metas.length > 0 && metas.every((m) => m.stale);
+  }
+}

@@ -49,6 +49,26 @@ fuzz: ## Run every fuzz target for FUZZTIME each.
 	  done; \
 	done
 
+.PHONY: web
+web: web/node_modules/.package-lock.json ## Build the browser client into web/dist, where the binary embeds it (npm ci first when needed).
+	cd web && npm run build
+
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci
+
+.PHONY: chromium
+chromium: ## Install Debian's chromium for the browser test when it is missing (as root).
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+.PHONY: web-test
+web-test: web chromium ## The browser client's unit tests, and its test in headless Chromium against a posecast on loopback.
+	cd web && npm test && npm run test:browser
+
+# The page is built before the server is built or run, and tested with the rest.
+build: web
+run: web
+test: web-test
+
 .PHONY: clean
 clean: ## Remove build output.
 	rm -rf bin

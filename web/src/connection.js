@@ -139,9 +139,12 @@ export class Connection {
     let last;
     for (const url of urls) {
       const wt = new this.WebTransport(url, { serverCertificateHashes: hashes });
-      const timer = new Promise((_, reject) => setTimeout(() => reject(new Error(`${url}: no answer`)), this.opts.connectTimeout));
+      let timer;
+      const late = new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${url}: no answer`)), this.opts.connectTimeout);
+      });
       try {
-        await Promise.race([wt.ready, timer]);
+        await Promise.race([wt.ready, late]);
         this.url = url;
         return wt;
       } catch (e) {
@@ -153,6 +156,8 @@ export class Connection {
         } catch {
           // never opened
         }
+      } finally {
+        clearTimeout(timer);
       }
     }
     throw new Error(`WebTransport: ${last?.message || last}`);

@@ -1,0 +1,161 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Connection } from '../src/connection.js';
+import { encodeFrame, FrameReader } from '../src/frames.js';
+
+const HASH = { hex: 'ab', base64: btoa('0123456789abcdef0123456789abcdef') };
+const CERT_HASH = { url: 'https://127.0.0.1:4433/wt', alternates: ['https://192.0.2.1:4433/wt'], current: HASH };
+
+// fakeServer answers hello and join as posecast does, over fake
+// WebTransport sessions that a test can drop; unready lists URLs whose
+// sessions never become ready.
+function fakeServer({ unready = [], refuseJoin = null } = {}) {
+  const server = { sessions: [], joins: [], urls: [], hashes: [] };
+  server.WebTransport = class {
+    constructor(url, opts) {
+      server.urls.push(url);
+      server.hashes.push(opts.serverCertificateHashes);
+      let closeSession;
+      this.closed = new Promise((resolve) => { closeSession = resolve; });
+      this.ready = unready.includes(url) ? new Promise(() => {}) : Promise.resolve();
+      let toClient;
+      const control = new ReadableStream({ start: (c) => { toClient = c; } });
+      const send = (m) => toClient.enqueue(encodeFrame(m));
+      const frames = new FrameReader();
+      let dgClient;
+      this.datagrams = {
+        readable: new ReadableStream({ start: (c) => { dgClient = c; } }),
+        writable: new WritableStream({ write: (d) => dgClient.enqueue(d) }), // every datagram echoed, as pings are
+      };
+      this.close = () => {
+        try {
+          toClient.close();
+          dgClient.close();
+        } catch {
+          // closed already
+        }
+        closeSession({});
+      };
+      this.createBidirectionalStream = async () => ({
+        readable: control,
+        writable: new WritableStream({
+          write: (chunk) => {
+            for (const m of frames.push(chunk)) {
+              if (m.type === 'hello') send({ type: 'welcome', ref: m.ref, v: 1, session: 's', tick_ms: 200, repeat: 3 });
+              if (m.type === 'join') {
+                server.joins.push(m);
+                if (refuseJoin) {
+                  send({ type: 'error', ref: m.ref, code: refuseJoin, message: 'no' });
+                  continue;
+                }
+                send({ type: 'joined', ref: m.ref, room: m.room, user: m.user, slot: 0, resumed: server.joins.length > 1 });
+                send({ type: 'entities_state', seq: 0, entities: {} });
+                send({ type: 'presence_state', state: {} });
+              }
+            }
+          },
+        }),
+      });
+      server.sessions.push(this);
+    }
+  };
+  return server;
+}
+
+function connect(server, opts = {}) {
+  const messages = [];
+  const states = [];
+  const conn = new Connection({
+    base: 'http://localhost:8080/?room=r',
+    join: { room: 'r', user: 'u-1', device: 'web-1', name: 'Ada' },
+    fetch: async (url) => {
+      assert.equal(String(url), 'http://localhost:8080/cert-hash');
+      return { ok: true, json: async () => CERT_HASH };
+    },
+    WebTransport: server.WebTransport,
+    backoffMin: 5,
+    backoffMax: 20,
+    connectTimeout: 50,
+    pingEvery: 10,
+    onMessage: (m) => messages.push(m),
+    onState: () => states.push(conn.state),
+    ...opts,
+  });
+  const running = conn.run();
+  return { conn, messages, states, running };
+}
+
+async function until(what, cond, timeout = 2000) {
+  const deadline = Date.now() + timeout;
+  while (!cond()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+test('it says hello, joins with the certificate hash, and hands on what the room sends', async () => {
+  const server = fakeServer();
+  const { conn, messages, states, running } = connect(server, { join: { room: 'r', user: 'u-1', device: 'web-1', name: 'Ada', token: 'pc1.x' } });
+  await until('connected', () => conn.state === 'connected');
+  assert.deepEqual(states.slice(0, 2), ['connecting', 'connected']);
+  const [hashes] = server.hashes;
+  assert.equal(hashes[0].algorithm, 'sha-256');
+  assert.equal(new TextDecoder().decode(hashes[0].value), '0123456789abcdef0123456789abcdef');
+  const { ref, ...join } = server.joins[0];
+  assert.ok(ref > 0);
+  assert.deepEqual(join, { type: 'join', room: 'r', user: 'u-1', device: 'web-1', name: 'Ada', token: 'pc1.x' });
+  await until('the room state', () => messages.some((m) => m.type === 'presence_state'));
+  assert.deepEqual(messages.map((m) => m.type), ['welcome', 'joined', 'entities_state', 'presence_state']);
+  await until('a round trip', () => conn.rtt !== null);
+  conn.stop();
+  await running;
+  assert.equal(conn.state, 'closed');
+});
+
+test('a dropped session comes back as the same user and device', async () => {
+  const server = fakeServer();
+  const { conn, states, running } = connect(server);
+  await until('connected', () => conn.state === 'connected');
+  server.sessions[0].close();
+  await until('a second session', () => conn.sessions === 2 && conn.state === 'connected');
+  assert.ok(states.includes('reconnecting'));
+  assert.equal(server.joins.length, 2);
+  assert.equal(server.joins[1].user, server.joins[0].user);
+  assert.equal(server.joins[1].device, server.joins[0].device);
+  conn.stop();
+  await running;
+});
+
+test('it keeps trying with backoff while the server cannot be reached', async () => {
+  const server = fakeServer({ unready: [CERT_HASH.url, ...CERT_HASH.alternates] });
+  const { conn, running } = connect(server);
+  await until('three tries', () => server.urls.length >= 6);
+  assert.deepEqual(server.urls.slice(0, 2), [CERT_HASH.url, CERT_HASH.alternates[0]]);
+  assert.equal(conn.state === 'connecting' || conn.state === 'reconnecting', true);
+  assert.match(conn.detail, /no answer/);
+  conn.stop();
+  await running;
+});
+
+test('the alternates are tried when the URL does not answer, and wt overrides both', async () => {
+  const server = fakeServer({ unready: [CERT_HASH.url] });
+  const a = connect(server);
+  await until('connected', () => a.conn.state === 'connected');
+  assert.equal(a.conn.url, CERT_HASH.alternates[0]);
+  a.conn.stop();
+  await a.running;
+  const b = connect(server, { wtURL: 'https://127.0.0.1:9999/wt' });
+  await until('connected', () => b.conn.state === 'connected');
+  assert.equal(b.conn.url, 'https://127.0.0.1:9999/wt');
+  b.conn.stop();
+  await b.running;
+});
+
+test('a join that cannot succeed is not tried again', async () => {
+  const server = fakeServer({ refuseJoin: 'invalid' });
+  const { conn, running } = connect(server);
+  await running;
+  assert.equal(conn.state, 'failed');
+  assert.match(conn.detail, /^invalid/);
+  assert.equal(server.joins.length, 1);
+});

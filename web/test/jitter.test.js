@@ -1,0 +1,96 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { nlerp, PoseBuffer } from '../src/jitter.js';
+
+const pose = (time, x) => ({ time, head: { position: [x, 1.6, 0], rotation: [0, 0, 0, 1] }, left: null, right: null });
+const near = (a, b, eps = 1e-9) => Math.abs(a - b) <= eps;
+
+// feed sends a sender moving at 1 m/s, sampled every 200 ms, through a
+// network whose delay varies by up to jitter ms; it returns the buffer.
+function feed({ ticks, jitter = 0, clock = 0 }) {
+  const b = new PoseBuffer(250);
+  for (let i = 0; i < ticks; i++) {
+    const sent = i * 200;
+    const delay = 20 + (jitter * ((i * 7) % 5)) / 4;
+    b.push(pose((clock + sent) >>> 0, sent / 1000), 50000 + sent + delay);
+  }
+  return b;
+}
+
+test('playback runs a tick behind and interpolates between ticks', () => {
+  const b = feed({ ticks: 10 });
+  // The newest pose (x = 1.8) came at 51820; offset 50020, so local time
+  // t shows the sender's t - 50020 - 250.
+  for (const at of [51500, 51555, 51610, 51700]) {
+    const want = (at - 50020 - 250) / 1000;
+    assert.ok(near(b.sample(at).head.position[0], want, 1e-6), `at ${at}: ${b.sample(at).head.position[0]} want ${want}`);
+  }
+});
+
+test('jitter in arrival does not make the avatar jump back', () => {
+  const b = feed({ ticks: 20, jitter: 60 });
+  let prev = -Infinity;
+  for (let at = 52000; at < 54500; at += 16) {
+    const x = b.sample(at).head.position[0];
+    assert.ok(x >= prev - 1e-9, `went back from ${prev} to ${x} at ${at}`);
+    prev = x;
+  }
+});
+
+test('the sender clock may wrap around 32 bits', () => {
+  const b = feed({ ticks: 10, clock: 2 ** 32 - 700 });
+  assert.ok(near(b.sample(51700).head.position[0], (51700 - 50020 - 250) / 1000, 1e-6));
+  assert.deepEqual(b.newest().head.position[0], 1.8);
+});
+
+test('repeats and reordered poses change nothing', () => {
+  const b = new PoseBuffer(250);
+  assert.equal(b.push(pose(1000, 1), 0), true);
+  assert.equal(b.push(pose(1200, 2), 200), true);
+  assert.equal(b.push(pose(1200, 2), 400), false);
+  assert.equal(b.push(pose(1100, 9), 410), false);
+  assert.equal(b.newest().head.position[0], 2);
+});
+
+test('past the newest pose the avatar holds still', () => {
+  const b = feed({ ticks: 5 });
+  assert.equal(b.sample(99999).head.position[0], 0.8);
+});
+
+test('after standing still it starts moving from where it stood, a tick before the new pose', () => {
+  const b = new PoseBuffer(250);
+  b.push(pose(0, 0), 20);
+  b.push(pose(5000, 1), 5020);
+  // Local time t shows sender time t - 20 - 250; it stood still until 4750.
+  assert.equal(b.sample(5020).head.position[0], 0);
+  assert.ok(near(b.sample(5145).head.position[0], 0.5));
+  assert.equal(b.sample(5270).head.position[0], 1);
+});
+
+test('a placement from the room state gives way to the sender own clock', () => {
+  const b = new PoseBuffer(250);
+  b.push(pose(900000, 5), 0, true); // the server's clock, far ahead of the sender's
+  assert.equal(b.sample(0).head.position[0], 5);
+  assert.equal(b.push(pose(1000, 6), 10), true);
+  assert.equal(b.samples.length, 1);
+  assert.equal(b.sample(10).head.position[0], 6);
+  // Once the sender is heard, a state's pose is just another pose.
+  assert.equal(b.push(pose(900, 7), 20, true), false);
+});
+
+test('hands are interpolated when both poses have them', () => {
+  const b = new PoseBuffer(100);
+  const hand = (x) => ({ position: [x, 1, 0], rotation: [0, 0, 0, 1] });
+  b.push({ ...pose(0, 0), right: hand(0) }, 0);
+  b.push({ ...pose(100, 1), right: hand(1), left: hand(5) }, 100);
+  const p = b.sample(150);
+  assert.ok(near(p.right.position[0], 0.5));
+  assert.equal(p.left.position[0], 5);
+});
+
+test('nlerp takes the short way round and stays unit', () => {
+  const s = Math.SQRT1_2;
+  const q = nlerp([0, 0, 0, 1], [0, -s, 0, -s], 0.5); // -q is the same 90° turn
+  assert.ok(near(Math.hypot(...q), 1));
+  assert.ok(q[1] > 0 && q[3] > 0, `${q}`);
+});

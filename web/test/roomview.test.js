@@ -1,0 +1,105 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { RoomView } from '../src/roomview.js';
+
+const avatar = (slot, name, position = [0, 2, 0], time = 1000) => ({
+  avatar: true, user: name, name, slot, position, rotation: [0, 0, 0, 1], pose_time: time,
+});
+const head = (time, position) => ({ time, head: { position, rotation: [0, 0, 0, 1] }, left: null, right: null });
+const update = (seq, records, part = 0, parts = 1) => ({ seq, part, parts, records });
+
+// joinedView is a view that joined as "me" in a room with "ada" at slot 1.
+function joinedView() {
+  const v = new RoomView();
+  v.welcome({ tick_ms: 200, repeat: 3 });
+  v.apply({ type: 'joined', room: 'r', user: 'me', slot: 0, tick_ms: 200 }, 0);
+  v.apply({
+    type: 'entities_state',
+    seq: 10,
+    entities: { me: avatar(0, 'me'), ada: avatar(1, 'Ada', [1, 2, 3]), spawn: { spawn_point: true, position: [0, 0.1, 0] } },
+  }, 0);
+  v.apply({ type: 'presence_state', state: { me: { metas: [{ phx_ref: 'm1', name: 'me' }] }, ada: { metas: [{ phx_ref: 'a1', name: 'Ada' }] } } }, 0);
+  return v;
+}
+
+const ids = (v) => [...v.avatars()].map(([id]) => id).sort();
+
+test('the state gives the remote avatars, not our own, at their placed pose', () => {
+  const v = joinedView();
+  assert.deepEqual(ids(v), ['ada']);
+  const [, c, buffer] = [...v.avatars()][0];
+  assert.equal(c.name, 'Ada');
+  assert.deepEqual(buffer.sample(0).head.position, [1, 2, 3]);
+  assert.equal(v.entities.size, 3);
+});
+
+test('pose updates move avatars by slot; unknown slots and our own are skipped', () => {
+  const v = joinedView();
+  v.applyPoses(update(11, [{ slot: 1, pose: head(2000, [4, 2, 3]) }, { slot: 0, pose: head(2000, [9, 9, 9]) }, { slot: 7, pose: head(2000, [0, 0, 0]) }]), 100);
+  assert.deepEqual(v.buffers.get('ada').newest().head.position, [4, 2, 3]);
+  assert.equal(v.buffers.has('me'), false);
+  assert.equal(v.seq, 11);
+});
+
+test('a pose update older than the one held is ignored', () => {
+  const v = joinedView();
+  v.applyPoses(update(13, [{ slot: 1, pose: head(2400, [5, 2, 3]) }]), 100);
+  v.applyPoses(update(12, [{ slot: 1, pose: head(2200, [4, 2, 3]) }]), 110);
+  assert.deepEqual(v.buffers.get('ada').newest().head.position, [5, 2, 3]);
+});
+
+test('diffs create, update and delete, and presence diffs join before they leave', () => {
+  const v = joinedView();
+  v.apply({ type: 'entities_diff', creates: { bob: avatar(2, 'Bob') }, updates: { spawn: { color: 'red', spawn_point: null } }, deletes: ['ada', 'nobody'] }, 0);
+  assert.deepEqual(ids(v), ['bob']);
+  assert.deepEqual(v.entities.get('spawn'), { position: [0, 0.1, 0], color: 'red' });
+  assert.equal(v.slots.get(2), 'bob');
+  assert.equal(v.slots.has(1), false);
+  // A meta that joined and left within one diff, and a meta update.
+  v.apply({
+    type: 'presence_diff',
+    joins: { bob: { metas: [{ phx_ref: 'b1', name: 'Bob' }] }, ada: { metas: [{ phx_ref: 'a2', phx_ref_prev: 'a1', name: 'Ada', stale: true }] } },
+    leaves: { bob: { metas: [{ phx_ref: 'b1' }] }, ada: { metas: [{ phx_ref: 'a1' }] } },
+  }, 0);
+  assert.equal(v.presence.has('bob'), false);
+  assert.deepEqual(v.presence.get('ada').map((m) => m.phx_ref), ['a2']);
+  assert.equal(v.isStale('ada'), true);
+  assert.equal(v.isStale('me'), false);
+});
+
+test('a loss it cannot recover from asks for one resync, and the state ends it', () => {
+  const v = joinedView();
+  assert.equal(v.applyPoses(update(11, []), 0), false);
+  assert.equal(v.applyPoses(update(12, [], 0, 2), 0), false); // part 1 of 12 lost, 13 and 14 lost whole
+  assert.equal(v.applyPoses(update(15, [], 1, 2), 0), false); // 14 is done on the server: 3 past 11
+  assert.equal(v.applyPoses({ seq: 15, part: 0, parts: 0, records: [] }, 0), true); // heartbeat: 15 done, 4 past 11
+  assert.equal(v.applyPoses({ seq: 15, part: 0, parts: 0, records: [] }, 0), false); // asked once
+  assert.equal(v.resyncs, 1);
+  v.apply({ type: 'entities_state', seq: 15, entities: { me: avatar(0, 'me'), ada: avatar(1, 'Ada', [7, 2, 7], 3000) } }, 0);
+  assert.equal(v.seq, 15);
+  assert.equal(v.resyncing, false);
+  assert.deepEqual(v.buffers.get('ada').newest().head.position, [7, 2, 7]);
+});
+
+test('lost updates within the repeat window ask for nothing', () => {
+  const v = joinedView();
+  for (const seq of [11, 13, 14]) assert.equal(v.applyPoses(update(seq, []), 0), false);
+  assert.equal(v.seq, 14);
+});
+
+test('a rejoin keeps the avatars it still finds, so that nothing flaps', () => {
+  const v = joinedView();
+  v.applyPoses(update(11, [{ slot: 1, pose: head(2000, [4, 2, 3]) }]), 100);
+  const buffer = v.buffers.get('ada');
+  v.apply({ type: 'joined', room: 'r', user: 'me', slot: 0, tick_ms: 200, resumed: true }, 200);
+  v.apply({ type: 'entities_state', seq: 3, entities: { me: avatar(0, 'me'), ada: avatar(1, 'Ada', [4, 2, 3], 2000) } }, 200);
+  assert.equal(v.buffers.get('ada'), buffer);
+  assert.equal(v.seq, 3);
+});
+
+test('the update rate counts the pose updates of the last two seconds', () => {
+  const v = joinedView();
+  for (let i = 0; i < 15; i++) v.applyPoses(update(11 + i, []), i * 200);
+  assert.equal(v.updateRate(2900), 5);
+  assert.equal(v.updateRate(10000), 0);
+});

@@ -22,8 +22,12 @@ run: ## Run the server on its embedded defaults (in-memory store, one node, self
 	$(GO) run ./cmd/posecast $(ARGS)
 
 .PHONY: test
-test: lint ## Vet, staticcheck, and every test with the race detector.
+test: lint postgres ## Vet, staticcheck, and every test with the race detector, PostgreSQL's included.
 	$(GO) test -race -shuffle=on -timeout 8m $(PKGS)
+
+.PHONY: postgres
+postgres: ## Make sure PostgreSQL's programs are here for the tests (installs Debian's postgresql, as root, when missing).
+	@bash scripts/ensure-postgres.sh
 
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck.

@@ -53,6 +53,12 @@ type Config struct {
 	MaxPendingChanges int
 	// StoreTimeout bounds each store call. Defaults to 5s.
 	StoreTimeout time.Duration
+	// SyncInterval is the least time between the starts of two writes of a
+	// room's entity changes to the store: changes that come faster wait and
+	// go together, in order, in one batch (one transaction). A change after
+	// a quiet spell is written at once, and a full batch (500 changes) does
+	// not wait. Defaults to Tick.
+	SyncInterval time.Duration
 	// MaxRooms bounds the live rooms of a node; joins that would start one
 	// more are refused. Defaults to 10000.
 	MaxRooms int
@@ -88,6 +94,7 @@ func (c Config) withDefaults() (Config, error) {
 	setInt(&c.MaxWorldBytes, 1<<20)
 	setInt(&c.MaxPendingChanges, 10000)
 	setDur(&c.StoreTimeout, 5*time.Second)
+	setDur(&c.SyncInterval, c.Tick)
 	setInt(&c.MaxRooms, 10000)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -99,7 +106,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("rooms: negative repeat ticks %d", c.RepeatTicks)
 	case c.MaxMembers < 1 || c.MaxMembers > MaxRoomSize:
 		return c, fmt.Errorf("rooms: max members %d not in 1..%d", c.MaxMembers, MaxRoomSize)
-	case c.Heartbeat < 0 || c.StaleAfter < 0 || c.ReconnectGrace < 0 || c.EmptyGrace < 0 || c.StoreTimeout < 0:
+	case c.Heartbeat < 0 || c.StaleAfter < 0 || c.ReconnectGrace < 0 || c.EmptyGrace < 0 || c.StoreTimeout < 0 || c.SyncInterval < 0:
 		return c, fmt.Errorf("rooms: negative duration in %+v", c)
 	case c.MaxDevices < 1 || c.MaxEntities < 1 || c.MaxPendingChanges < 1 || c.MaxWorldBytes < 1:
 		return c, fmt.Errorf("rooms: limits must be positive")

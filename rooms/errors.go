@@ -25,6 +25,9 @@ var (
 	ErrClosed = errors.New("registry closed")
 	// ErrRoomNotFound is what a Store returns for a room it does not hold.
 	ErrRoomNotFound = errors.New("room not found")
+	// ErrRoomBusy reports a room that cannot be deleted because people are
+	// in it.
+	ErrRoomBusy = errors.New("room is in use")
 	// ErrStoreBacklog reports an entity change refused because too many
 	// changes are waiting to be written to the store.
 	ErrStoreBacklog = errors.New("store backlog full")

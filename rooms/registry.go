@@ -22,6 +22,10 @@ type Registry struct {
 	// draining holds rooms that stopped and are still writing their last
 	// changes; the next instance of a room loads only after they are written.
 	draining map[string]*Room
+	// deleting holds the ids whose rooms DeleteRoom is removing from the
+	// store; their channels close when it is done. A room of that id starts
+	// only after.
+	deleting map[string]chan struct{}
 	closed   bool
 }
 
@@ -37,6 +41,7 @@ func NewRegistry(store Store, cfg Config) (*Registry, error) {
 		quit:     make(chan struct{}),
 		rooms:    make(map[string]*Room),
 		draining: make(map[string]*Room),
+		deleting: make(map[string]chan struct{}),
 	}, nil
 }
 
@@ -98,8 +103,8 @@ func (g *Registry) room(ctx context.Context, id string) (*Room, error) {
 		}
 		r = newRoom(g, id)
 		g.rooms[id] = r
-		prev := g.draining[id]
-		g.wg.Go(func() { g.start(r, prev) })
+		prev, deleted := g.draining[id], g.deleting[id]
+		g.wg.Go(func() { g.start(r, prev, deleted) })
 	}
 	g.mu.Unlock()
 	select {
@@ -114,14 +119,22 @@ func (g *Registry) room(ctx context.Context, id string) (*Room, error) {
 }
 
 // start loads a new room and starts its goroutines, after prev, the room's
-// previous instance if it is still writing its last changes, is done: until
-// then the store does not hold the room's world. Joiners wait for it with
-// contexts of their own. Runs in its own goroutine.
-func (g *Registry) start(r *Room, prev *Room) {
+// previous instance if it is still writing its last changes, is done (until
+// then the store does not hold the room's world), and after deleted closes
+// if the room is being deleted. Joiners wait for it with contexts of their
+// own. Runs in its own goroutine.
+func (g *Registry) start(r *Room, prev *Room, deleted <-chan struct{}) {
 	var err error
 	if prev != nil {
 		select {
 		case <-prev.synced:
+		case <-g.quit:
+			err = ErrClosed
+		}
+	}
+	if deleted != nil && err == nil {
+		select {
+		case <-deleted:
 		case <-g.quit:
 			err = ErrClosed
 		}

@@ -17,12 +17,14 @@ const maxSyncBatch = 500
 // holds up the room. Changes wait in a bounded queue; when it is full the
 // room refuses new changes rather than lose acknowledged ones.
 type syncer struct {
-	store   Store
-	room    string
-	limit   int
-	timeout time.Duration
-	log     *slog.Logger
-	wake    chan struct{}
+	store    Store
+	room     string
+	limit    int
+	timeout  time.Duration
+	interval time.Duration
+	log      *slog.Logger
+	wake     chan struct{} // a change was queued
+	full     chan struct{} // a whole batch waits
 
 	mu      sync.Mutex // guards the following
 	pending []Change
@@ -30,12 +32,14 @@ type syncer struct {
 
 func newSyncer(store Store, room string, cfg *Config) *syncer {
 	return &syncer{
-		store:   store,
-		room:    room,
-		limit:   cfg.MaxPendingChanges,
-		timeout: cfg.StoreTimeout,
-		log:     cfg.Logger,
-		wake:    make(chan struct{}, 1),
+		store:    store,
+		room:     room,
+		limit:    cfg.MaxPendingChanges,
+		timeout:  cfg.StoreTimeout,
+		interval: cfg.SyncInterval,
+		log:      cfg.Logger,
+		wake:     make(chan struct{}, 1),
+		full:     make(chan struct{}, 1),
 	}
 }
 
@@ -49,8 +53,12 @@ func (s *syncer) add(ch Change) error {
 		return fmt.Errorf("%w: %d changes wait for the store", ErrStoreBacklog, n)
 	}
 	s.pending = append(s.pending, ch)
+	n := len(s.pending)
 	s.mu.Unlock()
-	s.poke()
+	poke(s.wake)
+	if n == maxSyncBatch {
+		poke(s.full)
+	}
 	return nil
 }
 
@@ -61,15 +69,17 @@ func (s *syncer) Pending() int {
 	return len(s.pending)
 }
 
-// loop writes queued changes until stop is closed. After stop it keeps
-// writing, with backoff through store errors, until everything is written:
-// a room that stops must not lose changes it acknowledged, and the next
+// loop writes queued changes until stop is closed, a batch at most every
+// SyncInterval unless a whole batch waits. After stop it keeps writing, at
+// once, with backoff through store errors, until everything is written: a
+// room that stops must not lose changes it acknowledged, and the next
 // instance of the room waits for this one's writes before it loads. Only
 // quit (the registry shutting down) cuts that short, after one last attempt
 // bounded by the store timeout. Runs in its own goroutine.
 func (s *syncer) loop(stop, quit <-chan struct{}) {
 	backoff := 50 * time.Millisecond
 	stopped := false
+	var last time.Time // when the last write started
 	for {
 		if !stopped {
 			select {
@@ -77,6 +87,23 @@ func (s *syncer) loop(stop, quit <-chan struct{}) {
 				stopped = true
 			case <-s.wake:
 			}
+		}
+		if !stopped && s.Pending() < maxSyncBatch {
+			// Changes that come faster than the interval go together: one
+			// transaction per interval rather than one per change.
+			if wait := s.interval - time.Since(last); wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-t.C:
+				case <-s.full:
+				case <-stop:
+					stopped = true
+				}
+				t.Stop()
+			}
+		}
+		if s.Pending() > 0 {
+			last = time.Now()
 		}
 		wrote, err := s.writeBatch()
 		switch {
@@ -97,19 +124,20 @@ func (s *syncer) loop(stop, quit <-chan struct{}) {
 				stopped = true
 			}
 			backoff = min(2*backoff, 5*time.Second)
-			s.poke()
+			poke(s.wake)
 		case wrote > 0:
 			backoff = 50 * time.Millisecond
-			s.poke() // there may be more
+			poke(s.wake) // there may be more
 		case stopped:
 			return
 		}
 	}
 }
 
-func (s *syncer) poke() {
+// poke signals c without blocking; one signal waits at most.
+func poke(c chan struct{}) {
 	select {
-	case s.wake <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }

@@ -99,6 +99,9 @@ func newMetrics(registry *rooms.Registry, pending func() int) *metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "posecast", Name: "rooms", Help: "Live rooms."},
 			func() float64 { return float64(len(registry.Rooms())) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "posecast", Name: "store_pending_changes", Help: "Entity changes acknowledged and waiting to be written to the store.",
+		}, func() float64 { return float64(registry.PendingChanges()) }),
 	)
 	return m
 }

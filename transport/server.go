@@ -232,6 +232,7 @@ func NewServer(cfg Config) (*Server, error) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
+	mux.Handle("/api/", newAPI(cfg.Registry, cfg.Logger))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	if cfg.Page != nil {
 		mux.Handle("/", cfg.Page)
@@ -271,7 +272,7 @@ func (s *Server) Start() error {
 	s.udp, s.tcp, s.ln, s.started = udp, tcp, ln, time.Now()
 	s.wg.Go(s.acceptLoop)
 	s.wg.Go(func() {
-		if err := s.httpSrv.Serve(tcp); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.httpSrv.Serve(withTLSSniffing(tcp, s.cfg.Certs.TLSConfig())); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("http listener stopped", "err", err)
 		}
 	})

@@ -26,6 +26,7 @@ import (
 
 	"github.com/posecast/posecast/certs"
 	"github.com/posecast/posecast/rooms"
+	"github.com/posecast/posecast/rooms/pgstore"
 	"github.com/posecast/posecast/transport"
 	"github.com/posecast/posecast/web"
 )
@@ -46,6 +47,7 @@ type options struct {
 	shutdownTimeout        time.Duration
 	heartbeat, storeTimout time.Duration
 	pprof                  bool
+	databaseURL            string
 }
 
 func main() {
@@ -70,6 +72,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.maxMembers, "max-members", 256, fmt.Sprintf("avatars a room holds (at most %d)", rooms.MaxRoomSize))
 	fs.IntVar(&o.maxMessage, "max-message", 64<<10, "largest control message accepted from a client, in bytes")
 	fs.DurationVar(&o.storeTimout, "store-timeout", 5*time.Second, "bound on each store call")
+	fs.StringVar(&o.databaseURL, "database-url", "", "PostgreSQL URL (postgres://user:password@host:5432/db) to keep rooms and their entities in (default $DATABASE_URL; without either, rooms live in memory)")
 	fs.StringVar(&o.certFile, "cert", "", "PEM certificate chain file (with --key) instead of a self-signed certificate; reloaded when it changes")
 	fs.StringVar(&o.keyFile, "key", "", "PEM private key file for --cert")
 	fs.StringVar(&o.certHosts, "cert-hosts", "", "comma-separated names and addresses for the self-signed certificate (default: localhost, loopback, this machine's name and addresses)")
@@ -98,6 +101,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if o.databaseURL == "" {
+		o.databaseURL = os.Getenv("DATABASE_URL")
 	}
 	if (o.certFile == "") != (o.keyFile == "") {
 		return nil, errors.New("--cert and --key go together")
@@ -133,6 +139,9 @@ func run(args []string) error {
 		return err
 	}
 	slog.SetDefault(log)
+	// From here on a signal asks for an orderly stop, even during start-up.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 
 	var cm *certs.Manager
 	if o.certFile != "" {
@@ -148,8 +157,11 @@ func run(args []string) error {
 		return fmt.Errorf("certificate: %w", err)
 	}
 
-	store := &rooms.MemoryStore{}
-	log.Info("store: in memory; rooms and their entities last as long as this process")
+	store, ready, closeStore, err := openStore(ctx, o.databaseURL, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore() // after the registry has written its last changes
 	registry, err := rooms.NewRegistry(store, rooms.Config{
 		Tick:           o.tick,
 		RepeatTicks:    o.repeat,
@@ -173,6 +185,7 @@ func run(args []string) error {
 		MaxMessage:  o.maxMessage,
 		Page:        web.Handler(),
 		Pprof:       o.pprof,
+		Ready:       ready,
 		Logger:      log,
 	})
 	if err != nil {
@@ -184,8 +197,6 @@ func run(args []string) error {
 	logStart(log, srv, cm)
 	log.Warn("development mode: no join tokens and every origin allowed; anyone who reaches this server can join any room as any user")
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	var certLoop sync.WaitGroup
 	certLoop.Go(func() {
 		err := cm.Run(ctx, func(info certs.Info) {
@@ -208,6 +219,31 @@ func run(args []string) error {
 	certLoop.Wait()
 	log.Info("stopped")
 	return nil
+}
+
+// openStore opens the PostgreSQL store at databaseURL, applying the
+// migrations it lacks, or without a URL returns the in-memory store, and
+// says which serves. It returns the store's readiness check (nil for the
+// in-memory store) and what closes it.
+func openStore(ctx context.Context, databaseURL string, log *slog.Logger) (rooms.Store, func(context.Context) error, func(), error) {
+	if databaseURL == "" {
+		log.Info("store: in memory; rooms and their entities last as long as this process (--database-url or DATABASE_URL keeps them in PostgreSQL)")
+		return &rooms.MemoryStore{}, nil, func() {}, nil
+	}
+	// Connecting and migrating may take a while on a busy database; a
+	// signal still cuts it short.
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	s, err := pgstore.Open(octx, databaseURL)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("store: %w", err)
+	}
+	var applied []string
+	for _, m := range s.Applied() {
+		applied = append(applied, fmt.Sprintf("%d_%s", m.Version, m.Name))
+	}
+	log.Info("store: PostgreSQL; rooms and their entities outlive this process", "database", pgstore.Describe(databaseURL), "migrations_applied", applied)
+	return s, s.Ping, s.Close, nil
 }
 
 func certAttrs(info certs.Info) []any {

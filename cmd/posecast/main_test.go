@@ -62,33 +62,58 @@ func freePort(t *testing.T, network string) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// TestServeThenStopOnSIGTERM runs the server as main does, joins a room with
-// the Go client, and stops it with SIGTERM: the client is told, and run
-// returns cleanly.
-func TestServeThenStopOnSIGTERM(t *testing.T) {
+// serving is a posecast run as main runs it, on loopback ports.
+type serving struct {
+	httpURL string
+	done    chan error
+}
+
+// serve runs posecast with args and the addresses it picks, and returns
+// once it answers /healthz.
+func serve(t *testing.T, ctx context.Context, args ...string) *serving {
+	t.Helper()
 	udp, tcp := freePort(t, "udp"), freePort(t, "tcp")
-	httpURL := "http://127.0.0.1:" + strconv.Itoa(tcp)
-	done := make(chan error, 1)
-	go func() {
-		done <- run([]string{"--listen", "127.0.0.1:" + strconv.Itoa(udp), "--http", "127.0.0.1:" + strconv.Itoa(tcp), "--log-level", "warn", "--tick", "50ms"})
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	s := &serving{httpURL: "http://127.0.0.1:" + strconv.Itoa(tcp), done: make(chan error, 1)}
+	args = append([]string{"--listen", "127.0.0.1:" + strconv.Itoa(udp), "--http", "127.0.0.1:" + strconv.Itoa(tcp), "--log-level", "warn", "--tick", "50ms"}, args...)
+	go func() { s.done <- run(args) }()
 	for {
-		r, err := http.Get(httpURL + "/healthz")
+		r, err := http.Get(s.httpURL + "/healthz")
 		if err == nil {
 			r.Body.Close()
-			break
+			return s
 		}
 		select {
-		case err := <-done:
+		case err := <-s.done:
 			t.Fatalf("run returned early: %v", err)
 		case <-ctx.Done():
 			t.Fatal("server never answered /healthz")
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	info, hashes, err := transport.FetchCertHash(ctx, httpURL)
+}
+
+// stop sends the process SIGTERM, as an operator would, and waits for run
+// to return.
+func (s *serving) stop(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if err := syscall.Kill(syscall.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("run did not return after SIGTERM")
+	}
+}
+
+// join connects a client as a browser would, by the certificate's hash,
+// and joins room. The client is closed when t ends.
+func (s *serving) join(t *testing.T, ctx context.Context, room string) *transport.Client {
+	t.Helper()
+	info, hashes, err := transport.FetchCertHash(ctx, s.httpURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,21 +121,22 @@ func TestServeThenStopOnSIGTERM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	if _, err := c.Join(ctx, codec.Join{Room: "lobby", Name: "tester"}); err != nil {
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.Join(ctx, codec.Join{Room: room, Name: "tester"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Kill(syscall.Getpid(), syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("run did not return after SIGTERM")
-	}
+	return c
+}
+
+// TestServeThenStopOnSIGTERM runs the server as main does, joins a room with
+// the Go client, and stops it with SIGTERM: the client is told, and run
+// returns cleanly.
+func TestServeThenStopOnSIGTERM(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := serve(t, ctx)
+	c := s.join(t, ctx, "lobby")
+	s.stop(t, ctx)
 	if g := c.View().Goodbye; g == nil || g.Code != codec.CodeServerShutdown {
 		t.Errorf("client was told %+v, want %s", g, codec.CodeServerShutdown)
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -29,6 +30,10 @@ func Run(t *testing.T, newStore func(t *testing.T) rooms.Store) {
 		{"values keep their shape", testValues},
 		{"results are copies", testResultsAreCopies},
 		{"rooms change concurrently", testConcurrentApply},
+		{"empty and large batches apply", testBatchSizes},
+		{"entities having a component follow changes", testEntitiesWithFollowsChanges},
+		{"a room deleted while changes arrive takes them with it", testDeleteWhileApplying},
+		{"a cancelled context is an error", testCancelledContext},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -64,7 +69,8 @@ func info(id string, at time.Time) rooms.RoomInfo {
 func testCreateOnce(t *testing.T, s rooms.Store) {
 	c := ctx(t)
 	first := map[string]rooms.Components{"spawn": {"spawn_point": true, "position": []any{1.5, 0.1, -2.0}}}
-	created, err := s.CreateRoom(c, info("r1", time.Now()), first)
+	at := time.Now().Add(-time.Hour)
+	created, err := s.CreateRoom(c, info("r1", at), first)
 	if err != nil || !created {
 		t.Fatalf("first CreateRoom = %v, %v; want created", created, err)
 	}
@@ -79,9 +85,10 @@ func testCreateOnce(t *testing.T, s rooms.Store) {
 	if !same(t, got, first) {
 		t.Errorf("entities %v, want %v", got, first)
 	}
+	want := info("r1", at)
 	ri, err := s.Room(c, "r1")
-	if err != nil || ri.ID != "r1" || ri.Name != "room r1" || ri.CreatedAt.IsZero() {
-		t.Errorf("Room = %+v, %v", ri, err)
+	if err != nil || ri.ID != want.ID || ri.Name != want.Name || !ri.CreatedAt.Equal(want.CreatedAt) {
+		t.Errorf("Room = %+v, %v; want %+v", ri, err, want)
 	}
 }
 
@@ -308,5 +315,135 @@ func testConcurrentApply(t *testing.T, s rooms.Store) {
 		if !same(t, got, map[string]rooms.Components{"counter": {"n": float64(changes - 1)}}) {
 			t.Errorf("room %d: %v", i, got)
 		}
+	}
+}
+
+func testBatchSizes(t *testing.T, s rooms.Store) {
+	c := ctx(t)
+	if _, err := s.CreateRoom(c, info("r", time.Now()), map[string]rooms.Components{"keep": {"n": 0.0}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(c, "r", nil); err != nil {
+		t.Fatalf("an empty batch: %v", err)
+	}
+	const n = 2000
+	batch := make([]rooms.Change, 0, n+1)
+	want := map[string]rooms.Components{"keep": {"n": 0.0}}
+	for i := range n {
+		id := fmt.Sprint("e", i%100)
+		batch = append(batch, rooms.Change{Entity: id, Set: rooms.Components{"i": float64(i), fmt.Sprint("c", i%7): true}})
+		if want[id] == nil {
+			want[id] = rooms.Components{}
+		}
+		want[id]["i"] = float64(i)
+		want[id][fmt.Sprint("c", i%7)] = true
+	}
+	batch = append(batch, rooms.Change{Entity: "e0", Delete: true})
+	delete(want, "e0")
+	if err := s.Apply(c, "r", batch); err != nil {
+		t.Fatalf("a batch of %d: %v", len(batch), err)
+	}
+	got, err := s.Entities(c, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !same(t, got, want) {
+		t.Errorf("after a large batch the room holds %d entities, want %d: %v", len(got), len(want), got)
+	}
+}
+
+func testEntitiesWithFollowsChanges(t *testing.T, s rooms.Store) {
+	c := ctx(t)
+	if _, err := s.CreateRoom(c, info("r", time.Now()), map[string]rooms.Components{"door": {"open": false}}); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name   string
+		change rooms.Change
+		want   []string
+	}{
+		{"a component set later is found", rooms.Change{Entity: "door", Set: rooms.Components{"spawn_point": true}}, []string{"door"}},
+		{"a new entity with it is found", rooms.Change{Entity: "pad", Set: rooms.Components{"spawn_point": 1.0}}, []string{"door", "pad"}},
+		{"an unset component is not", rooms.Change{Entity: "door", Unset: []string{"spawn_point"}}, []string{"pad"}},
+		{"a deleted entity is not", rooms.Change{Entity: "pad", Delete: true}, nil},
+	}
+	for _, st := range steps {
+		if err := s.Apply(c, "r", []rooms.Change{st.change}); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		got, err := s.EntitiesWith(c, "r", "spawn_point")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for id := range got {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		if !slices.Equal(ids, st.want) {
+			t.Errorf("%s: EntitiesWith = %v, want %v", st.name, ids, st.want)
+		}
+	}
+}
+
+func testDeleteWhileApplying(t *testing.T, s rooms.Store) {
+	c := ctx(t)
+	if _, err := s.CreateRoom(c, info("r", time.Now()), nil); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			err := s.Apply(c, "r", []rooms.Change{{Entity: fmt.Sprint("e", i), Set: rooms.Components{"n": float64(i)}}})
+			if errors.Is(err, rooms.ErrRoomNotFound) {
+				return
+			}
+			if err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	if err := s.DeleteRoom(c, "r"); err != nil {
+		t.Error(err)
+	}
+	wg.Wait()
+	if _, err := s.Entities(c, "r"); !errors.Is(err, rooms.ErrRoomNotFound) {
+		t.Errorf("Entities after the delete = %v, want ErrRoomNotFound", err)
+	}
+	// Nothing of the old room survives into a new one of the same id.
+	if _, err := s.CreateRoom(c, info("r", time.Now()), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Entities(c, "r"); err != nil || len(got) != 0 {
+		t.Errorf("the new room holds %v, %v", got, err)
+	}
+}
+
+func testCancelledContext(t *testing.T, s rooms.Store) {
+	if _, err := s.CreateRoom(ctx(t), info("r", time.Now()), nil); err != nil {
+		t.Fatal(err)
+	}
+	c, cancel := context.WithCancel(context.Background())
+	cancel()
+	calls := []struct {
+		name string
+		call func() error
+	}{
+		{"CreateRoom", func() error { _, err := s.CreateRoom(c, info("x", time.Now()), nil); return err }},
+		{"Room", func() error { _, err := s.Room(c, "r"); return err }},
+		{"Rooms", func() error { _, err := s.Rooms(c); return err }},
+		{"DeleteRoom", func() error { return s.DeleteRoom(c, "r") }},
+		{"Entities", func() error { _, err := s.Entities(c, "r"); return err }},
+		{"EntitiesWith", func() error { _, err := s.EntitiesWith(c, "r", "x"); return err }},
+		{"Apply", func() error { return s.Apply(c, "r", []rooms.Change{{Entity: "e", Set: rooms.Components{"x": 1.0}}}) }},
+	}
+	for _, call := range calls {
+		if err := call.call(); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s with a cancelled context = %v, want context.Canceled", call.name, err)
+		}
+	}
+	if _, err := s.Room(ctx(t), "r"); err != nil {
+		t.Errorf("the room after cancelled calls: %v", err)
 	}
 }

@@ -1,0 +1,174 @@
+package transport
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/posecast/posecast/rooms"
+)
+
+// maxAPIBody bounds the body of a rooms API request.
+const maxAPIBody = 4 << 10
+
+// APIRoom is a room in the JSON of the rooms API.
+type APIRoom struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	// Live is true while the room runs on this node.
+	Live bool `json:"live"`
+	// Present is how many users are in the room on this node.
+	Present int `json:"present"`
+	// Entities are the room's environment entities (id → components), in
+	// answers about one room.
+	Entities map[string]rooms.Components `json:"entities,omitempty"`
+}
+
+// APIRoomList is the JSON of GET /api/rooms.
+type APIRoomList struct {
+	Rooms []APIRoom `json:"rooms"`
+}
+
+// APIError is the JSON of every error the rooms API answers.
+type APIError struct {
+	Error string `json:"error"`
+}
+
+// CreateRoomRequest is the body of POST /api/rooms.
+type CreateRoomRequest struct {
+	Name string `json:"name"`
+}
+
+// api serves the rooms API under /api/ on the HTTP address.
+type api struct {
+	reg *rooms.Registry
+	log *slog.Logger
+}
+
+// newAPI returns the handler of the rooms API:
+//
+//	POST   /api/rooms       {"name": ...} → 201 and the room, with its entities
+//	GET    /api/rooms       → the rooms, oldest first, with how many are present
+//	GET    /api/rooms/{id}  → one room with its entities
+//	DELETE /api/rooms/{id}  → 204; 409 while people are in the room
+func newAPI(reg *rooms.Registry, log *slog.Logger) http.Handler {
+	a := &api{reg: reg, log: log}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/rooms", a.handleCreate)
+	mux.HandleFunc("GET /api/rooms", a.handleList)
+	mux.HandleFunc("GET /api/rooms/{id}", a.handleGet)
+	mux.HandleFunc("DELETE /api/rooms/{id}", a.handleDelete)
+	mux.HandleFunc("/api/rooms", methodNotAllowed("GET, POST"))
+	mux.HandleFunc("/api/rooms/{id}", methodNotAllowed("GET, DELETE"))
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, APIError{Error: "no such API: " + r.URL.Path})
+	})
+	return mux
+}
+
+// methodNotAllowed answers a method that a path of the API does not serve.
+func methodNotAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeJSON(w, http.StatusMethodNotAllowed, APIError{Error: r.Method + " is not served here; use " + allow})
+	}
+}
+
+func (a *api) handleCreate(w http.ResponseWriter, r *http.Request) {
+	var req CreateRoomRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAPIBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			a.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", maxAPIBody))
+			return
+		}
+		a.fail(w, http.StatusBadRequest, "body must be a JSON object like {\"name\": \"Lobby\"}: "+err.Error())
+		return
+	}
+	if dec.More() {
+		a.fail(w, http.StatusBadRequest, "body must hold one JSON object")
+		return
+	}
+	room, err := a.reg.CreateRoom(r.Context(), req.Name)
+	if err != nil {
+		a.failRooms(w, err)
+		return
+	}
+	w.Header().Set("Location", "/api/rooms/"+room.ID)
+	writeJSON(w, http.StatusCreated, apiRoom(room))
+}
+
+func (a *api) handleList(w http.ResponseWriter, r *http.Request) {
+	list, err := a.reg.ListRooms(r.Context())
+	if err != nil {
+		a.failRooms(w, err)
+		return
+	}
+	out := APIRoomList{Rooms: make([]APIRoom, len(list))}
+	for i, room := range list {
+		out.Rooms[i] = apiRoom(room)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *api) handleGet(w http.ResponseWriter, r *http.Request) {
+	room, err := a.reg.DescribeRoom(r.Context(), r.PathValue("id"))
+	if err != nil {
+		a.failRooms(w, err)
+		return
+	}
+	out := apiRoom(room)
+	if out.Entities == nil {
+		out.Entities = map[string]rooms.Components{}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *api) handleDelete(w http.ResponseWriter, r *http.Request) {
+	if err := a.reg.DeleteRoom(r.Context(), r.PathValue("id")); err != nil {
+		a.failRooms(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// failRooms answers an error of the registry with its status code.
+func (a *api) failRooms(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, rooms.ErrInvalid):
+		status = http.StatusBadRequest
+	case errors.Is(err, rooms.ErrRoomNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, rooms.ErrRoomBusy):
+		status = http.StatusConflict
+	case errors.Is(err, rooms.ErrUnavailable), errors.Is(err, rooms.ErrClosed):
+		status = http.StatusServiceUnavailable
+		a.log.Warn("rooms API", "err", err)
+	default:
+		a.log.Error("rooms API", "err", err)
+	}
+	a.fail(w, status, strings.TrimPrefix(err.Error(), rooms.ErrInvalid.Error()+": "))
+}
+
+func (a *api) fail(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, APIError{Error: msg})
+}
+
+func apiRoom(v rooms.RoomView) APIRoom {
+	return APIRoom{ID: v.ID, Name: v.Name, CreatedAt: v.CreatedAt, Live: v.Live, Present: v.Present, Entities: v.Entities}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

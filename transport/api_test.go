@@ -1,0 +1,195 @@
+package transport
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/posecast/posecast/codec"
+	"github.com/posecast/posecast/rooms"
+)
+
+// apiDo sends a rooms API request with a raw body and returns the status
+// and the body; every answer must be JSON.
+func apiDo(t *testing.T, method, url, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(testContext(t), method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct := resp.Header.Get("Content-Type"); len(b) > 0 && ct != "application/json" {
+		t.Errorf("%s %s answered %s: %s", method, url, ct, b)
+	}
+	return resp.StatusCode, b
+}
+
+// apiJSON is apiDo decoding the answer into out.
+func apiJSON(t *testing.T, method, url, body string, out any) int {
+	t.Helper()
+	code, b := apiDo(t, method, url, body)
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, url, err, b)
+		}
+	}
+	return code
+}
+
+func TestTheRoomsAPIManagesRooms(t *testing.T) {
+	ts := startServer(t)
+	api := ts.HTTPURL() + "/api/rooms"
+
+	var lobby APIRoom
+	if code := apiJSON(t, "POST", api, `{"name": "Lobby"}`, &lobby); code != http.StatusCreated {
+		t.Fatalf("create = %d", code)
+	}
+	if !rooms.ValidID(lobby.ID) || lobby.Name != "Lobby" || lobby.CreatedAt.IsZero() {
+		t.Errorf("created %+v", lobby)
+	}
+	spawns := 0
+	for _, c := range lobby.Entities {
+		if c[rooms.ComponentSpawnPoint] == true {
+			spawns++
+		}
+	}
+	if spawns != 1 || len(lobby.Entities) < 4 {
+		t.Errorf("a new room has %d spawn points among %d entities: %v", spawns, len(lobby.Entities), lobby.Entities)
+	}
+
+	var list APIRoomList
+	if code := apiJSON(t, "GET", api, "", &list); code != http.StatusOK || len(list.Rooms) != 1 || list.Rooms[0].ID != lobby.ID || list.Rooms[0].Present != 0 || list.Rooms[0].Entities != nil {
+		t.Errorf("list = %d %+v", code, list)
+	}
+
+	c, _ := join(t, ts, lobby.ID, "ada")
+	door, err := c.CreateEntity(testContext(t), codec.Components{"door": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := apiJSON(t, "GET", api, "", &list); code != http.StatusOK || len(list.Rooms) != 1 || list.Rooms[0].Present != 1 || !list.Rooms[0].Live {
+		t.Errorf("list with ada in the room = %d %+v", code, list)
+	}
+	var one APIRoom
+	if code := apiJSON(t, "GET", api+"/"+lobby.ID, "", &one); code != http.StatusOK || one.Present != 1 || one.Entities[door]["door"] != true || len(one.Entities) != len(lobby.Entities)+1 {
+		t.Errorf("get = %d %+v", code, one)
+	}
+
+	var apiErr APIError
+	if code := apiJSON(t, "DELETE", api+"/"+lobby.ID, "", &apiErr); code != http.StatusConflict || !strings.Contains(apiErr.Error, "1 users are in room") {
+		t.Errorf("delete with ada in the room = %d %q, want 409", code, apiErr.Error)
+	}
+	if err := c.Leave(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := apiDo(t, "DELETE", api+"/"+lobby.ID, ""); code != http.StatusNoContent {
+		t.Errorf("delete of the emptied room = %d %s", code, body)
+	}
+	if code := apiJSON(t, "GET", api+"/"+lobby.ID, "", nil); code != http.StatusNotFound {
+		t.Errorf("get of a deleted room = %d", code)
+	}
+	if code := apiJSON(t, "GET", api, "", &list); code != http.StatusOK || len(list.Rooms) != 0 {
+		t.Errorf("list after the delete = %d %+v", code, list)
+	}
+
+	// A join to an id that no one created makes the room, as ever; that
+	// includes the id of a deleted room, which comes back new.
+	if _, err := c.Join(testContext(t), codec.Join{Room: lobby.ID, Name: "Ada"}); err != nil {
+		t.Fatal(err)
+	}
+	var again APIRoom
+	if code := apiJSON(t, "GET", api+"/"+lobby.ID, "", &again); code != http.StatusOK || again.Name != lobby.ID || again.Entities[door] != nil {
+		t.Errorf("the room made again by a join = %d %+v", code, again)
+	}
+}
+
+func TestTheRoomsAPIRefusesBadInput(t *testing.T) {
+	ts := startServer(t)
+	api := ts.HTTPURL() + "/api/rooms"
+	tests := []struct {
+		name, method, path, body string
+		wantCode                 int
+		wantError                string
+	}{
+		{"a body that is not JSON", "POST", "", `{"name": `, http.StatusBadRequest, "JSON object"},
+		{"a name that is not a string", "POST", "", `{"name": 5}`, http.StatusBadRequest, "JSON object"},
+		{"an unknown field", "POST", "", `{"name": "a", "size": 3}`, http.StatusBadRequest, `unknown field "size"`},
+		{"two objects", "POST", "", `{"name": "a"} {"name": "b"}`, http.StatusBadRequest, "one JSON object"},
+		{"no name", "POST", "", `{}`, http.StatusBadRequest, "name is required"},
+		{"a blank name", "POST", "", `{"name": "   "}`, http.StatusBadRequest, "name is required"},
+		{"an over-long name", "POST", "", `{"name": "` + strings.Repeat("é", 33) + `"}`, http.StatusBadRequest, "name is 66 bytes, limit 64"},
+		{"a name with a control character", "POST", "", `{"name": "a\u0007b"}`, http.StatusBadRequest, "printable"},
+		{"a body over the limit", "POST", "", `{"name": "` + strings.Repeat("x", maxAPIBody) + `"}`, http.StatusRequestEntityTooLarge, "body over"},
+		{"an unknown room", "GET", "/nope", "", http.StatusNotFound, "room not found: nope"},
+		{"a room id that cannot be one", "GET", "/no%20pe", "", http.StatusBadRequest, `room id "no pe"`},
+		{"an over-long room id", "GET", "/" + strings.Repeat("r", 65), "", http.StatusBadRequest, "room id"},
+		{"the delete of an unknown room", "DELETE", "/nope", "", http.StatusNotFound, "room not found"},
+		{"a path the API does not have", "GET", "/nope/entities", "", http.StatusNotFound, "no such API"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got APIError
+			code := apiJSON(t, tt.method, api+tt.path, tt.body, &got)
+			if code != tt.wantCode || !strings.Contains(got.Error, tt.wantError) {
+				t.Errorf("%s %s = %d %q, want %d with %q", tt.method, tt.path, code, got.Error, tt.wantCode, tt.wantError)
+			}
+		})
+	}
+	if code, _ := apiDo(t, "PUT", api, `{"name": "a"}`); code != http.StatusMethodNotAllowed {
+		t.Errorf("PUT /api/rooms = %d, want 405", code)
+	}
+	var list APIRoomList
+	if code := apiJSON(t, "GET", api, "", &list); code != http.StatusOK || len(list.Rooms) != 0 {
+		t.Errorf("bad requests made rooms: %+v", list)
+	}
+}
+
+// downStore is a store that cannot be reached.
+type downStore struct{ rooms.MemoryStore }
+
+var errDown = errors.New("store is down")
+
+func (*downStore) CreateRoom(context.Context, rooms.RoomInfo, map[string]rooms.Components) (bool, error) {
+	return false, errDown
+}
+func (*downStore) Rooms(context.Context) ([]rooms.RoomInfo, error) { return nil, errDown }
+func (*downStore) Room(context.Context, string) (rooms.RoomInfo, error) {
+	return rooms.RoomInfo{}, errDown
+}
+func (*downStore) DeleteRoom(context.Context, string) error { return errDown }
+
+func TestTheRoomsAPIAnswers503WhenTheStoreIsDown(t *testing.T) {
+	reg, err := rooms.NewRegistry(&downStore{}, rooms.Config{Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	h := newAPI(reg, testLogger())
+	for _, req := range []struct{ method, path, body string }{
+		{"POST", "/api/rooms", `{"name": "a"}`},
+		{"GET", "/api/rooms", ""},
+		{"GET", "/api/rooms/r1", ""},
+		{"DELETE", "/api/rooms/r1", ""},
+	} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(req.method, req.path, strings.NewReader(req.body)))
+		var got APIError
+		json.Unmarshal(w.Body.Bytes(), &got)
+		if w.Code != http.StatusServiceUnavailable || !strings.Contains(got.Error, "store is down") {
+			t.Errorf("%s %s = %d %q, want 503 saying the store is down", req.method, req.path, w.Code, got.Error)
+		}
+	}
+}

@@ -119,3 +119,59 @@ test('two pages in a room see each other move, and leave', async () => {
   await until(b, 'A to leave B\'s room', (s) => !s.avatars[idA] && !s.presence[idA], 20000);
   await b.context().close();
 });
+
+test('a page that loses the network comes back as the same avatar, and no one sees it leave', async () => {
+  const relay = await startRelay(new URL(server.webtransport).host);
+  try {
+    const c = await open(`${server.http}/?room=e2e-net&name=Cy&wt=https://127.0.0.1:${relay.port}/wt`);
+    const d = await open(`${server.http}/?room=e2e-net&name=Di`);
+    const idC = (await until(c, 'C to join', (s) => s.connected && s.self.slot >= 0)).self.id;
+    await until(d, 'D to see C', (s) => s.avatars[idC] && s.presence[idC]);
+
+    // D watches C throughout.
+    let watching = true;
+    let absences = 0;
+    const watcher = (async () => {
+      while (watching) {
+        const s = await state(d);
+        if (!s.avatars[idC] || !s.presence[idC]) absences++;
+        await d.waitForTimeout(100);
+      }
+    })();
+
+    relay.block(true);
+    await until(c, 'C to notice its session is gone', (s) => !s.connected);
+    relay.block(false);
+    const back = await until(c, 'C to be back', (s) => s.connected && s.sessions === 2);
+    assert.equal(back.self.id, idC);
+
+    // Its poses flow again.
+    await c.keyboard.down('KeyS');
+    await c.waitForTimeout(500);
+    await c.keyboard.up('KeyS');
+    const moved = (await state(c)).self.position;
+    await until(d, "D's avatar for C to follow", (s) => s.avatars[idC] && distance(s.avatars[idC].position, moved) < 0.002);
+    watching = false;
+    await watcher;
+    assert.equal(absences, 0, 'D saw C leave while C was reconnecting');
+    await c.context().close();
+    await d.context().close();
+  } finally {
+    relay.close();
+  }
+});
+
+test('a page on a LAN name needs HTTPS, and works over it', async () => {
+  const port = new URL(server.http).port;
+  const insecure = await open(`http://lan.test:${port}/?room=e2e-lan&name=Eve`);
+  assert.equal(await insecure.evaluate(() => isSecureContext), false);
+  assert.match(await insecure.textContent('#problem'), /secure page/);
+  await insecure.context().close();
+
+  // As a headset does once its person accepted the self-signed certificate.
+  const secure = await open(`https://lan.test:${port}/?room=e2e-lan&name=Eve`, { ignoreHTTPSErrors: true });
+  const s = await until(secure, 'the HTTPS page to join', (s) => s.connected && s.self.slot >= 0);
+  assert.match(s.url, /^https:\/\/lan\.test:\d+\/wt$/);
+  assert.equal(s.presence[s.self.id]?.name, 'Eve');
+  await secure.context().close();
+});

@@ -120,6 +120,19 @@ test('two pages in a room see each other move, and leave', async () => {
   await b.context().close();
 });
 
+test('the lobby lists the rooms and joins the one picked, with the name given', async () => {
+  const r = await fetch(`${server.http}/api/rooms`, { method: 'POST', body: JSON.stringify({ name: 'Gallery' }) });
+  assert.equal(r.status, 201);
+  const { id } = await r.json();
+  const page = await open(`${server.http}/`);
+  await page.fill('#name', 'Flo');
+  await page.getByText('Gallery').click();
+  const s = await until(page, 'the page to join the room picked', (s) => s.connected && s.room === id);
+  assert.equal(s.presence[s.self.id]?.name, 'Flo');
+  assert.equal(new URL(page.url()).searchParams.get('room'), id);
+  await page.context().close();
+});
+
 test('a page that loses the network comes back as the same avatar, and no one sees it leave', async () => {
   const relay = await startRelay(new URL(server.webtransport).host);
   try {

@@ -40,12 +40,12 @@ export class DesktopControls {
   }
 
   // place puts the camera at a position, turned as the rotation [x, y, z, w]
-  // turns it about the vertical.
+  // turns it about the vertical, looking a little down.
   place(position, rotation = [0, 0, 0, 1]) {
     this.position = [...position];
     const [x, y, z, w] = rotation;
     this.yaw = Math.atan2(2 * (w * y + x * z), 1 - 2 * (y * y + x * x));
-    this.pitch = 0;
+    this.pitch = -0.2; // a little down, to see the floor and who is near
   }
 
   // step walks for dt seconds with the keys held.

@@ -10,18 +10,15 @@ export class RoomScene {
     this.renderer.xr.enabled = true;
     this.scene = new THREE.Scene();
     this.scene.background = new THREE.Color(0x20232a);
-    this.scene.fog = new THREE.Fog(0x20232a, 20, 60);
+    this.scene.fog = new THREE.Fog(0x20232a, 15, 45);
     this.camera = new THREE.PerspectiveCamera(70, 1, 0.05, 200);
     this.scene.add(new THREE.HemisphereLight(0xdde6ff, 0x404040, 2));
     const sun = new THREE.DirectionalLight(0xffffff, 1.5);
     sun.position.set(5, 10, 3);
     this.scene.add(sun);
-    const floor = new THREE.Mesh(new THREE.PlaneGeometry(80, 80), new THREE.MeshStandardMaterial({ color: 0x3a3f47 }));
+    const floor = new THREE.Mesh(new THREE.PlaneGeometry(200, 200), new THREE.MeshStandardMaterial({ map: gridTexture(this.renderer) }));
     floor.rotation.x = -Math.PI / 2;
     this.scene.add(floor);
-    const grid = new THREE.GridHelper(80, 80, 0x5a6270, 0x4a505a);
-    grid.position.y = 0.001;
-    this.scene.add(grid);
     this.entities = new Map(); // id -> Object3D
     this.entitiesVersion = -1;
     this.avatars = new Map(); // id -> Avatar
@@ -84,6 +81,24 @@ export class RoomScene {
   render() {
     this.renderer.render(this.scene, this.camera);
   }
+}
+
+// gridTexture is the floor: a square metre with its edges drawn, repeated.
+function gridTexture(renderer) {
+  const canvas = document.createElement('canvas');
+  canvas.width = canvas.height = 64;
+  const g = canvas.getContext('2d');
+  g.fillStyle = '#3a3f47';
+  g.fillRect(0, 0, 64, 64);
+  g.strokeStyle = '#262a30';
+  g.lineWidth = 2;
+  g.strokeRect(0, 0, 64, 64);
+  const t = new THREE.CanvasTexture(canvas);
+  t.wrapS = t.wrapT = THREE.RepeatWrapping;
+  t.repeat.set(200, 200);
+  t.anisotropy = renderer.capabilities.getMaxAnisotropy();
+  t.colorSpace = THREE.SRGBColorSpace;
+  return t;
 }
 
 function entityObject(c) {

@@ -22,6 +22,7 @@ type metrics struct {
 	messagesIn    prometheus.Counter
 	messagesOut   prometheus.Counter
 	posesIn       prometheus.Counter
+	tick          prometheus.Histogram
 	drops         *prometheus.CounterVec // outbound traffic dropped, by reason
 	rejected      *prometheus.CounterVec // inbound input refused, by reason
 
@@ -71,6 +72,10 @@ func newMetrics(registry *rooms.Registry, pending func() int) *metrics {
 		messagesIn:   f("messages_in_total", "Control messages received."),
 		messagesOut:  f("messages_out_total", "Control messages sent."),
 		posesIn:      f("poses_in_total", "Pose datagrams stored in a pose table."),
+		tick: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "posecast", Name: "tick_seconds", Help: "How long a room's tick took: diffs, stale marking and the pose fan-out.",
+			Buckets: prometheus.ExponentialBuckets(10e-6, 2.5, 10), // 10 µs .. 38 ms
+		}),
 		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "posecast", Name: "drops_total", Help: "Outbound traffic dropped, by reason.",
 		}, []string{"reason"}),
@@ -90,6 +95,15 @@ func newMetrics(registry *rooms.Registry, pending func() int) *metrics {
 	m.rejMessageRate = m.rejected.WithLabelValues(rejectMessageRate)
 	m.rejUnauthorized = m.rejected.WithLabelValues(rejectUnauthorized)
 	reg.MustRegister(
+		m.tick,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "posecast", Name: "members", Help: "Devices in rooms, held ones included."},
+			func() float64 {
+				n := 0
+				for _, r := range registry.Rooms() {
+					n += r.Stats().Devices
+				}
+				return float64(n)
+			}),
 		m.sessions, m.sessionsTotal, m.disconnects, m.datagramsIn, m.datagramsOut,
 		m.bytesIn, m.bytesOut, m.messagesIn, m.messagesOut, m.posesIn, m.drops, m.rejected,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

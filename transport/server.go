@@ -248,6 +248,10 @@ func NewServer(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// ObserveTick records how long a room's tick took, for the tick duration
+// metric. Hook it to rooms.Config.OnTick.
+func (s *Server) ObserveTick(d time.Duration) { s.metrics.tick.Observe(d.Seconds()) }
+
 // Config returns the server's configuration with defaults filled in.
 func (s *Server) Config() Config { return s.cfg }
 

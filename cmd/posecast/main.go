@@ -14,6 +14,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -48,6 +49,13 @@ type options struct {
 	heartbeat, storeTimout time.Duration
 	pprof                  bool
 	databaseURL            string
+	authSecret             string
+	allowedOrigins         string
+	maxSessionsPerIP       int
+	maxRooms               int
+	poseRate, messageRate  float64
+	eventRate              float64
+	rateGrace              time.Duration
 }
 
 func main() {
@@ -73,6 +81,14 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.maxMessage, "max-message", 64<<10, "largest control message accepted from a client, in bytes")
 	fs.DurationVar(&o.storeTimout, "store-timeout", 5*time.Second, "bound on each store call")
 	fs.StringVar(&o.databaseURL, "database-url", "", "PostgreSQL URL (postgres://user:password@host:5432/db) to keep rooms and their entities in (default $DATABASE_URL; without either, rooms live in memory)")
+	fs.StringVar(&o.authSecret, "auth-secret", "", "secret that join tokens are signed with (HMAC-SHA256); with it every join needs a token (`posecast token`), without it the server runs in development mode")
+	fs.StringVar(&o.allowedOrigins, "allowed-origins", "", "comma-separated browser origins (https://app.example.com) that may open sessions, or * for any; the server's own pages always may, and in development mode pages on localhost")
+	fs.IntVar(&o.maxSessionsPerIP, "max-sessions-per-ip", 64, "sessions open at once from one address")
+	fs.IntVar(&o.maxRooms, "max-rooms", 10000, "live rooms on this node")
+	fs.Float64Var(&o.poseRate, "pose-rate", 240, "pose datagrams a session may send per second (twice a 120 Hz headset)")
+	fs.Float64Var(&o.messageRate, "message-rate", 50, "control messages a session may send per second")
+	fs.Float64Var(&o.eventRate, "event-rate", 20, "room operations (events, entity changes, resyncs) a session may send per second")
+	fs.DurationVar(&o.rateGrace, "rate-grace", 5*time.Second, "how long a session may stay over a rate limit, its excess dropped, before it is closed")
 	fs.StringVar(&o.certFile, "cert", "", "PEM certificate chain file (with --key) instead of a self-signed certificate; reloaded when it changes")
 	fs.StringVar(&o.keyFile, "key", "", "PEM private key file for --cert")
 	fs.StringVar(&o.certHosts, "cert-hosts", "", "comma-separated names and addresses for the self-signed certificate (default: localhost, loopback, this machine's name and addresses)")
@@ -127,6 +143,9 @@ func newLogger(o *options) (*slog.Logger, error) {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "token" {
+		return mintToken(args[1:], os.Stdout)
+	}
 	o, err := parseFlags(args)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -161,7 +180,8 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	defer closeStore() // after the registry has written its last changes
+	defer closeStore()        // after the registry has written its last changes
+	var srv *transport.Server // the tick hook reports to its metrics once it exists
 	registry, err := rooms.NewRegistry(store, rooms.Config{
 		Tick:           o.tick,
 		RepeatTicks:    o.repeat,
@@ -171,12 +191,24 @@ func run(args []string) error {
 		EmptyGrace:     o.emptyGrace,
 		MaxMembers:     o.maxMembers,
 		StoreTimeout:   o.storeTimout,
-		Logger:         log,
+		MaxRooms:       o.maxRooms,
+		OnTick: func(d time.Duration) {
+			if srv != nil {
+				srv.ObserveTick(d)
+			}
+		},
+		Logger: log,
 	})
 	if err != nil {
 		return err
 	}
-	srv, err := transport.NewServer(transport.Config{
+	var origins []string
+	for _, origin := range strings.Split(o.allowedOrigins, ",") {
+		if origin = strings.TrimSpace(origin); origin != "" {
+			origins = append(origins, origin)
+		}
+	}
+	srv, err = transport.NewServer(transport.Config{
 		Listen:      o.listen,
 		HTTP:        o.httpAddr,
 		Certs:       cm,
@@ -187,6 +219,14 @@ func run(args []string) error {
 		Pprof:       o.pprof,
 		Ready:       ready,
 		Logger:      log,
+
+		AuthSecret:       []byte(o.authSecret),
+		AllowedOrigins:   origins,
+		MaxSessionsPerIP: o.maxSessionsPerIP,
+		PoseRate:         o.poseRate,
+		MessageRate:      o.messageRate,
+		EventRate:        o.eventRate,
+		RateGrace:        o.rateGrace,
 	})
 	if err != nil {
 		return err
@@ -195,7 +235,11 @@ func run(args []string) error {
 		return err
 	}
 	logStart(log, srv, cm)
-	log.Warn("development mode: no join tokens and every origin allowed; anyone who reaches this server can join any room as any user")
+	if o.authSecret == "" {
+		log.Warn("development mode: no --auth-secret, so joins need no token and clients choose their user ids (or get one made up); anyone who reaches this server can join any room as any user; pages on localhost may connect")
+	} else {
+		log.Info("joins need a token signed with --auth-secret", "allowed_origins", origins)
+	}
 
 	var certLoop sync.WaitGroup
 	certLoop.Go(func() {
@@ -219,6 +263,32 @@ func run(args []string) error {
 	certLoop.Wait()
 	log.Info("stopped")
 	return nil
+}
+
+// mintToken prints a join token: posecast token --room R --user U --ttl 1h.
+// The secret comes from --auth-secret or POSECAST_AUTH_SECRET.
+func mintToken(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("posecast token", flag.ContinueOnError)
+	room := fs.String("room", "", "the room the token admits to")
+	user := fs.String("user", "", "the user id the token's holder joins as")
+	name := fs.String("name", "", "the display name (default: the client's choice)")
+	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid")
+	secret := fs.String("auth-secret", os.Getenv("POSECAST_AUTH_SECRET"), "the server's --auth-secret (default $POSECAST_AUTH_SECRET)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *secret == "" {
+		return errors.New("token: no --auth-secret or POSECAST_AUTH_SECRET")
+	}
+	if *ttl <= 0 {
+		return errors.New("token: --ttl must be positive")
+	}
+	tok, err := transport.SignToken([]byte(*secret), transport.Claims{Room: *room, User: *user, Name: *name, Expires: time.Now().Add(*ttl).Unix()})
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(out, tok)
+	return err
 }
 
 // openStore opens the PostgreSQL store at databaseURL, applying the

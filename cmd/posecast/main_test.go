@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -139,5 +140,21 @@ func TestServeThenStopOnSIGTERM(t *testing.T) {
 	s.stop(t, ctx)
 	if g := c.View().Goodbye; g == nil || g.Code != codec.CodeServerShutdown {
 		t.Errorf("client was told %+v, want %s", g, codec.CodeServerShutdown)
+	}
+}
+
+func TestTokenMintsWhatTheServerAccepts(t *testing.T) {
+	t.Setenv("POSECAST_AUTH_SECRET", "s3cret")
+	var out strings.Builder
+	if err := mintToken([]string{"--room", "lobby", "--user", "ada", "--ttl", "10m"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	c, err := transport.VerifyToken([]byte("s3cret"), strings.TrimSpace(out.String()), time.Now())
+	if err != nil || c.Room != "lobby" || c.User != "ada" || c.Expires > time.Now().Add(11*time.Minute).Unix() {
+		t.Errorf("minted token: %+v, %v", c, err)
+	}
+	t.Setenv("POSECAST_AUTH_SECRET", "")
+	if err := mintToken([]string{"--room", "lobby", "--user", "ada"}, &out); err == nil {
+		t.Error("a token minted without a secret")
 	}
 }

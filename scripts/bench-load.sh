@@ -32,7 +32,7 @@ trap stop_server EXIT
 for n in $SIZES; do
   rooms=$(( (n + PER_ROOM - 1) / PER_ROOM ))
   bin/posecast --listen "127.0.0.1:$UDP_PORT" --http "127.0.0.1:$HTTP_PORT" --log-level warn \
-    --max-members $(( PER_ROOM * 2 )) --pprof >"$OUT/server-$n.log" 2>&1 &
+    --max-members $(( PER_ROOM * 2 )) --max-sessions-per-ip 100000 --pprof >"$OUT/server-$n.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 50); do
     curl -fsS "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null 2>&1 && break

@@ -4,6 +4,7 @@ GO        ?= go
 PKGS      ?= ./...
 BENCHTIME ?= 1s
 FUZZTIME  ?= 30s
+FUZZTIME_SMOKE ?= 2s
 # Flags passed to the server by `make run`, e.g. make run ARGS="--tick 100ms".
 ARGS      ?=
 
@@ -53,6 +54,10 @@ fuzz: ## Run every fuzz target for FUZZTIME each.
 	  done; \
 	done
 
+.PHONY: fuzz-smoke
+fuzz-smoke: ## Run every fuzz target briefly (FUZZTIME_SMOKE=2s each) on its committed corpus and a little more.
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_SMOKE)
+
 .PHONY: web
 web: web/node_modules/.package-lock.json ## Build the browser client into web/dist, where the binary embeds it (npm ci first when needed).
 	cd web && npm run build
@@ -71,7 +76,7 @@ web-test: web chromium ## The browser client's unit tests, and its test in headl
 # The page is built before the server is built or run, and tested with the rest.
 build: web
 run: web
-test: web-test
+test: web-test fuzz-smoke
 
 .PHONY: clean
 clean: ## Remove build output.

@@ -34,7 +34,7 @@ after(async () => {
 
 // open loads the page in a context of its own (its own user) and returns it.
 async function open(url, opts = {}) {
-  const context = await browser.newContext({ viewport: { width: 960, height: 600 }, ...opts });
+  const context = await browser.newContext({ viewport: { width: 800, height: 500 }, ...opts });
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error('page error:', e));
   await page.goto(url);
@@ -57,6 +57,17 @@ async function until(page, what, check, timeout = 15000) {
 
 const distance = (a, b) => Math.hypot(a[0] - b[0], a[1] - b[1], a[2] - b[2]);
 
+// who lists a state's presence as user -> "name × devices".
+const who = (s) => Object.fromEntries(Object.entries(s.presence).map(([user, p]) => [user, `${p.name} × ${p.devices}`]));
+
+// walk holds key down on page until its camera has gone metres.
+async function walk(page, key, metres) {
+  const from = (await state(page)).self.position;
+  await page.keyboard.down(key);
+  await until(page, `${key} to walk ${metres} m`, (s) => distance(s.self.position, from) >= metres);
+  await page.keyboard.up(key);
+}
+
 // turnTowards drags the mouse on page until its camera faces target.
 async function turnTowards(page, target) {
   const s = await state(page);
@@ -64,11 +75,15 @@ async function turnTowards(page, target) {
   const yaw = Math.atan2(2 * (w * y + x * z), 1 - 2 * (y * y + x * x));
   const want = Math.atan2(-(target[0] - s.self.position[0]), -(target[2] - s.self.position[2]));
   const turn = Math.atan2(Math.sin(want - yaw), Math.cos(want - yaw));
-  const dx = Math.round(-turn / 0.005);
-  await page.mouse.move(480, 300);
-  await page.mouse.down();
-  await page.mouse.move(480 + dx, 300, { steps: 10 });
-  await page.mouse.up();
+  // The page turns 0.005 rad a pixel; drag in strokes that stay in the viewport.
+  for (let dx = Math.round(-turn / 0.005); dx !== 0;) {
+    const stroke = Math.max(-300, Math.min(300, dx));
+    await page.mouse.move(400, 250);
+    await page.mouse.down();
+    await page.mouse.move(400 + stroke, 250, { steps: 10 });
+    await page.mouse.up();
+    dx -= stroke;
+  }
 }
 
 test('two pages in a room see each other move, and leave', async () => {
@@ -83,21 +98,16 @@ test('two pages in a room see each other move, and leave', async () => {
   // Each sees the other, and both list the same people.
   await until(a, 'A to see B', (s) => s.avatars[idB]?.name === 'Bob');
   await until(b, 'B to see A', (s) => s.avatars[idA]?.name === 'Ada');
-  const presence = await until(b, 'B to list both', (s) => s.presence[idA] && s.presence[idB]);
-  assert.deepEqual(presence.presence[idA], { name: 'Ada', devices: 1, stale: false });
-  assert.deepEqual(presence.presence[idB], { name: 'Bob', devices: 1, stale: false });
-  await until(a, 'A to list what B lists', (s) => JSON.stringify(s.presence) === JSON.stringify(presence.presence));
+  const listed = await until(b, 'B to list both', (s) => s.presence[idA] && s.presence[idB]);
+  assert.deepEqual(who(listed), { [idA]: 'Ada × 1', [idB]: 'Bob × 1' });
+  await until(a, 'A to list what B lists', (s) => JSON.stringify(who(s)) === JSON.stringify(who(listed)));
   assert.ok(sb.entities >= 5, `B holds ${sb.entities} entities: a spawn point, obstacles and avatars`);
   assert.ok(sb.tickMs === 200, `tick ${sb.tickMs}`);
 
   // A walks: forward, then to the right.
   const start = (await state(a)).self.position;
-  await a.keyboard.down('KeyW');
-  await a.waitForTimeout(700);
-  await a.keyboard.up('KeyW');
-  await a.keyboard.down('KeyD');
-  await a.waitForTimeout(500);
-  await a.keyboard.up('KeyD');
+  await walk(a, 'KeyW', 1);
+  await walk(a, 'KeyD', 0.5);
   const moved = (await state(a)).self.position;
   assert.ok(distance(start, moved) > 1, `A moved only from ${start} to ${moved}`);
 
@@ -155,13 +165,11 @@ test('a page that loses the network comes back as the same avatar, and no one se
     relay.block(true);
     await until(c, 'C to notice its session is gone', (s) => !s.connected);
     relay.block(false);
-    const back = await until(c, 'C to be back', (s) => s.connected && s.sessions === 2);
+    const back = await until(c, 'C to be back', (s) => s.connected && s.sessions >= 2);
     assert.equal(back.self.id, idC);
 
     // Its poses flow again.
-    await c.keyboard.down('KeyS');
-    await c.waitForTimeout(500);
-    await c.keyboard.up('KeyS');
+    await walk(c, 'KeyS', 0.5);
     const moved = (await state(c)).self.position;
     await until(d, "D's avatar for C to follow", (s) => s.avatars[idC] && distance(s.avatars[idC].position, moved) < 0.002);
     watching = false;

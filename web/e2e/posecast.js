@@ -25,7 +25,12 @@ function run(cmd, args, opts) {
 export async function startPosecast(args = []) {
   const dir = await mkdtemp(join(tmpdir(), 'posecast-e2e-'));
   const bin = join(dir, 'posecast');
-  await run('go', ['build', '-o', bin, './cmd/posecast'], { cwd: repoRoot });
+  try {
+    await run('go', ['build', '-o', bin, './cmd/posecast'], { cwd: repoRoot });
+  } catch (e) {
+    await rm(dir, { recursive: true, force: true });
+    throw e;
+  }
   const proc = spawn(bin, ['--listen', '127.0.0.1:0', '--http', '127.0.0.1:0', '--log-format', 'json', ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });

@@ -31,10 +31,9 @@ export class PoseBuffer {
     const t = newest.t + ((pose.time - this.raw) | 0);
     if (t <= newest.t) return false; // a repeat or reordered: nothing new
     this.raw = pose.time;
-    const tick = this.delay;
-    if (t - newest.t > 2 * tick) {
-      // The avatar stood still in between: hold it until a tick before.
-      s.push({ t: t - tick, d: NaN, pose: newest.pose, soft: false });
+    if (t - newest.t > 2 * this.delay) {
+      // The avatar stood still in between: hold it there until a delay before.
+      s.push({ t: t - this.delay, d: NaN, pose: newest.pose, soft: false });
     }
     s.push({ t, d: at - t, pose, soft });
     while (s.length > 2 && s[1].t < t - WINDOW) s.shift();
@@ -69,7 +68,7 @@ export class PoseBuffer {
   }
 }
 
-export function lerpPose(a, b, f) {
+function lerpPose(a, b, f) {
   return {
     time: b.time,
     head: lerpTransform(a.head, b.head, f),

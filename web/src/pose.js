@@ -5,10 +5,10 @@
 // of Unix milliseconds), head a transform, left and right a transform or null.
 // A transform is {position: [x, y, z] in metres, rotation: [x, y, z, w]}.
 
-export const TRANSFORM_SIZE = 13;
-export const MIN_POSE_SIZE = 5 + TRANSFORM_SIZE;
+const TRANSFORM_SIZE = 13;
+const MIN_POSE_SIZE = 5 + TRANSFORM_SIZE;
 
-export const DATAGRAM_POSE = 1;
+const DATAGRAM_POSE = 1;
 export const DATAGRAM_POSES = 2;
 export const DATAGRAM_PING = 3;
 
@@ -82,7 +82,7 @@ export function unpackRotation(packed) {
 }
 
 // poseSize returns the size of a pose's record on the wire.
-export function poseSize(pose) {
+function poseSize(pose) {
   return MIN_POSE_SIZE + (pose.left ? TRANSFORM_SIZE : 0) + (pose.right ? TRANSFORM_SIZE : 0);
 }
 

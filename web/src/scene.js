@@ -129,7 +129,7 @@ function disposeTree(obj) {
 }
 
 // colorOf gives each user a hue of their own.
-export function colorOf(id) {
+function colorOf(id) {
   let h = 0;
   for (const ch of id) h = (h * 31 + ch.codePointAt(0)) >>> 0;
   return new THREE.Color().setHSL((h % 360) / 360, 0.65, 0.55);

@@ -38,7 +38,7 @@ func (g *Registry) CreateRoom(ctx context.Context, name string) (RoomView, error
 	defer cancel()
 	entities := GenerateContent()
 	for range 3 { // a random id that is taken is drawn again
-		info := RoomInfo{ID: newID("r"), Name: name, CreatedAt: time.Now().UTC()}
+		info := RoomInfo{ID: newID("r"), Name: name, CreatedAt: time.Now().UTC().Truncate(time.Microsecond)} // as PostgreSQL keeps it
 		created, err := g.store.CreateRoom(ctx, info, entities)
 		if err != nil {
 			return RoomView{}, fmt.Errorf("%w: create room: %w", ErrUnavailable, err)

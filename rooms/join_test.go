@@ -457,6 +457,7 @@ func TestNewRegistryChecksItsConfig(t *testing.T) {
 		{"a negative heartbeat is refused", rooms.Config{Heartbeat: -time.Second}},
 		{"a negative device limit is refused", rooms.Config{MaxDevices: -1}},
 		{"a negative backlog is refused", rooms.Config{MaxPendingChanges: -1}},
+		{"a negative sync interval is refused", rooms.Config{SyncInterval: -time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -472,7 +473,7 @@ func TestNewRegistryChecksItsConfig(t *testing.T) {
 	defer reg.Close()
 	got := reg.Config()
 	if got.Tick != 200*time.Millisecond || got.RepeatTicks != 3 || got.Heartbeat != time.Second || got.StaleAfter != time.Second ||
-		got.ReconnectGrace != 5*time.Second || got.EmptyGrace != 30*time.Second || got.MaxMembers != 256 || got.Logger == nil {
+		got.ReconnectGrace != 5*time.Second || got.EmptyGrace != 30*time.Second || got.MaxMembers != 256 || got.SyncInterval != got.Tick || got.Logger == nil {
 		t.Errorf("defaults %+v", got)
 	}
 }

@@ -193,3 +193,10 @@ func TestTheRoomsAPIAnswers503WhenTheStoreIsDown(t *testing.T) {
 		}
 	}
 }
+
+func TestMetricsShowTheChangesWaitingForTheStore(t *testing.T) {
+	ts := startServer(t)
+	if m := scrape(t, ts); !strings.Contains(m, "\nposecast_store_pending_changes 0\n") {
+		t.Errorf("/metrics lacks the store backlog gauge")
+	}
+}

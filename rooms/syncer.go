@@ -80,6 +80,7 @@ func (s *syncer) loop(stop, quit <-chan struct{}) {
 	backoff := 50 * time.Millisecond
 	stopped := false
 	var last time.Time // when the last write started
+	failures := 0      // in a row
 	for {
 		if !stopped {
 			select {
@@ -108,7 +109,14 @@ func (s *syncer) loop(stop, quit <-chan struct{}) {
 		wrote, err := s.writeBatch()
 		switch {
 		case err != nil:
-			s.log.Warn("store sync failed; retrying", "room", s.room, "pending", s.Pending(), "backoff", backoff, "err", err)
+			// An outage fails every room's writes: say so once per room,
+			// not at every retry.
+			level := slog.LevelDebug
+			if failures == 0 {
+				level = slog.LevelWarn
+			}
+			failures++
+			s.log.Log(context.Background(), level, "store sync failed; retrying with backoff", "room", s.room, "pending", s.Pending(), "backoff", backoff, "err", err)
 			stopCh := stop
 			if stopped {
 				stopCh = nil // closed already: it must not cut the backoff short
@@ -126,6 +134,10 @@ func (s *syncer) loop(stop, quit <-chan struct{}) {
 			backoff = min(2*backoff, 5*time.Second)
 			poke(s.wake)
 		case wrote > 0:
+			if failures > 0 {
+				s.log.Info("store sync recovered", "room", s.room, "failed_attempts", failures, "pending", s.Pending())
+				failures = 0
+			}
 			backoff = 50 * time.Millisecond
 			poke(s.wake) // there may be more
 		case stopped:

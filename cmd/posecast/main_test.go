@@ -45,6 +45,34 @@ func TestFlagsComeFromTheEnvironmentUnlessGiven(t *testing.T) {
 	}
 }
 
+func TestTheDatabaseURLComesFromTheFlagThenTheEnvironment(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"none means the in-memory store", map[string]string{"DATABASE_URL": ""}, nil, ""},
+		{"DATABASE_URL is read", map[string]string{"DATABASE_URL": "postgres://a/db"}, nil, "postgres://a/db"},
+		{"POSECAST_DATABASE_URL wins over DATABASE_URL", map[string]string{"DATABASE_URL": "postgres://a/db", "POSECAST_DATABASE_URL": "postgres://b/db"}, nil, "postgres://b/db"},
+		{"the flag wins over both", map[string]string{"DATABASE_URL": "postgres://a/db", "POSECAST_DATABASE_URL": "postgres://b/db"}, []string{"--database-url", "postgres://c/db"}, "postgres://c/db"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			o, err := parseFlags(tt.args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.databaseURL != tt.want {
+				t.Errorf("database URL %q, want %q", o.databaseURL, tt.want)
+			}
+		})
+	}
+}
+
 func freePort(t *testing.T, network string) int {
 	t.Helper()
 	if network == "udp" {
@@ -133,6 +161,7 @@ func (s *serving) join(t *testing.T, ctx context.Context, room string) *transpor
 // the Go client, and stops it with SIGTERM: the client is told, and run
 // returns cleanly.
 func TestServeThenStopOnSIGTERM(t *testing.T) {
+	t.Setenv("DATABASE_URL", "") // the in-memory store, whatever the tests' database
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	s := serve(t, ctx)

@@ -31,6 +31,7 @@ export class Connection {
     this.pings = new Map();
     this.stopped = false;
     this.wake = null;
+    this.goodbye = null; // the server's last word on the session, if it said one
   }
 
   setState(state, detail = '') {
@@ -47,8 +48,9 @@ export class Connection {
       this.setState(this.sessions ? 'reconnecting' : 'connecting', this.detail);
       let fatal = false;
       try {
+        this.goodbye = null;
         await this.session(() => { attempt = 0; });
-        this.detail = 'session closed';
+        this.detail = this.goodbye ? `${this.goodbye.code}: ${this.goodbye.message}` : 'session closed';
       } catch (e) {
         this.detail = e.message;
         fatal = FATAL.has(e.code);
@@ -193,7 +195,10 @@ export class Connection {
       }
     }
     this.opts.onMessage?.(m);
-    if (m.type === 'goodbye') this.closeSession();
+    if (m.type === 'goodbye') {
+      this.goodbye = m;
+      this.closeSession();
+    }
   }
 
   async datagramLoop(readable) {

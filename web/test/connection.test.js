@@ -27,6 +27,7 @@ function fakeServer({ unready = [], refuseJoin = null } = {}) {
         readable: new ReadableStream({ start: (c) => { dgClient = c; } }),
         writable: new WritableStream({ write: (d) => dgClient.enqueue(d) }), // every datagram echoed, as pings are
       };
+      this.goodbye = (code, message) => send({ type: 'goodbye', code, message });
       this.close = () => {
         try {
           toClient.close();
@@ -122,6 +123,18 @@ test('a dropped session comes back as the same user and device', async () => {
   assert.equal(server.joins.length, 2);
   assert.equal(server.joins[1].user, server.joins[0].user);
   assert.equal(server.joins[1].device, server.joins[0].device);
+  conn.stop();
+  await running;
+});
+
+test('a goodbye closes the session, says why, and the page comes back', async () => {
+  const server = fakeServer();
+  const { conn, running } = connect(server, { backoffMin: 200, backoffMax: 200 });
+  await until('connected', () => conn.state === 'connected');
+  server.sessions[0].goodbye('server_shutdown', 'server is stopping');
+  await until('the goodbye to be told', () => conn.state === 'reconnecting');
+  assert.equal(conn.detail, 'server_shutdown: server is stopping');
+  await until('a second session', () => conn.sessions === 2);
   conn.stop();
   await running;
 });

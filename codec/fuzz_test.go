@@ -3,6 +3,7 @@ package codec
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -30,8 +31,9 @@ func FuzzDecode(f *testing.F) {
 		// empty map and none, float widths); after it, a round trip changes
 		// nothing.
 		once := roundTrip(t, m)
-		if !sameJSON(t, once, roundTrip(t, once)) {
-			t.Fatalf("round trip changed %T", m)
+		// fmt, unlike JSON, prints NaN, which typed float fields may hold.
+		if a, b := fmt.Sprintf("%+v", once), fmt.Sprintf("%+v", roundTrip(t, once)); a != b {
+			t.Fatalf("round trip changed %T:\n%s\n%s", m, a, b)
 		}
 	})
 }

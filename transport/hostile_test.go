@@ -152,6 +152,11 @@ func TestASlowConsumerIsClosedAndTheRoomGoesOn(t *testing.T) {
 	waitFor(t, watcher, "the slow one present", func(v *View) bool { return v.Presence["slow"] != nil })
 
 	// The talker's events fill the slow one's QUIC window, then its backlog.
+	var slowSession *session
+	waitUntil(t, "the slow one's session", func() bool {
+		slowSession = ts.sessionOf("slow")
+		return slowSession != nil
+	})
 	blob := strings.Repeat("x", 30<<10)
 	peak := 0
 	for i := 0; ts.disconnected(CloseSlowConsumer) == 0; i++ {
@@ -161,7 +166,11 @@ func TestASlowConsumerIsClosedAndTheRoomGoesOn(t *testing.T) {
 		if err := talker.Publish(testContext(t), "chatter", blob); err != nil {
 			t.Fatal(err)
 		}
-		peak = max(peak, ts.pendingBytes())
+		peak = max(peak, slowSession.fq.pendingBytes())
+		time.Sleep(2 * time.Millisecond) // the honest readers keep up
+	}
+	if v := watcher.View(); v.Closed {
+		t.Fatal("the watcher, who reads, was closed too")
 	}
 	// Memory stays bounded: what waits for the slow one never passes its
 	// backlog bound (plus the frame that did not fit).
@@ -173,6 +182,18 @@ func TestASlowConsumerIsClosedAndTheRoomGoesOn(t *testing.T) {
 	if p := ts.pendingBytes(); p > 1<<20 {
 		t.Errorf("%d control bytes still queued after the slow consumer left", p)
 	}
+}
+
+// sessionOf returns the session joined as user, or nil.
+func (ts *testServer) sessionOf(user string) *session {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for ss := range ts.sessions {
+		if m := ss.membership.Load(); m != nil && m.User() == user {
+			return ss
+		}
+	}
+	return nil
 }
 
 func scrape(t *testing.T, ts *testServer) string {

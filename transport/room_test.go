@@ -162,6 +162,7 @@ func TestAReconnectKeepsTheAvatarWithoutAFlap(t *testing.T) {
 	}
 	waitFor(t, watcher, "ada present", func(v *View) bool { return v.Presence["ada"] != nil })
 	first.Close() // the page reloads: the session ends without a leave
+	waitUntil(t, "the server to see the session end", func() bool { return ts.sessionOf("ada") == nil && ts.Sessions() == 1 })
 
 	second := dial(t, ts)
 	j2, err := second.Join(testContext(t), codec.Join{Room: "lobby", User: "ada", Device: "quest"})

@@ -57,8 +57,8 @@ async function until(page, what, check, timeout = 15000) {
 
 const distance = (a, b) => Math.hypot(a[0] - b[0], a[1] - b[1], a[2] - b[2]);
 
-// who lists a state's presence as user -> "name × devices".
-const who = (s) => Object.fromEntries(Object.entries(s.presence).map(([user, p]) => [user, `${p.name} × ${p.devices}`]));
+// who lists a state's presence as user -> "name × devices", by user.
+const who = (s) => Object.fromEntries(Object.entries(s.presence).sort(([a], [b]) => (a < b ? -1 : 1)).map(([user, p]) => [user, `${p.name} × ${p.devices}`]));
 
 // walk holds key down on page until its camera has gone metres.
 async function walk(page, key, metres) {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/posecast/posecast/certs"
 	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/rooms"
@@ -25,26 +27,50 @@ func BenchmarkEndToEnd(b *testing.B) {
 	if d, err := time.ParseDuration(os.Getenv("POSECAST_BENCH_DURATION")); err == nil {
 		duration = d
 	}
-	for _, members := range []int{10, 50} {
-		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
+	for _, tt := range []struct {
+		members int
+		flood   bool
+	}{{10, false}, {50, false}, {10, true}} {
+		name := fmt.Sprintf("members=%d", tt.members)
+		if tt.flood {
+			name += "+flooder"
+		}
+		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
-				runEndToEnd(b, members, 20, duration)
+				runEndToEnd(b, tt.members, 20, duration, tt.flood)
 			}
 		})
 	}
 }
 
-func runEndToEnd(b *testing.B, members, hz int, duration time.Duration) {
-	ts := startServer(b, func(c *Config, r *rooms.Config) { r.Tick = 200 * time.Millisecond })
+// runEndToEnd measures one run. With flood, one more member of the room
+// sends poses and control messages as fast as it can for the whole run (its
+// rate-limit grace is an hour, so it is throttled, never closed), and the
+// tick duration histogram is reported too.
+func runEndToEnd(b *testing.B, members, hz int, duration time.Duration, flood bool) {
+	var ticksMu sync.Mutex
+	var ticks []float64 // microseconds
+	ts := startServer(b, func(c *Config, r *rooms.Config) {
+		r.Tick = 200 * time.Millisecond
+		r.OnTick = func(d time.Duration) {
+			ticksMu.Lock()
+			ticks = append(ticks, float64(d.Microseconds()))
+			ticksMu.Unlock()
+		}
+		c.RateGrace = time.Hour
+	})
 	current, _ := ts.certs.Hashes()
 
 	var mu sync.Mutex
 	var latencies []float64 // milliseconds
-	record := func(rec []byte, received time.Time) {
+	floodSlot := -1         // the flooder's poses are not honest ones to time
+	record := func(slot uint16, rec []byte, received time.Time) {
 		sent := codec.PoseTime(rec)
 		ms := float64(int32(uint32(received.UnixMilli()) - sent))
 		mu.Lock()
-		latencies = append(latencies, ms)
+		if int(slot) != floodSlot {
+			latencies = append(latencies, ms)
+		}
 		mu.Unlock()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), duration+30*time.Second)
@@ -54,7 +80,7 @@ func runEndToEnd(b *testing.B, members, hz int, duration time.Duration) {
 		c, err := Dial(ctx, ClientConfig{
 			URL:        ts.URL(),
 			CertHashes: []certs.Hash{current},
-			OnPoses:    func(_ uint16, rec []byte, at time.Time) { record(rec, at) },
+			OnPoses:    func(slot uint16, rec []byte, at time.Time) { record(slot, rec, at) },
 		})
 		if err != nil {
 			b.Fatal(err)
@@ -71,6 +97,29 @@ func runEndToEnd(b *testing.B, members, hz int, duration time.Duration) {
 
 	start := time.Now()
 	var wg sync.WaitGroup
+	if flood {
+		f, err := Dial(ctx, ClientConfig{URL: ts.URL(), CertHashes: []certs.Hash{current}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		j, err := f.Join(ctx, codec.Join{Room: "bench", User: "flooder"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		mu.Lock()
+		floodSlot = j.Slot
+		mu.Unlock()
+		wg.Go(func() {
+			for i := uint32(0); time.Since(start) < duration; i++ {
+				f.SendPose(pose(i, float64(i%100), 1, 1))
+				if i%64 == 0 {
+					f.Send(&codec.Ping{})
+					time.Sleep(time.Millisecond) // leave the machine's cores to the others now and then
+				}
+			}
+		})
+	}
 	for i, c := range clients {
 		wg.Go(func() {
 			// Spread the senders over the period, as real headsets are.
@@ -93,15 +142,23 @@ func runEndToEnd(b *testing.B, members, hz int, duration time.Duration) {
 
 	mu.Lock()
 	defer mu.Unlock()
-	slices.Sort(latencies)
-	q := func(p float64) float64 {
-		if len(latencies) == 0 {
-			return math.NaN()
-		}
-		return latencies[min(len(latencies)-1, int(p*float64(len(latencies))))]
+	b.ReportMetric(quantile(latencies, 0.5), "p50-ms")
+	b.ReportMetric(quantile(latencies, 0.99), "p99-ms")
+	ticksMu.Lock()
+	b.ReportMetric(quantile(ticks, 0.99), "tick-p99-µs")
+	ticksMu.Unlock()
+	if flood {
+		b.ReportMetric(testutil.ToFloat64(ts.metrics.rejPoseRate)/elapsed.Seconds(), "flood-dropped/s")
 	}
-	b.ReportMetric(q(0.5), "p50-ms")
-	b.ReportMetric(q(0.99), "p99-ms")
 	b.ReportMetric(float64(len(latencies))/elapsed.Seconds(), "updates/s")
 	b.ReportMetric(float64(members*hz), "poses-in/s")
+}
+
+// quantile returns the value at quantile p of values, sorting them.
+func quantile(values []float64, p float64) float64 {
+	if len(values) == 0 {
+		return math.NaN()
+	}
+	slices.Sort(values)
+	return values[min(len(values)-1, int(p*float64(len(values))))]
 }

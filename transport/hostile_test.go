@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net/http"
@@ -11,7 +12,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+	"github.com/quic-go/webtransport-go"
 
+	"github.com/posecast/posecast/certs"
 	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/rooms"
 )
@@ -208,4 +213,86 @@ func scrape(t *testing.T, ts *testServer) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+func TestConnectionsFromOneAddressAreBoundedAndIdleOnesClosed(t *testing.T) {
+	ts := startServer(t, func(c *Config, _ *rooms.Config) {
+		c.MaxSessionsPerIP = 2
+		c.HelloTimeout = 500 * time.Millisecond
+	})
+	ctx := testContext(t)
+	// Two bare QUIC connections that never open a session hold the
+	// address's two places, until the hello deadline closes them.
+	var bare []*quic.Conn
+	for range 2 {
+		conn, err := quic.DialAddr(ctx, ts.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{http3.NextProtoH3}}, &quic.Config{EnableDatagrams: true, EnableStreamResetPartialDelivery: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.CloseWithError(0, "")
+		bare = append(bare, conn)
+	}
+	current, _ := ts.certs.Hashes()
+	if c, err := Dial(ctx, ClientConfig{URL: ts.URL(), CertHashes: []certs.Hash{current}}); err == nil {
+		c.Close()
+		t.Fatal("a third connection from one address was let in")
+	}
+	for _, conn := range bare {
+		select {
+		case <-conn.Context().Done():
+		case <-ctx.Done():
+			t.Fatal("a connection without a session outlived the hello deadline")
+		}
+	}
+	c, err := Dial(ctx, ClientConfig{URL: ts.URL(), CertHashes: []certs.Hash{current}})
+	if err != nil {
+		t.Fatalf("a connection once the idle ones were closed: %v", err)
+	}
+	c.Close()
+}
+
+func TestShutdownDoesNotWaitForSessionsWithoutAStream(t *testing.T) {
+	ts := startServer(t, func(c *Config, _ *rooms.Config) { c.HelloTimeout = time.Minute })
+	d := &webtransport.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, NextProtos: []string{http3.NextProtoH3}}}
+	_, sess, err := d.Dial(testContext(t), ts.URL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.CloseWithError(0, "")
+	waitUntil(t, "the session", func() bool { return ts.Sessions() == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := ts.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown with a session that never opened its stream: %v", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("shutdown used up its whole budget")
+	}
+}
+
+func TestMalformedMessagesCountAgainstTheMessageRate(t *testing.T) {
+	ts := startServer(t, func(c *Config, _ *rooms.Config) {
+		c.MessageRate = 20
+		c.RateGrace = time.Second
+	})
+	c, _ := join(t, ts, "lobby", "ada")
+	garbage := []byte{0, 0, 0, 2, 0xc1, 0xc1}
+	for i := 0; ; i++ {
+		if c.SendRaw(garbage) != nil || c.View().Goodbye != nil {
+			break
+		}
+		if i > 100000 {
+			t.Fatal("100 000 malformed messages and the session is still open")
+		}
+		if i%100 == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor(t, c, "the goodbye", func(v *View) bool { return v.Goodbye != nil })
+	if g := c.View().Goodbye; g.Code != codec.CodeRateLimited {
+		t.Errorf("goodbye %+v, want %s", g, codec.CodeRateLimited)
+	}
+	if n := len(c.View().Errors); n > 200 {
+		t.Errorf("%d error answers to a flood of garbage; the limit is 20 a second", n)
+	}
 }

@@ -4,8 +4,8 @@ import "time"
 
 // rateLimit is a token bucket for one session's traffic of one kind, used by
 // one goroutine. It also tells a client that is over the limit now and then
-// from one that stays over it: each second with something dropped extends a
-// run of such seconds, and a second without drops ends it.
+// from one that stays over it: seconds with something dropped, one right
+// after another, make a run, and a second without drops ends it.
 type rateLimit struct {
 	rate   float64 // tokens per second
 	burst  float64
@@ -14,7 +14,7 @@ type rateLimit struct {
 
 	window      time.Time // start of the current second
 	windowDrops int
-	overSince   time.Time // start of the run of seconds with drops; zero when none
+	runStart    time.Time // start of the run of seconds with drops before this one; zero when none
 }
 
 func newRateLimit(rate float64, now time.Time) *rateLimit {
@@ -27,12 +27,14 @@ func newRateLimit(rate float64, now time.Time) *rateLimit {
 func (l *rateLimit) allow(now time.Time) bool {
 	l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
 	l.last = now
-	if now.Sub(l.window) >= time.Second {
+	if elapsed := now.Sub(l.window); elapsed >= time.Second {
 		switch {
-		case l.windowDrops == 0:
-			l.overSince = time.Time{}
-		case l.overSince.IsZero():
-			l.overSince = l.window
+		case l.windowDrops == 0 || elapsed >= 2*time.Second:
+			// A second without drops, or a silent gap after the window,
+			// ends any run.
+			l.runStart = time.Time{}
+		case l.runStart.IsZero():
+			l.runStart = l.window
 		}
 		l.window, l.windowDrops = now, 0
 	}
@@ -45,13 +47,13 @@ func (l *rateLimit) allow(now time.Time) bool {
 }
 
 // overFor returns how long the client has been dropping events, second
-// after second, as of now.
+// after second, as of now: zero unless the current second has drops.
 func (l *rateLimit) overFor(now time.Time) time.Duration {
-	if l.windowDrops == 0 || l.overSince.IsZero() {
-		if l.windowDrops > 0 {
-			return now.Sub(l.window)
-		}
+	if l.windowDrops == 0 {
 		return 0
 	}
-	return now.Sub(l.overSince)
+	if l.runStart.IsZero() {
+		return now.Sub(l.window)
+	}
+	return now.Sub(l.runStart)
 }

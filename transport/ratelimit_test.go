@@ -37,4 +37,16 @@ func TestRateLimit(t *testing.T) {
 	if over := l.overFor(now); over != 0 {
 		t.Errorf("still over for %v after keeping to the limit", over)
 	}
+	// Bursts over the limit with quiet seconds between make no run.
+	l = newRateLimit(20, t0)
+	now = t0
+	for burst := range 4 {
+		now = t0.Add(time.Duration(burst) * 7 * time.Second)
+		for range 22 {
+			l.allow(now)
+		}
+		if over := l.overFor(now); over > time.Second {
+			t.Errorf("burst %d: over for %v, as if the quiet seconds between bursts did not count", burst, over)
+		}
+	}
 }

@@ -82,8 +82,9 @@ type Config struct {
 	// host name are always allowed, and in development mode so are pages on
 	// localhost. Clients that send no Origin (not browsers) are not checked.
 	AllowedOrigins []string
-	// MaxSessionsPerIP bounds the sessions open at once from one address.
-	// Defaults to 64.
+	// MaxSessionsPerIP bounds the QUIC connections, and so the sessions,
+	// open at once from one address (an IPv6 /64 counts as one). Defaults
+	// to 64.
 	MaxSessionsPerIP int
 	// PoseRate bounds the pose datagrams a session may send per second, in
 	// bursts of up to a second's worth. Defaults to 240, twice a 120 Hz
@@ -174,7 +175,8 @@ type Server struct {
 
 	mu       sync.Mutex // guards the following
 	sessions map[*session]struct{}
-	perIP    map[string]int // open sessions by remote address
+	perIP    map[string]int      // open connections by remote address (IPv6 by /64)
+	hasSess  map[*quic.Conn]bool // connections that opened a session
 	closing  bool
 }
 
@@ -191,6 +193,7 @@ func NewServer(cfg Config) (*Server, error) {
 		log:      cfg.Logger,
 		sessions: make(map[*session]struct{}),
 		perIP:    make(map[string]int),
+		hasSess:  make(map[*quic.Conn]bool),
 	}
 	origins, err := newOriginChecker(cfg.AllowedOrigins, len(cfg.AuthSecret) == 0)
 	if err != nil {
@@ -244,7 +247,7 @@ func NewServer(cfg Config) (*Server, error) {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
+	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
 	return s, nil
 }
 
@@ -284,7 +287,10 @@ func (s *Server) Start() error {
 }
 
 // acceptLoop hands each new QUIC connection to WebTransport until the
-// listener closes. Runs in its own goroutine.
+// listener closes. It bounds the connections from one address and closes a
+// connection that has not opened a session by the hello deadline: each
+// connection carries one session, so that bounds sessions too. Runs in its
+// own goroutine.
 func (s *Server) acceptLoop() {
 	for {
 		conn, err := s.ln.Accept(context.Background())
@@ -294,6 +300,35 @@ func (s *Server) acceptLoop() {
 			}
 			return
 		}
+		key := addressKey(conn.RemoteAddr())
+		s.mu.Lock()
+		full := s.perIP[key] >= s.cfg.MaxSessionsPerIP
+		if !full {
+			s.perIP[key]++
+		}
+		s.mu.Unlock()
+		if full {
+			s.metrics.rejected.WithLabelValues(rejectSessionsPerIP).Inc()
+			conn.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeExcessiveLoad), "too many connections from this address")
+			continue
+		}
+		idle := time.AfterFunc(s.cfg.HelloTimeout, func() {
+			s.mu.Lock()
+			ok := s.hasSess[conn]
+			s.mu.Unlock()
+			if !ok {
+				conn.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeNoError), "no session in time")
+			}
+		})
+		context.AfterFunc(conn.Context(), func() {
+			idle.Stop()
+			s.mu.Lock()
+			if s.perIP[key]--; s.perIP[key] <= 0 {
+				delete(s.perIP, key)
+			}
+			delete(s.hasSess, conn)
+			s.mu.Unlock()
+		})
 		s.wg.Go(func() {
 			if err := s.wt.ServeQUICConn(conn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.log.Debug("connection ended", "remote", conn.RemoteAddr().String(), "err", err)
@@ -408,41 +443,46 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "ready")
 }
 
-// remoteIP returns the address part of a request's remote address.
-func remoteIP(r *http.Request) string {
-	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return h
+// addressKey groups remote addresses for the per-address bound: an IPv4
+// address, or an IPv6 /64, which one host commonly holds whole.
+func addressKey(a net.Addr) string {
+	u, ok := a.(*net.UDPAddr)
+	if !ok {
+		return a.String()
 	}
-	return r.RemoteAddr
+	if ip4 := u.IP.To4(); ip4 != nil {
+		return ip4.String()
+	}
+	return u.IP.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
 
 // handleWebTransport upgrades a CONNECT request to a session and starts it.
 func (s *Server) handleWebTransport(w http.ResponseWriter, r *http.Request) {
-	ip := remoteIP(r)
+	conn, _ := r.Context().Value(quicConnKey{}).(*quic.Conn)
 	s.mu.Lock()
-	full := s.perIP[ip] >= s.cfg.MaxSessionsPerIP
-	if !full {
-		s.perIP[ip]++ // reserved now, so that concurrent upgrades cannot pass the bound
-	}
+	second := s.hasSess[conn]
+	s.hasSess[conn] = true
 	s.mu.Unlock()
-	if full {
-		s.metrics.rejected.WithLabelValues(rejectSessionsPerIP).Inc()
-		w.WriteHeader(http.StatusTooManyRequests)
+	if second {
+		w.WriteHeader(http.StatusTooManyRequests) // one session per connection
 		return
 	}
 	sess, err := s.wt.Upgrade(w, r)
 	if err != nil {
-		s.releaseIP(ip)
 		s.log.Debug("webtransport upgrade refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "err", err)
 		s.metrics.rejected.WithLabelValues(rejectUpgrade).Inc()
 		w.WriteHeader(http.StatusForbidden)
+		if conn != nil {
+			// The connection was for this session; it has no other use.
+			context.AfterFunc(r.Context(), func() {
+				conn.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeRequestRejected), "session refused")
+			})
+		}
 		return
 	}
-	conn, _ := r.Context().Value(quicConnKey{}).(*quic.Conn)
 	ss := newSession(s, sess, conn)
 	s.mu.Lock()
 	if s.closing {
-		s.releaseIPLocked(ip)
 		s.mu.Unlock()
 		sess.CloseWithError(webtransport.SessionErrorCode(CloseServerShutdown), "server is stopping")
 		return
@@ -457,7 +497,6 @@ func (s *Server) handleWebTransport(w http.ResponseWriter, r *http.Request) {
 		ss.run()
 		s.mu.Lock()
 		delete(s.sessions, ss)
-		s.releaseIPLocked(ip)
 		s.mu.Unlock()
 		s.metrics.sessions.Dec()
 	}()
@@ -472,19 +511,6 @@ func (s *Server) pendingBytes() int {
 		n += ss.fq.pendingBytes()
 	}
 	return n
-}
-
-func (s *Server) releaseIP(ip string) {
-	s.mu.Lock()
-	s.releaseIPLocked(ip)
-	s.mu.Unlock()
-}
-
-// releaseIPLocked frees one session of ip. s.mu must be held.
-func (s *Server) releaseIPLocked(ip string) {
-	if s.perIP[ip]--; s.perIP[ip] <= 0 {
-		delete(s.perIP, ip)
-	}
 }
 
 // Sessions returns the number of open sessions.

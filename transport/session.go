@@ -139,6 +139,13 @@ func (ss *session) run() {
 	loops.Go(ss.sendLoop)
 
 	actx, cancel := context.WithDeadline(ctx, ss.helloBy)
+	loops.Go(func() { // a goodbye before the stream (shutdown) ends the wait
+		select {
+		case <-ss.failed:
+			cancel()
+		case <-actx.Done():
+		}
+	})
 	ctl, err := ss.wt.AcceptStream(actx)
 	cancel()
 	if err != nil {
@@ -271,6 +278,11 @@ func (ss *session) process(body []byte, rs *readState) bool {
 	now := ss.heard()
 	ss.srv.metrics.messagesIn.Inc()
 	ss.srv.metrics.bytesIn.Add(float64(len(body) + codec.FrameHeaderSize))
+	// Every frame after hello counts against the message limit before it
+	// is decoded: malformed ones cost the server as much as any.
+	if rs.hello && !rs.messages.allow(now) {
+		return ss.dropped(rs.messages, now, "control message", 0)
+	}
 	msg, err := codec.Decode(body)
 	if err != nil {
 		ss.srv.metrics.rejBadMessage.Inc()
@@ -295,32 +307,34 @@ func (ss *session) process(body []byte, rs *readState) bool {
 		ss.handleHello(h)
 		return true
 	}
-	limit, what := rs.messages, "control message"
-	ok := limit.allow(now)
-	if ok && roomOperation(msg) {
-		limit, what = rs.operations, "room operation"
-		ok = limit.allow(now)
-	}
-	if !ok {
-		ss.srv.metrics.rejMessageRate.Inc()
-		if ss.overLimit(limit, now, what) {
-			return false
-		}
-		if ref := codec.RefOf(msg); ref != 0 {
-			// A request is answered, so that its sender does not wait.
-			ss.sendError(ref, codec.CodeRateLimited, fmt.Sprintf("over the %s limit of %.0f per second", what, limit.rate))
-		}
-		return true
+	if roomOperation(msg) && !rs.operations.allow(now) {
+		return ss.dropped(rs.operations, now, "room operation", codec.RefOf(msg))
 	}
 	ss.handle(msg)
 	return true
 }
 
-// roomOperation reports whether a message changes or fans out to a room,
-// and so falls under the stricter of the two message limits.
+// dropped counts a message dropped over a limit, answers it if it is a
+// request, and ends the session once it has stayed over the limit. It
+// reports whether to go on reading.
+func (ss *session) dropped(l *rateLimit, now time.Time, what string, ref uint32) bool {
+	ss.srv.metrics.rejMessageRate.Inc()
+	if ss.overLimit(l, now, what) {
+		return false
+	}
+	if ref != 0 {
+		// A request is answered, so that its sender does not wait.
+		ss.sendError(ref, codec.CodeRateLimited, fmt.Sprintf("over the %s limit of %.0f per second", what, l.rate))
+	}
+	return true
+}
+
+// roomOperation reports whether a message changes a room, fans out to it or
+// makes it encode its world, and so falls under the stricter of the two
+// message limits.
 func roomOperation(m codec.Message) bool {
 	switch m.(type) {
-	case *codec.Event, *codec.Create, *codec.Update, *codec.Delete, *codec.Resync:
+	case *codec.Join, *codec.Event, *codec.Create, *codec.Update, *codec.Delete, *codec.Resync:
 		return true
 	}
 	return false

@@ -51,6 +51,10 @@ type Config struct {
 	// the store; past it, new changes are refused with ErrStoreBacklog.
 	// Defaults to 10000.
 	MaxPendingChanges int
+	// MaxPendingBytes bounds the size of the entity changes waiting for the
+	// store across every room of the node, as componentsSize counts; past
+	// it, new changes are refused with ErrStoreBacklog. Defaults to 64 MiB.
+	MaxPendingBytes int
 	// StoreTimeout bounds each store call. Defaults to 5s.
 	StoreTimeout time.Duration
 	// SyncInterval is the least time between the starts of two writes of a
@@ -93,6 +97,7 @@ func (c Config) withDefaults() (Config, error) {
 	setInt(&c.MaxEntities, 10000)
 	setInt(&c.MaxWorldBytes, 1<<20)
 	setInt(&c.MaxPendingChanges, 10000)
+	setInt(&c.MaxPendingBytes, 64<<20)
 	setDur(&c.StoreTimeout, 5*time.Second)
 	setDur(&c.SyncInterval, c.Tick)
 	setInt(&c.MaxRooms, 10000)
@@ -108,7 +113,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("rooms: max members %d not in 1..%d", c.MaxMembers, MaxRoomSize)
 	case c.Heartbeat < 0 || c.StaleAfter < 0 || c.ReconnectGrace < 0 || c.EmptyGrace < 0 || c.StoreTimeout < 0 || c.SyncInterval < 0:
 		return c, fmt.Errorf("rooms: negative duration in %+v", c)
-	case c.MaxDevices < 1 || c.MaxEntities < 1 || c.MaxPendingChanges < 1 || c.MaxWorldBytes < 1:
+	case c.MaxDevices < 1 || c.MaxEntities < 1 || c.MaxPendingChanges < 1 || c.MaxPendingBytes < 1 || c.MaxWorldBytes < 1:
 		return c, fmt.Errorf("rooms: limits must be positive")
 	}
 	return c, nil

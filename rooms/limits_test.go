@@ -83,3 +83,37 @@ func TestOnTickSeesEveryTick(t *testing.T) {
 		}
 	})
 }
+
+func TestTheStoreBacklogIsBoundedInBytes(t *testing.T) {
+	store := &gatedStore{}
+	cfg := testConfig()
+	cfg.MaxPendingBytes = 100 << 10
+	inBubble(t, cfg, store, func(t *testing.T, w *world) {
+		a := w.join("a", "ada", newMember(t, "ada"))
+		b := w.join("b", "bob", newMember(t, "bob"))
+		store.setDown(true)
+		chunk := strings.Repeat("z", 10<<10)
+		accepted := 0
+		for i := 0; ; i++ {
+			m := a
+			if i%2 == 1 {
+				m = b // the bound is the node's, across rooms
+			}
+			if _, err := m.CreateEntity(rooms.Components{"blob": chunk}); err != nil {
+				if !errors.Is(err, rooms.ErrStoreBacklog) {
+					t.Fatalf("while the store is down: %v", err)
+				}
+				break
+			}
+			accepted++
+		}
+		if accepted < 8 || accepted > 10 {
+			t.Errorf("%d changes of 10 KiB queued under a 100 KiB bound", accepted)
+		}
+		store.setDown(false)
+		w.ticks(50) // past the longest backoff
+		if _, err := a.CreateEntity(rooms.Components{"blob": chunk}); err != nil {
+			t.Errorf("after the store came back: %v", err)
+		}
+	})
+}

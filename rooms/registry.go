@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Registry holds the live rooms of a node. A room starts on its first join
@@ -16,6 +17,8 @@ type Registry struct {
 	store Store
 	wg    sync.WaitGroup // every room's goroutines
 	quit  chan struct{}  // closed by Close
+
+	pendingBytes atomic.Int64 // entity changes waiting for the store, every room's
 
 	mu    sync.Mutex // guards the following
 	rooms map[string]*Room

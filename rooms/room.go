@@ -122,7 +122,7 @@ func newRoom(reg *Registry, id string) *Room {
 		log:       cfg.Logger.With("room", id),
 		table:     NewPoseTable(cfg.MaxMembers),
 		drivers:   make([]atomic.Pointer[Membership], cfg.MaxMembers),
-		syncer:    newSyncer(reg.store, id, cfg),
+		syncer:    newSyncer(reg.store, id, cfg, &reg.pendingBytes),
 		ready:     make(chan struct{}),
 		stop:      make(chan struct{}),
 		synced:    make(chan struct{}),

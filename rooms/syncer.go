@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,30 +27,43 @@ type syncer struct {
 	wake     chan struct{} // a change was queued
 	full     chan struct{} // a whole batch waits
 
+	// nodeBytes counts the bytes pending in every room's syncer; byteLimit
+	// bounds it.
+	nodeBytes *atomic.Int64
+	byteLimit int64
+
 	mu      sync.Mutex // guards the following
 	pending []Change
 }
 
-func newSyncer(store Store, room string, cfg *Config) *syncer {
+func newSyncer(store Store, room string, cfg *Config, nodeBytes *atomic.Int64) *syncer {
 	return &syncer{
-		store:    store,
-		room:     room,
-		limit:    cfg.MaxPendingChanges,
-		timeout:  cfg.StoreTimeout,
-		interval: cfg.SyncInterval,
-		log:      cfg.Logger,
-		wake:     make(chan struct{}, 1),
-		full:     make(chan struct{}, 1),
+		store:     store,
+		room:      room,
+		nodeBytes: nodeBytes,
+		byteLimit: int64(cfg.MaxPendingBytes),
+		limit:     cfg.MaxPendingChanges,
+		timeout:   cfg.StoreTimeout,
+		interval:  cfg.SyncInterval,
+		log:       cfg.Logger,
+		wake:      make(chan struct{}, 1),
+		full:      make(chan struct{}, 1),
 	}
 }
 
 // add queues a change, or refuses it with ErrStoreBacklog when the queue is
 // full. It never blocks on the store.
 func (s *syncer) add(ch Change) error {
+	size := int64(changeSize(ch))
+	if total := s.nodeBytes.Add(size); total > s.byteLimit {
+		s.nodeBytes.Add(-size)
+		return fmt.Errorf("%w: %d bytes of changes wait for the store on this node", ErrStoreBacklog, total-size)
+	}
 	s.mu.Lock()
 	if len(s.pending) >= s.limit {
 		n := len(s.pending)
 		s.mu.Unlock()
+		s.nodeBytes.Add(-size)
 		return fmt.Errorf("%w: %d changes wait for the store", ErrStoreBacklog, n)
 	}
 	s.pending = append(s.pending, ch)
@@ -184,6 +198,11 @@ func (s *syncer) writeBatch() (int, error) {
 	} else if err != nil {
 		return 0, err
 	}
+	var size int64
+	for _, ch := range batch {
+		size += int64(changeSize(ch))
+	}
+	s.nodeBytes.Add(-size)
 	s.mu.Lock()
 	s.pending = s.pending[n:]
 	if len(s.pending) == 0 {
@@ -191,4 +210,13 @@ func (s *syncer) writeBatch() (int, error) {
 	}
 	s.mu.Unlock()
 	return n, nil
+}
+
+// changeSize estimates the memory a queued change holds.
+func changeSize(ch Change) int {
+	n := len(ch.Entity) + componentsSize(ch.Set)
+	for _, k := range ch.Unset {
+		n += len(k)
+	}
+	return n
 }

@@ -1,10 +1,12 @@
 package transport
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strings"
 	"time"
@@ -48,6 +50,10 @@ type CreateRoomRequest struct {
 type api struct {
 	reg *rooms.Registry
 	log *slog.Logger
+	// secret, when set, is the bearer token that changes need: the rooms
+	// API is for the application's backend, which holds the server's
+	// auth secret.
+	secret []byte
 }
 
 // newAPI returns the handler of the rooms API:
@@ -56,13 +62,15 @@ type api struct {
 //	GET    /api/rooms       → the rooms, oldest first, with how many are present
 //	GET    /api/rooms/{id}  → one room with its entities
 //	DELETE /api/rooms/{id}  → 204; 409 while people are in the room
-func newAPI(reg *rooms.Registry, log *slog.Logger) http.Handler {
-	a := &api{reg: reg, log: log}
+//
+// With a secret, POST and DELETE need "Authorization: Bearer <secret>".
+func newAPI(reg *rooms.Registry, log *slog.Logger, secret []byte) http.Handler {
+	a := &api{reg: reg, log: log, secret: secret}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/rooms", a.handleCreate)
+	mux.HandleFunc("POST /api/rooms", a.authorized(a.handleCreate))
 	mux.HandleFunc("GET /api/rooms", a.handleList)
 	mux.HandleFunc("GET /api/rooms/{id}", a.handleGet)
-	mux.HandleFunc("DELETE /api/rooms/{id}", a.handleDelete)
+	mux.HandleFunc("DELETE /api/rooms/{id}", a.authorized(a.handleDelete))
 	mux.HandleFunc("/api/rooms", methodNotAllowed("GET, POST"))
 	mux.HandleFunc("/api/rooms/{id}", methodNotAllowed("GET, DELETE"))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
@@ -79,7 +87,29 @@ func methodNotAllowed(allow string) http.HandlerFunc {
 	}
 }
 
+// authorized lets a change through only with the secret as its bearer
+// token, when the server has a secret.
+func (a *api) authorized(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if len(a.secret) > 0 {
+			token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(token), a.secret) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="posecast"`)
+				a.fail(w, http.StatusUnauthorized, "changes to rooms need the server's secret as a bearer token")
+				return
+			}
+		}
+		h(w, r)
+	}
+}
+
 func (a *api) handleCreate(w http.ResponseWriter, r *http.Request) {
+	// A JSON body, declared as such: a page of another site can send a
+	// "simple" text/plain POST without asking, but not this.
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		a.fail(w, http.StatusUnsupportedMediaType, "the body must be application/json")
+		return
+	}
 	var req CreateRoomRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAPIBody))
 	dec.DisallowUnknownFields()

@@ -22,6 +22,9 @@ func apiDo(t *testing.T, method, url, body string) (int, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +180,7 @@ func TestTheRoomsAPIAnswers503WhenTheStoreIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reg.Close()
-	h := newAPI(reg, testLogger())
+	h := newAPI(reg, testLogger(), nil)
 	for _, req := range []struct{ method, path, body string }{
 		{"POST", "/api/rooms", `{"name": "a"}`},
 		{"GET", "/api/rooms", ""},
@@ -185,7 +188,9 @@ func TestTheRoomsAPIAnswers503WhenTheStoreIsDown(t *testing.T) {
 		{"DELETE", "/api/rooms/r1", ""},
 	} {
 		w := httptest.NewRecorder()
-		h.ServeHTTP(w, httptest.NewRequest(req.method, req.path, strings.NewReader(req.body)))
+		hr := httptest.NewRequest(req.method, req.path, strings.NewReader(req.body))
+		hr.Header.Set("Content-Type", "application/json")
+		h.ServeHTTP(w, hr)
 		var got APIError
 		json.Unmarshal(w.Body.Bytes(), &got)
 		if w.Code != http.StatusServiceUnavailable || !strings.Contains(got.Error, "store is down") {
@@ -198,5 +203,46 @@ func TestMetricsShowTheChangesWaitingForTheStore(t *testing.T) {
 	ts := startServer(t)
 	if m := scrape(t, ts); !strings.Contains(m, "\nposecast_store_pending_changes 0\n") {
 		t.Errorf("/metrics lacks the store backlog gauge")
+	}
+}
+
+func TestTheRoomsAPIRefusesChangesOtherPagesCouldSend(t *testing.T) {
+	secret := []byte("backend secret")
+	ts := startServer(t, func(c *Config, _ *rooms.Config) { c.AuthSecret = secret })
+	post := func(contentType, auth string) int {
+		req, err := http.NewRequestWithContext(testContext(t), "POST", ts.HTTPURL()+"/api/rooms", strings.NewReader(`{"name": "x"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
+		}
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	tests := []struct {
+		name        string
+		contentType string
+		auth        string
+		want        int
+	}{
+		{"no secret", "application/json", "", http.StatusUnauthorized},
+		{"a wrong secret", "application/json", "Bearer guess", http.StatusUnauthorized},
+		{"a simple cross-site form post", "text/plain", "Bearer backend secret", http.StatusUnsupportedMediaType},
+		{"the backend", "application/json; charset=utf-8", "Bearer backend secret", http.StatusCreated},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := post(tt.contentType, tt.auth); got != tt.want {
+				t.Errorf("POST = %d, want %d", got, tt.want)
+			}
+		})
 	}
 }

@@ -235,7 +235,7 @@ func NewServer(cfg Config) (*Server, error) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
-	mux.Handle("/api/", newAPI(cfg.Registry, cfg.Logger))
+	mux.Handle("/api/", newAPI(cfg.Registry, cfg.Logger, cfg.AuthSecret))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	if cfg.Page != nil {
 		mux.Handle("/", cfg.Page)

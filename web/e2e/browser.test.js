@@ -131,7 +131,7 @@ test('two pages in a room see each other move, and leave', async () => {
 });
 
 test('the lobby lists the rooms and joins the one picked, with the name given', async () => {
-  const r = await fetch(`${server.http}/api/rooms`, { method: 'POST', body: JSON.stringify({ name: 'Gallery' }) });
+  const r = await fetch(`${server.http}/api/rooms`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ name: 'Gallery' }) });
   assert.equal(r.status, 201);
   const { id } = await r.json();
   const page = await open(`${server.http}/`);

@@ -97,10 +97,12 @@ type originChecker struct {
 	allowed []string // normalized scheme://host[:port]
 	any     bool
 	dev     bool
+	// pagePort returns the port the server serves its pages on.
+	pagePort func() string
 }
 
-func newOriginChecker(allowed []string, dev bool) (*originChecker, error) {
-	o := &originChecker{dev: dev}
+func newOriginChecker(allowed []string, dev bool, pagePort func() string) (*originChecker, error) {
+	o := &originChecker{dev: dev, pagePort: pagePort}
 	for _, a := range allowed {
 		if a == "*" {
 			o.any = true
@@ -116,8 +118,9 @@ func newOriginChecker(allowed []string, dev bool) (*originChecker, error) {
 }
 
 // check reports whether r's Origin may open a session: no Origin (not a
-// browser), a listed origin, a page of the host the request came to (the
-// server's own page), or in development mode a page on localhost.
+// browser), a listed origin, the server's own page (the host the request
+// came to, on the port the server serves its pages on), or in development
+// mode a page on localhost.
 func (o *originChecker) check(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" || o.any {
@@ -135,7 +138,11 @@ func (o *originChecker) check(r *http.Request) bool {
 	if h, _, err := net.SplitHostPort(r.Host); err == nil {
 		reqHost = h
 	}
-	if strings.EqualFold(host, strings.Trim(reqHost, "[]")) {
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	if strings.EqualFold(host, strings.Trim(reqHost, "[]")) && port == o.pagePort() {
 		return true
 	}
 	if o.dev {

@@ -61,7 +61,8 @@ func TestOrigins(t *testing.T) {
 		{"a listed origin", []string{"https://app.example.com"}, false, "posecast.example.com:4433", "https://app.example.com", true},
 		{"a listed origin in another case", []string{"https://App.Example.com"}, false, "posecast.example.com:4433", "https://app.example.com", true},
 		{"an unlisted origin", []string{"https://app.example.com"}, false, "posecast.example.com:4433", "https://evil.example", false},
-		{"the server's own page on another port", nil, false, "192.168.1.20:4433", "https://192.168.1.20:8443", true},
+		{"the server's own page", nil, false, "192.168.1.20:4433", "https://192.168.1.20:8080", true},
+		{"a page on another port of the server's host", nil, false, "192.168.1.20:4433", "https://192.168.1.20:9999", false},
 		{"localhost in development mode", nil, true, "192.168.1.20:4433", "http://localhost:8080", true},
 		{"loopback in development mode", nil, true, "192.168.1.20:4433", "http://127.0.0.1:8080", true},
 		{"localhost with auth on", nil, false, "192.168.1.20:4433", "http://localhost:8080", false},
@@ -70,7 +71,7 @@ func TestOrigins(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o, err := newOriginChecker(tt.allowed, tt.dev)
+			o, err := newOriginChecker(tt.allowed, tt.dev, func() string { return "8080" })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -84,7 +85,7 @@ func TestOrigins(t *testing.T) {
 			}
 		})
 	}
-	if _, err := newOriginChecker([]string{"app.example.com"}, false); err == nil {
+	if _, err := newOriginChecker([]string{"app.example.com"}, false, nil); err == nil {
 		t.Error("an origin without a scheme was accepted")
 	}
 }

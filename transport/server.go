@@ -195,7 +195,9 @@ func NewServer(cfg Config) (*Server, error) {
 		perIP:    make(map[string]int),
 		hasSess:  make(map[*quic.Conn]bool),
 	}
-	origins, err := newOriginChecker(cfg.AllowedOrigins, len(cfg.AuthSecret) == 0)
+	origins, err := newOriginChecker(cfg.AllowedOrigins, len(cfg.AuthSecret) == 0, func() string {
+		return strconv.Itoa(s.tcp.Addr().(*net.TCPAddr).Port)
+	})
 	if err != nil {
 		return nil, err
 	}

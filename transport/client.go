@@ -85,7 +85,8 @@ type Client struct {
 	waiters   map[uint32]chan codec.Message
 	repeat    int
 	seqs      map[uint32]*partSet // pose updates not yet complete
-	resyncing bool
+	resyncing bool                // a resync was asked for and its state has not come
+	resyncAt  time.Time           // when it was asked for
 	closeErr  error
 }
 
@@ -809,8 +810,10 @@ func (c *Client) applyPoses(u codec.PoseUpdate, now time.Time) (resync bool) {
 			}
 		}
 	}
-	if !c.resyncing && v.Entities != nil && int32(latest-v.Seq) > int32(c.repeat) {
-		c.resyncing = true
+	// A resync whose state has not come in a second (the server may have
+	// dropped it over a rate limit) may be asked for again.
+	if (!c.resyncing || now.Sub(c.resyncAt) > time.Second) && v.Entities != nil && int32(latest-v.Seq) > int32(c.repeat) {
+		c.resyncing, c.resyncAt = true, now
 		v.Resyncs++
 		resync = true
 	}

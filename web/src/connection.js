@@ -6,8 +6,15 @@
 import { encodeFrame, FrameReader } from './frames.js';
 import { DATAGRAM_PING, datagramKind, parsePing, pingDatagram } from './pose.js';
 
-// Join errors that another try would get again.
-const FATAL = new Set(['invalid', 'forbidden', 'unauthorized', 'unsupported']);
+// Refusals of a hello or a join that another try would get again.
+const FATAL = new Set(['invalid', 'forbidden', 'room_full', 'unauthorized', 'unsupported']);
+
+// refusal returns the error for a server's error or goodbye message.
+function refusal(m) {
+  const e = new Error(`${m.code}: ${m.message}`);
+  e.code = m.code;
+  return e;
+}
 
 export class Connection {
   // opts: base (the server's HTTP URL), join ({room, user, device, name,
@@ -123,8 +130,7 @@ export class Connection {
       await Promise.all([ended, reading, datagrams]);
     } finally {
       this.closeSession();
-      for (const w of this.waiters.values()) w.reject(new Error('session ended'));
-      this.waiters.clear();
+      this.endWaiters();
       this.pings.clear();
       this.wt = this.writer = this.dgWriter = null;
     }
@@ -179,7 +185,15 @@ export class Connection {
       // the stream or the session ended
     } finally {
       this.closeSession();
+      this.endWaiters();
     }
+  }
+
+  // endWaiters fails the requests still waiting for an answer, with the
+  // server's goodbye if it said one (a hello refused as unsupported).
+  endWaiters() {
+    for (const w of this.waiters.values()) w.reject(this.goodbye ? refusal(this.goodbye) : new Error('session ended'));
+    this.waiters.clear();
   }
 
   handle(m) {
@@ -187,9 +201,7 @@ export class Connection {
     if (w) {
       this.waiters.delete(m.ref);
       if (m.type === 'error') {
-        const e = new Error(`${m.code}: ${m.message}`);
-        e.code = m.code;
-        w.reject(e);
+        w.reject(refusal(m));
       } else {
         w.resolve(m);
       }
@@ -235,6 +247,15 @@ export class Connection {
         reject(e);
       });
     });
+  }
+
+  // ask sends msg with a fresh ref and returns the ref, without waiting: for
+  // a request answered by no reply when it works (resync brings an
+  // entities_state), but by an error with the ref when refused.
+  ask(msg) {
+    const ref = this.nextRef++;
+    this.send({ ...msg, ref }).catch(() => {});
+    return ref;
   }
 
   // sendDatagram sends bytes as a datagram, dropping them when there is no

@@ -15,7 +15,11 @@ export class PoseBuffer {
     this.raw = 0; // the last sender timestamp, to unwrap the 32-bit clock
   }
 
-  // push adds a pose received at local time at (ms, performance.now()).
+  // push adds a pose received at local time at (ms, performance.now()), and
+  // reports whether it was taken. The caller gives poses in the server's
+  // order (RoomView: by pose update seq). One at most a delay older than the
+  // newest is a repeat or was reordered on its way to the server and is
+  // dropped; one further back starts a new timeline.
   // A soft pose (from the room's entity state, which for a placement carries
   // the server's clock) only fills an empty buffer; the first pose from the
   // sender replaces it.
@@ -28,8 +32,18 @@ export class PoseBuffer {
       return true;
     }
     const newest = s[s.length - 1];
-    const t = newest.t + ((pose.time - this.raw) | 0);
-    if (t <= newest.t) return false; // a repeat or reordered: nothing new
+    let t = newest.t + ((pose.time - this.raw) | 0);
+    if (t < newest.t - this.delay && !soft) {
+      // Far behind, so from another clock: a device that drives now, or a
+      // clock set back. Start a new timeline at this pose, moving on from
+      // what is shown over a delay.
+      const shown = this.sample(at);
+      t = newest.t;
+      s.length = 0;
+      s.push({ t: t - this.delay, d: NaN, pose: shown, soft: false });
+    } else if (t <= newest.t) {
+      return false; // a repeat or reordered: nothing new
+    }
     this.raw = pose.time;
     if (t - newest.t > 2 * this.delay) {
       // The avatar stood still in between: hold it there until a delay before.

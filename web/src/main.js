@@ -76,7 +76,8 @@ function start(room, name) {
       } catch {
         return; // not ours to fix: the next update will do
       }
-      if (view.applyPoses(u, performance.now())) conn.send({ type: 'resync' }).catch(() => {});
+      // With a ref, so that a resync the server drops is answered, and asked again.
+      if (view.applyPoses(u, performance.now())) view.resyncRef = conn.ask({ type: 'resync' });
     },
   });
   conn.run();

@@ -5,6 +5,8 @@ import { PoseBuffer } from './jitter.js';
 
 const MAX_EVENTS = 20;
 const RATE_WINDOW = 2000; // ms over which the pose update rate is counted
+const RESYNC_RETRY = 1000; // ms after a refused resync before asking again
+const RESYNC_WAIT = 5000; // ms before asking again for a resync whose state has not come (dropped unanswered)
 
 const newer = (a, b) => ((a - b) | 0) > 0; // a after b, on a wrapping uint32
 
@@ -22,7 +24,9 @@ export class RoomView {
     this.poseSeq = new Map(); // avatar id -> seq of the update that carried its pose
     this.seq = 0; // the newest pose update received whole
     this.parts = new Map(); // seq -> {got: Set of parts, parts}
-    this.resyncing = false;
+    this.resyncing = false; // asked for a resync, and its entities_state has not come
+    this.resyncRef = 0; // the ref the resync went with, set by whoever sent it
+    this.resyncAgain = 0; // when to ask again if its state has not come
     this.version = 0; // grows on every entity change, for the renderer
     this.events = [];
     this.lastError = null;
@@ -66,6 +70,7 @@ export class RoomView {
       case 'entities_diff':
         this.entities ??= new Map();
         for (const [id, c] of Object.entries(m.creates || {})) {
+          this.untrackAvatar(id); // made again within a tick: a new avatar, maybe on another clock
           this.entities.set(id, c);
           this.trackAvatar(id, c, this.seq, now);
         }
@@ -108,6 +113,7 @@ export class RoomView {
         break;
       case 'error':
         this.lastError = m;
+        if (this.resyncing && m.ref && m.ref === this.resyncRef) this.resyncAgain = now + RESYNC_RETRY; // dropped (rate_limited)
         break;
     }
   }
@@ -151,7 +157,8 @@ export class RoomView {
   // reports whether to ask for a resync (docs/PROTOCOL.md §6.4): when the
   // newest update known to exist is more than repeat updates past the
   // newest received whole, an avatar that stopped in between may never be
-  // sent again.
+  // sent again. A resync the server refused is asked for again a second
+  // later, and one it never answered after a few.
   applyPoses(u, now) {
     if (this.entities === null) return false; // no room state yet
     let latest = u.seq;
@@ -179,8 +186,9 @@ export class RoomView {
       }
     }
     while (this.updateTimes.length && this.updateTimes[0] < now - RATE_WINDOW) this.updateTimes.shift();
-    if (!this.resyncing && ((latest - this.seq) | 0) > this.repeat) {
+    if (this.resyncing ? now >= this.resyncAgain : ((latest - this.seq) | 0) > this.repeat) {
       this.resyncing = true;
+      this.resyncAgain = now + RESYNC_WAIT;
       this.resyncs++;
       return true;
     }

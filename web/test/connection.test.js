@@ -8,9 +8,11 @@ const CERT_HASH = { url: 'https://127.0.0.1:4433/wt', alternates: ['https://192.
 
 // fakeServer answers hello and join as posecast does, over fake
 // WebTransport sessions that a test can drop; unready lists URLs whose
-// sessions never become ready.
-function fakeServer({ unready = [], refuseJoin = null } = {}) {
-  const server = { sessions: [], joins: [], urls: [], hashes: [] };
+// sessions never become ready; refuseHello says goodbye to a hello with
+// that code, refuseJoin answers a join with that error, and refuseResync
+// answers a resync with that error.
+function fakeServer({ unready = [], refuseHello = null, refuseJoin = null, refuseResync = null } = {}) {
+  const server = { sessions: [], hellos: 0, joins: [], resyncs: [], urls: [], hashes: [] };
   server.WebTransport = class {
     constructor(url, opts) {
       server.urls.push(url);
@@ -42,7 +44,20 @@ function fakeServer({ unready = [], refuseJoin = null } = {}) {
         writable: new WritableStream({
           write: (chunk) => {
             for (const m of frames.push(chunk)) {
-              if (m.type === 'hello') send({ type: 'welcome', ref: m.ref, v: 1, session: 's', tick_ms: 200, repeat: 3 });
+              if (m.type === 'hello') {
+                server.hellos++;
+                if (refuseHello) {
+                  send({ type: 'goodbye', code: refuseHello, message: 'no' });
+                  this.close();
+                  continue;
+                }
+                send({ type: 'welcome', ref: m.ref, v: 1, session: 's', tick_ms: 200, repeat: 3 });
+              }
+              if (m.type === 'resync') {
+                server.resyncs.push(m);
+                if (refuseResync) send({ type: 'error', ref: m.ref, code: refuseResync, message: 'no' });
+                else send({ type: 'entities_state', seq: 0, entities: {} });
+              }
               if (m.type === 'join') {
                 server.joins.push(m);
                 if (refuseJoin) {
@@ -165,10 +180,46 @@ test('the alternates are tried when the URL does not answer, and wt overrides bo
 });
 
 test('a join that cannot succeed is not tried again', async () => {
-  const server = fakeServer({ refuseJoin: 'invalid' });
+  for (const code of ['invalid', 'forbidden', 'room_full', 'unauthorized']) {
+    const server = fakeServer({ refuseJoin: code });
+    const { conn, running } = connect(server);
+    await running;
+    assert.equal(conn.state, 'failed');
+    assert.equal(conn.detail, `${code}: no`);
+    assert.equal(server.joins.length, 1);
+  }
+});
+
+test('a hello the server does not speak is not tried again', async () => {
+  const server = fakeServer({ refuseHello: 'unsupported' });
   const { conn, running } = connect(server);
   await running;
   assert.equal(conn.state, 'failed');
-  assert.match(conn.detail, /^invalid/);
-  assert.equal(server.joins.length, 1);
+  assert.equal(conn.detail, 'unsupported: no');
+  assert.equal(server.hellos, 1);
+  assert.equal(server.joins.length, 0);
+});
+
+test('a refusal that another try may not get is tried again', async () => {
+  const server = fakeServer({ refuseJoin: 'unavailable' });
+  const { conn, running } = connect(server);
+  await until('a second join', () => server.joins.length >= 2);
+  assert.equal(conn.detail, 'unavailable: no');
+  conn.stop();
+  await running;
+  assert.equal(conn.state, 'closed');
+});
+
+test('a request sent with ask carries a ref that its refusal answers', async () => {
+  const server = fakeServer({ refuseResync: 'rate_limited' });
+  const { conn, messages, running } = connect(server);
+  await until('connected', () => conn.state === 'connected');
+  const ref = conn.ask({ type: 'resync' });
+  assert.ok(ref > 0);
+  await until('the refusal', () => messages.some((m) => m.type === 'error'));
+  assert.equal(server.resyncs[0].ref, ref);
+  assert.deepEqual(messages.at(-1), { type: 'error', ref, code: 'rate_limited', message: 'no' });
+  assert.equal(conn.waiters.size, 0);
+  conn.stop();
+  await running;
 });

@@ -94,3 +94,32 @@ test('nlerp takes the short way round and stays unit', () => {
   assert.ok(near(Math.hypot(...q), 1));
   assert.ok(q[1] > 0 && q[3] > 0, `${q}`);
 });
+
+test('a sender clock that steps far back starts a new timeline from where the avatar stands', () => {
+  // The laptop drives, its clock at 100 s; then the headset does (PROTOCOL
+  // §5), its clock 1.5 s behind.
+  const b = new PoseBuffer(250);
+  for (let i = 0; i < 10; i++) b.push(pose(100000 + i * 33, i / 10), 1000 + i * 33);
+  const shown = b.sample(1400).head.position[0];
+  let taken = 0;
+  for (let i = 0; i < 40; i++) if (b.push(pose(98800 + i * 33, 5 + i / 10), 1400 + i * 33)) taken++;
+  assert.equal(taken, 40, `${taken} of 40 headset poses taken`);
+  assert.equal(b.newest().head.position[0], 8.9);
+  // It moves on from where it was shown, not from a jump.
+  const b2 = new PoseBuffer(250);
+  for (let i = 0; i < 10; i++) b2.push(pose(100000 + i * 33, i / 10), 1000 + i * 33);
+  b2.push(pose(98800, 5), 1400);
+  assert.ok(near(b2.sample(1400).head.position[0], shown), `${b2.sample(1400).head.position[0]} after ${shown}`);
+  assert.equal(b2.sample(1650).head.position[0], 5);
+  assert.ok(near(b.sample(1400 + 39 * 33 + 250).head.position[0], 8.9));
+});
+
+test('a pose a little older than the newest is a reordered one, not a new clock', () => {
+  const b = new PoseBuffer(250);
+  b.push(pose(10000, 1), 0);
+  b.push(pose(10200, 2), 200);
+  assert.equal(b.push(pose(10000 - 1, 9), 210), false);
+  assert.equal(b.push(pose(10200 - 250, 9), 220), false);
+  assert.equal(b.push(pose(10200 - 251, 9), 230), true);
+  assert.equal(b.newest().head.position[0], 9);
+});

@@ -103,3 +103,41 @@ test('the update rate counts the pose updates of the last two seconds', () => {
   assert.equal(v.updateRate(2900), 5);
   assert.equal(v.updateRate(10000), 0);
 });
+
+test('an avatar created again starts afresh, whatever its new device clock says', () => {
+  const v = joinedView();
+  v.applyPoses(update(11, [{ slot: 1, pose: head(50000, [4, 2, 3]) }]), 100);
+  // Ada left and came back on another device within a tick: one create,
+  // at a new slot, and poses stamped a little behind the old ones.
+  v.apply({ type: 'entities_diff', creates: { ada: avatar(2, 'Ada', [0, 2, 0], 49000) } }, 200);
+  assert.deepEqual(v.buffers.get('ada').newest().head.position, [0, 2, 0]);
+  v.applyPoses(update(12, [{ slot: 2, pose: head(49900, [1, 2, 1]) }]), 300);
+  assert.deepEqual(v.buffers.get('ada').newest().head.position, [1, 2, 1]);
+  assert.deepEqual(v.buffers.get('ada').sample(1000).head.position, [1, 2, 1]);
+});
+
+test('a resync the server refused is asked for again a second later', () => {
+  const v = joinedView();
+  const heartbeat = (seq) => ({ seq, part: 0, parts: 0, records: [] });
+  assert.equal(v.applyPoses(heartbeat(15), 0), true); // 15 done, 4 past 10
+  v.resyncRef = 7; // as main.js sends it
+  v.apply({ type: 'error', ref: 3, code: 'not_found', message: 'another request' }, 100);
+  v.apply({ type: 'error', ref: 7, code: 'rate_limited', message: 'over the room operation limit' }, 100);
+  assert.equal(v.applyPoses(heartbeat(16), 500), false);
+  assert.equal(v.applyPoses(heartbeat(16), 1100), true);
+  assert.equal(v.applyPoses(heartbeat(17), 1200), false); // asked again, once
+  assert.equal(v.resyncs, 2);
+  v.apply({ type: 'entities_state', seq: 17, entities: { me: avatar(0, 'me'), ada: avatar(1, 'Ada') } }, 1300);
+  assert.equal(v.resyncing, false);
+  assert.equal(v.applyPoses(heartbeat(18), 1400), false);
+});
+
+test('a resync never answered is asked for again after a few seconds', () => {
+  const v = joinedView();
+  const heartbeat = (seq) => ({ seq, part: 0, parts: 0, records: [] });
+  assert.equal(v.applyPoses(heartbeat(15), 0), true);
+  assert.equal(v.applyPoses(heartbeat(16), 4000), false);
+  assert.equal(v.applyPoses(heartbeat(20), 5000), true);
+  assert.equal(v.applyPoses(heartbeat(21), 6000), false);
+  assert.equal(v.resyncs, 2);
+});

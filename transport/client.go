@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -413,23 +414,12 @@ func (c *Client) View() View {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v := c.view
-	v.Entities = cloneMap(v.Entities)
-	v.Presence = cloneMap(v.Presence)
-	v.Poses = cloneMap(v.Poses)
+	v.Entities = maps.Clone(v.Entities)
+	v.Presence = maps.Clone(v.Presence)
+	v.Poses = maps.Clone(v.Poses)
 	v.Events = slices.Clone(v.Events)
 	v.Errors = slices.Clone(v.Errors)
 	return v
-}
-
-func cloneMap[K comparable, V any](m map[K]V) map[K]V {
-	if m == nil {
-		return nil
-	}
-	out := make(map[K]V, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // WaitFor waits until cond holds for the view, or ctx ends. cond runs with

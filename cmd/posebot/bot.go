@@ -36,6 +36,7 @@ type config struct {
 	serverPID    int
 	maxErrorRate float64
 	cpuProfile   string
+	authSecret   string // signs each bot's join token when set
 }
 
 func (c *config) clients() int { return c.rooms * c.perRoom }
@@ -140,7 +141,18 @@ func (r *loadTest) startBot(ctx context.Context, id int, rm *room, tr *quic.Tran
 	}
 	b.client = c
 	defer c.Close()
-	joined, err := c.Join(jctx, codec.Join{Room: rm.name, User: fmt.Sprintf("bot-%d", id), Name: fmt.Sprintf("bot %d", id)})
+	join := codec.Join{Room: rm.name, User: fmt.Sprintf("bot-%d", id), Name: fmt.Sprintf("bot %d", id)}
+	if r.cfg.authSecret != "" {
+		// Valid for the whole run and then some; the server checks it at join.
+		join.Token, err = transport.SignToken([]byte(r.cfg.authSecret), transport.Claims{
+			Room: join.Room, User: join.User, Name: join.Name, Expires: time.Now().Add(r.cfg.duration + time.Hour).Unix(),
+		})
+		if err != nil {
+			r.stats.fail(errJoin)
+			return
+		}
+	}
+	joined, err := c.Join(jctx, join)
 	if err != nil {
 		if ctx.Err() == nil {
 			r.stats.fail(classify(jctx, errJoin))

@@ -29,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/posecast/posecast/rooms"
 	"github.com/posecast/posecast/transport"
 )
 
@@ -101,6 +102,7 @@ func parseFlags(args []string) (config, string, error) {
 	fs.Float64Var(&c.maxErrorRate, "max-error-rate", 0.01, "errors per client above which posebot exits non-zero")
 	fs.StringVar(&jsonPath, "json", "", "write the result as JSON to this file")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write posebot's own CPU profile to this file")
+	fs.StringVar(&c.authSecret, "auth-secret", os.Getenv("POSECAST_AUTH_SECRET"), "the server's --auth-secret, to sign each bot a join token (default $POSECAST_AUTH_SECRET; none for a server in development mode)")
 	if err := fs.Parse(args); err != nil {
 		return c, "", err
 	}
@@ -115,6 +117,8 @@ func parseFlags(args []string) (config, string, error) {
 		return c, "", errors.New("--duration must be positive and longer than --ramp")
 	case c.joinTimeout <= 0:
 		return c, "", errors.New("--join-timeout must be positive")
+	case !rooms.ValidID(fmt.Sprintf("%s%d", c.roomPrefix, c.rooms-1)):
+		return c, "", fmt.Errorf("--room-prefix %q does not make valid room ids (letters, digits, _ . : @ -, at most %d)", c.roomPrefix, rooms.MaxIDLength)
 	}
 	c.server = strings.TrimSuffix(c.server, "/")
 	return c, jsonPath, nil

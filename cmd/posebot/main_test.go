@@ -18,8 +18,9 @@ import (
 )
 
 // startServer runs a posecast node on loopback for the test and returns its
-// HTTP address and a function that stops it (also run at cleanup).
-func startServer(t *testing.T) (string, func()) {
+// HTTP address and a function that stops it (also run at cleanup). With a
+// secret, joins need tokens signed with it.
+func startServer(t *testing.T, secret string) (string, func()) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cm, err := certs.NewSelfSigned(certs.SelfSignedConfig{Hosts: []string{"127.0.0.1"}})
@@ -30,7 +31,7 @@ func startServer(t *testing.T) (string, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := transport.NewServer(transport.Config{Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0", Certs: cm, Registry: reg, Logger: log})
+	srv, err := transport.NewServer(transport.Config{Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0", Certs: cm, Registry: reg, Logger: log, AuthSecret: []byte(secret)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +54,7 @@ func startServer(t *testing.T) (string, func()) {
 }
 
 func TestARunReportsEveryField(t *testing.T) {
-	server, _ := startServer(t)
+	server, _ := startServer(t, "")
 	out := filepath.Join(t.TempDir(), "run.json")
 	var live bytes.Buffer
 	err := run(context.Background(), []string{
@@ -116,7 +117,7 @@ func TestARunReportsEveryField(t *testing.T) {
 }
 
 func TestAServerThatStopsMidRunFailsTheRun(t *testing.T) {
-	server, stop := startServer(t)
+	server, stop := startServer(t, "")
 	out := filepath.Join(t.TempDir(), "run.json")
 	done := make(chan error, 1)
 	go func() {
@@ -146,6 +147,64 @@ func TestAServerThatStopsMidRunFailsTheRun(t *testing.T) {
 	}
 	if r.Errors[errStream] != 4 {
 		t.Errorf("errors %v, want stream=4", r.Errors)
+	}
+}
+
+func TestTokensForAServerWithASecret(t *testing.T) {
+	server, _ := startServer(t, "bot secret")
+	tests := []struct {
+		name   string
+		secret string
+		joined int
+	}{
+		{"signed with the server's secret", "bot secret", 3},
+		{"signed with another", "not the secret", 0},
+		{"no token", "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("POSECAST_AUTH_SECRET", "") // only the flag counts here
+			out := filepath.Join(t.TempDir(), "run.json")
+			err := run(context.Background(), []string{
+				"--server", server, "--rooms", "1", "--per-room", "3", "--duration", "2s", "--ramp", "200ms",
+				"--auth-secret", tt.secret, "--json", out,
+			}, io.Discard)
+			if (err == nil) != (tt.joined == 3) {
+				t.Errorf("run: %v", err)
+			}
+			b, rerr := os.ReadFile(out)
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			var r report
+			if err := json.Unmarshal(b, &r); err != nil {
+				t.Fatal(err)
+			}
+			if r.Joined != tt.joined || (tt.joined == 0 && r.Errors[errJoin] != 3) {
+				t.Errorf("joined %d, errors %v; want %d joined", r.Joined, r.Errors, tt.joined)
+			}
+		})
+	}
+}
+
+func TestFlagsRefuseRoomsNoServerWouldTake(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		ok   bool
+	}{
+		{"defaults", nil, true},
+		{"a prefix with a space", []string{"--room-prefix", "my room "}, false},
+		{"a prefix too long", []string{"--room-prefix", strings.Repeat("r", rooms.MaxIDLength)}, false},
+		{"no rooms", []string{"--rooms", "0"}, false},
+		{"ramp past the end", []string{"--duration", "2s", "--ramp", "3s"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, _, err := parseFlags(tt.args); (err == nil) != tt.ok {
+				t.Errorf("parseFlags(%q): %v", tt.args, err)
+			}
+		})
 	}
 }
 

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Measures the transport's floor: posecast's traffic (rooms of 50 aside,
+# CONNS connections on loopback sending small datagrams at 20 Hz, one
+# 1000-byte datagram back to each every 200 ms) over bare QUIC and over
+# WebTransport sessions, with none of posecast on the path. Writes the table
+# into docs/BENCHMARKS.md between the bench-floor markers.
+#
+#   SIZES="500 1000 1500 2000" DURATION=30s scripts/bench-floor.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SIZES=${SIZES:-"500 1000 1500 2000"}
+STACKS=${STACKS:-"quic webtransport"}
+DURATION=${DURATION:-30s}
+RAMP=${RAMP:-8s}
+
+go build -o bin/ ./scripts/quicfloor
+rows=
+for n in $SIZES; do
+  for stack in $STACKS; do
+    echo "== $stack, $n connections, $DURATION"
+    row=$(bin/quicfloor --stack "$stack" --conns "$n" --duration "$DURATION" --ramp "$RAMP" --row)
+    echo "$row"
+    rows+="$row"$'\n'
+  done
+done
+
+machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/Mem:/ {print $2}') GiB, $(go version | cut -d' ' -f3)"
+table=$(printf '| stack | connections | failed | datagrams in/s | datagrams out/s | server (cores) | load (cores) | together |\n|---|---:|---:|---:|---:|---:|---:|---:|\n%s' "${rows%$'\n'}")
+block=$(printf '<!-- bench-floor:start -->\n`SIZES="%s" DURATION=%s RAMP=%s scripts/bench-floor.sh` on %s, %s.\nCores are measured from a second after the ramp to the end of each run.\n\n%s\n<!-- bench-floor:end -->' \
+  "$SIZES" "$DURATION" "$RAMP" "$(date -u +%Y-%m-%d)" "$machine" "$table")
+BLOCK="$block" perl -0777 -i -pe 's/<!-- bench-floor:start -->.*?<!-- bench-floor:end -->/$ENV{BLOCK}/s or $_ .= "\n$ENV{BLOCK}\n"' docs/BENCHMARKS.md
+echo "table written to docs/BENCHMARKS.md"

@@ -29,8 +29,8 @@ func sampleMessages() []Message {
 	return []Message{
 		&Hello{Version: Version, Client: "test"},
 		&Welcome{Version: Version, Session: "s1", ServerTime: 1700000000000, TickMillis: 200, MaxDatagram: 1200, MaxMessage: 65536},
-		&Join{Header: Header{Ref: 1}, Room: "lobby", User: "u1", Name: "Ada", Device: "d1", Meta: map[string]any{"color": "red"}},
-		&Joined{Header: Header{Ref: 1}, Room: "lobby", User: "u1", Entity: "u1", Slot: 3, PresenceRef: "r1", Position: [3]float64{1, 2.1, 3}, Rotation: [4]float64{0, 0, 0, 1}, TickMillis: 200},
+		&Join{Header: Header{Ref: 1}, Room: "lobby", Name: "Ada", Device: "d1", Meta: map[string]any{"color": "red"}, Token: "pc1.e30.c2ln"},
+		&Joined{Header: Header{Ref: 1}, Room: "lobby", User: "u1", Entity: "u1", Slot: 3, PresenceRef: "r1", Position: [3]float64{1, 2.1, 3}, Rotation: [4]float64{0, 0, 0, 1}, TickMillis: 200, Token: "pc1.e30.c2ln"},
 		&Leave{Header: Header{Ref: 2}},
 		&Event{Name: "door_opened", Data: map[string]any{"door": "d7", "angle": 1.5, "tags": []any{"a", int64(-3)}}},
 		&Create{Header: Header{Ref: 3}, Components: Components{"obstacle": true, "position": []any{1.0, 0.0, 2.0}}},

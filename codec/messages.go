@@ -94,17 +94,17 @@ type Welcome struct {
 type Join struct {
 	Header
 	Room string `msgpack:"room"`
-	// User is the user's id; a user on several devices joins with one id.
-	// Empty asks the server to make one up.
-	User string `msgpack:"user,omitempty"`
 	// Name is shown to others.
 	Name string `msgpack:"name,omitempty"`
 	// Device names this device, so a reconnect takes over its own presence.
 	Device string `msgpack:"device,omitempty"`
 	// Meta is application metadata put in the presence meta.
 	Meta map[string]any `msgpack:"meta,omitempty"`
-	// Token is a join token from the application's backend, when the server
-	// requires one; the user and room come from it.
+	// Token says who joins: a join token from the application's backend
+	// (required when the server has an auth secret), or one a server in
+	// development mode handed out in an earlier joined reply. The user id
+	// comes from it; without one, a server in development mode makes a new
+	// user up.
 	Token string `msgpack:"token,omitempty"`
 }
 
@@ -125,6 +125,10 @@ type Joined struct {
 	// Resumed is true when the join took over an avatar that a dropped session
 	// of the same user left behind.
 	Resumed bool `msgpack:"resumed"`
+	// Token, from a server in development mode, is a join token for this
+	// user in this room: a reconnect or a second device that presents it
+	// joins as the same user.
+	Token string `msgpack:"token,omitempty"`
 }
 
 // Leave leaves the room; the session stays open.

@@ -40,6 +40,9 @@ type JoinRequest struct {
 	Device string
 	// Meta is application metadata for the presence meta.
 	Meta map[string]any
+	// Token is handed back in the joined reply: a join token for this user
+	// in this room, when the server makes them (development mode).
+	Token string
 }
 
 // user is a present user: one avatar, one or more devices.
@@ -270,6 +273,7 @@ func (r *Room) join(member Member, req JoinRequest) (*Membership, error) {
 		Rotation:    pose.Head.Rotation,
 		TickMillis:  r.cfg.Tick.Milliseconds(),
 		Resumed:     resumed != nil,
+		Token:       req.Token,
 	})
 	r.sendLocked(member, r.entitiesStateLocked())
 	r.sendLocked(member, r.presenceStateLocked())

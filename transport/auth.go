@@ -2,8 +2,10 @@ package transport
 
 import (
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +31,18 @@ var (
 
 // tokenPrefix versions the token format.
 const tokenPrefix = "pc1."
+
+// devTokenTTL is how long a token handed out in development mode lets its
+// holder join again as the same user.
+const devTokenTTL = 24 * time.Hour
+
+// newUserID makes up a user id for a development-mode join: "u" and 12 hex
+// digits.
+func newUserID() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return "u" + hex.EncodeToString(b[:])
+}
 
 // Claims are what a join token grants: one user, in one room, until it
 // expires.

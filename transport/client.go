@@ -93,10 +93,13 @@ type Client struct {
 
 // View is what a client knows of its room. Poses are by avatar entity id.
 type View struct {
-	Session  string
-	Room     string
-	User     string
-	Slot     int
+	Session string
+	Room    string
+	User    string
+	Slot    int
+	// Token is the joined reply's token, from a server in development
+	// mode: joining with it again is joining as the same user.
+	Token    string
 	Entities map[string]codec.Components
 	Presence map[string][]codec.PresenceMeta
 	Poses    map[string]RemotePose
@@ -535,7 +538,7 @@ func (c *Client) apply(msg codec.Message) (goodbye bool) {
 		ref = m.Ref
 	case *codec.Joined:
 		ref = m.Ref
-		v.Room, v.User, v.Slot = m.Room, m.User, m.Slot
+		v.Room, v.User, v.Slot, v.Token = m.Room, m.User, m.Slot, m.Token
 		v.Entities, v.Presence, v.Poses = nil, nil, nil
 		v.Seq = 0      // pose updates are numbered per room
 		clear(c.slots) // the room's entities_state comes next

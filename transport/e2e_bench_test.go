@@ -86,7 +86,7 @@ func runEndToEnd(b *testing.B, members, hz int, duration time.Duration, flood bo
 			b.Fatal(err)
 		}
 		defer c.Close()
-		if _, err := c.Join(ctx, codec.Join{Room: "bench", User: fmt.Sprint("m", i)}); err != nil {
+		if _, err := c.Join(ctx, codec.Join{Room: "bench"}); err != nil {
 			b.Fatal(err)
 		}
 		clients[i] = c
@@ -103,7 +103,7 @@ func runEndToEnd(b *testing.B, members, hz int, duration time.Duration, flood bo
 			b.Fatal(err)
 		}
 		defer f.Close()
-		j, err := f.Join(ctx, codec.Join{Room: "bench", User: "flooder"})
+		j, err := f.Join(ctx, codec.Join{Room: "bench"})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -35,8 +35,8 @@ func FuzzControlMessages(f *testing.F) {
 		return b
 	}
 	hello := &codec.Hello{Version: codec.Version}
-	f.Add(frames(hello, &codec.Join{Room: "lobby", User: "mallory"}, &codec.Event{Name: "door_opened", Data: map[string]any{"door": 1}}))
-	f.Add(frames(hello, &codec.Join{Room: "lobby", User: "honest"}, &codec.Leave{}))
+	f.Add(frames(hello, &codec.Join{Room: "lobby", Token: "pc1.e30.forged"}, &codec.Event{Name: "door_opened", Data: map[string]any{"door": 1}}))
+	f.Add(frames(hello, &codec.Join{Room: "lobby"}, &codec.Leave{}))
 	f.Add(frames(hello, &codec.Join{Room: "lobby"}, &codec.Create{Components: codec.Components{"crate": true}}, &codec.Update{Entity: "honest", Components: codec.Components{"x": 1.0}}, &codec.Delete{Entity: "honest"}))
 	f.Add(frames(hello, &codec.Join{Room: "lobby"}, &codec.Resync{}, &codec.Ping{Time: 5}, &codec.Leave{}, &codec.Join{Room: "other"}))
 	f.Add(frames(&codec.Join{Room: "lobby"}))

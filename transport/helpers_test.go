@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/quic-go/quic-go/http3"
 	"github.com/quic-go/webtransport-go"
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/posecast/posecast/certs"
 	"github.com/posecast/posecast/codec"
@@ -138,11 +140,34 @@ func dial(t *testing.T, ts *testServer, cfg ...func(*ClientConfig)) *Client {
 	return c
 }
 
+// token returns a join token for user in room signed with ts's join
+// secret: in development mode, what the server hands back in a joined reply
+// and a reconnect presents.
+func token(t testing.TB, ts *testServer, room, user string) string {
+	t.Helper()
+	tok, err := SignToken(ts.joinSecret, Claims{Room: room, User: user, Expires: time.Now().Add(time.Hour).Unix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// rawFrame encodes v as a control frame as it is, for messages a client
+// built by hand might send.
+func rawFrame(t testing.TB, v any) []byte {
+	t.Helper()
+	body, err := msgpack.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)
+}
+
 // join dials and joins room as user.
 func join(t *testing.T, ts *testServer, room, user string, cfg ...func(*ClientConfig)) (*Client, *codec.Joined) {
 	t.Helper()
 	c := dial(t, ts, cfg...)
-	j, err := c.Join(testContext(t), codec.Join{Room: room, User: user, Name: "name of " + user})
+	j, err := c.Join(testContext(t), codec.Join{Room: room, Name: "name of " + user, Token: token(t, ts, room, user)})
 	if err != nil {
 		t.Fatalf("join %s as %s: %v", room, user, err)
 	}

@@ -44,7 +44,7 @@ func TestJoinTokens(t *testing.T) {
 	c := dial(t, ts)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := c.Join(testContext(t), codec.Join{Room: "lobby", User: "ada", Token: tt.token})
+			_, err := c.Join(testContext(t), codec.Join{Room: "lobby", Token: tt.token})
 			var re *RequestError
 			if !errors.As(err, &re) || re.Code != codec.CodeUnauthorized {
 				t.Errorf("join: %v, want %s", err, codec.CodeUnauthorized)
@@ -55,12 +55,12 @@ func TestJoinTokens(t *testing.T) {
 	// A valid token works, and its user is the one the client is, whatever
 	// the client claims.
 	valid := token("lobby", "ada", time.Hour)
-	j, err := c.Join(testContext(t), codec.Join{Room: "lobby", User: "mallory", Token: valid})
-	if err != nil {
+	if err := c.SendRaw(rawFrame(t, map[string]any{"type": "join", "ref": 1, "room": "lobby", "user": "mallory", "token": valid})); err != nil {
 		t.Fatal(err)
 	}
-	if j.User != "ada" {
-		t.Errorf("joined as %q, want the token's user ada", j.User)
+	waitFor(t, c, "joined", func(v *View) bool { return v.User != "" && v.Entities != nil })
+	if j := c.View(); j.User != "ada" || j.Token != "" {
+		t.Errorf("joined as %q with token %q, want the token's user ada and no token back", j.User, j.Token)
 	}
 	// Two sessions with one token are one user on two devices.
 	second := dial(t, ts)
@@ -73,6 +73,62 @@ func TestJoinTokens(t *testing.T) {
 	})
 	if n := testutil.ToFloat64(ts.metrics.rejUnauthorized); n != float64(len(tests)) {
 		t.Errorf("%v unauthorized joins counted, want %d", n, len(tests))
+	}
+}
+
+func TestDevelopmentModeMakesUsersUp(t *testing.T) {
+	ts := startServer(t) // no auth secret
+	watcher, _ := join(t, ts, "lobby", "watcher")
+	ada, _ := join(t, ts, "lobby", "ada")
+	if err := ada.SendPose(pose(7, 1, 1.6, 1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, watcher, "ada's pose", func(v *View) bool { return v.Poses["ada"].Time == 7 })
+
+	forged, err := SignToken([]byte("a guess"), Claims{Room: "lobby", User: "ada", Expires: time.Now().Add(time.Hour).Unix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		join map[string]any // sent as it is
+	}{
+		{"claiming ada's id", map[string]any{"user": "ada"}},
+		{"with a token the server did not sign", map[string]any{"user": "ada", "token": forged}},
+		{"with ada's token for another room", map[string]any{"token": token(t, ts, "vault", "ada")}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mallory := dial(t, ts)
+			tt.join["type"], tt.join["ref"], tt.join["room"] = "join", 100+i, "lobby"
+			if err := mallory.SendRaw(rawFrame(t, tt.join)); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, mallory, "joined", func(v *View) bool { return v.User != "" && v.Entities != nil })
+			j := mallory.View()
+			if j.User == "ada" || j.Token == "" {
+				t.Fatalf("joined as %q with token %q: want a user of its own and a token for it", j.User, j.Token)
+			}
+			if err := mallory.SendPose(pose(8, 5, 1.6, 5)); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, watcher, "the newcomer's pose", func(v *View) bool { return v.Poses[j.User].Time == 8 })
+			v := watcher.View()
+			if metas := v.Presence["ada"]; len(metas) != 1 || v.Poses["ada"].Time != 7 {
+				t.Errorf("ada has %d metas and pose %+v, want 1 and the one she sent", len(metas), v.Poses["ada"])
+			}
+
+			// The token it was handed joins a second device as the same user.
+			second := dial(t, ts)
+			j2, err := second.Join(testContext(t), codec.Join{Room: "lobby", Token: j.Token})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if j2.User != j.User {
+				t.Errorf("the second device joined as %q, want %q", j2.User, j.User)
+			}
+			waitFor(t, watcher, "the newcomer on two devices", func(v *View) bool { return len(v.Presence[j.User]) == 2 })
+		})
 	}
 }
 
@@ -145,7 +201,7 @@ func TestASlowConsumerIsClosedAndTheRoomGoesOn(t *testing.T) {
 
 	// The slow one joins and never reads again.
 	slow := dialRaw(t, ts)
-	for _, m := range []codec.Message{&codec.Hello{Version: codec.Version}, &codec.Join{Room: "lobby", User: "slow"}} {
+	for _, m := range []codec.Message{&codec.Hello{Version: codec.Version}, &codec.Join{Room: "lobby", Token: token(t, ts, "lobby", "slow")}} {
 		f, err := codec.EncodeFrame(m)
 		if err != nil {
 			t.Fatal(err)

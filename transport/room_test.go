@@ -156,32 +156,38 @@ func TestAReconnectKeepsTheAvatarWithoutAFlap(t *testing.T) {
 	ts := startServer(t, func(c *Config, r *rooms.Config) { r.ReconnectGrace = 10 * time.Second })
 	watcher, _ := join(t, ts, "lobby", "watcher")
 	first := dial(t, ts)
-	j1, err := first.Join(testContext(t), codec.Join{Room: "lobby", User: "ada", Device: "quest"})
+	// Development mode: the server makes the user up and hands back a token
+	// for joining again as that user.
+	j1, err := first.Join(testContext(t), codec.Join{Room: "lobby", Device: "quest"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, watcher, "ada present", func(v *View) bool { return v.Presence["ada"] != nil })
+	ada := j1.User
+	if ada == "ada" || j1.Token == "" {
+		t.Fatalf("joined as %q with token %q: want a user the server made up, and a token", ada, j1.Token)
+	}
+	waitFor(t, watcher, "ada present", func(v *View) bool { return v.Presence[ada] != nil })
 	first.Close() // the page reloads: the session ends without a leave
-	waitUntil(t, "the server to see the session end", func() bool { return ts.sessionOf("ada") == nil && ts.Sessions() == 1 })
+	waitUntil(t, "the server to see the session end", func() bool { return ts.sessionOf(ada) == nil && ts.Sessions() == 1 })
 
 	second := dial(t, ts)
-	j2, err := second.Join(testContext(t), codec.Join{Room: "lobby", User: "ada", Device: "quest"})
+	j2, err := second.Join(testContext(t), codec.Join{Room: "lobby", Device: "quest", Token: j1.Token})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !j2.Resumed || j2.Slot != j1.Slot {
-		t.Errorf("rejoin: resumed %v slot %d, want resumed in slot %d", j2.Resumed, j2.Slot, j1.Slot)
+	if !j2.Resumed || j2.Slot != j1.Slot || j2.User != ada {
+		t.Errorf("rejoin: %s resumed %v slot %d, want %s resumed in slot %d", j2.User, j2.Resumed, j2.Slot, ada, j1.Slot)
 	}
 	waitFor(t, watcher, "ada's new device present", func(v *View) bool {
-		metas := v.Presence["ada"]
+		metas := v.Presence[ada]
 		return len(metas) == 1 && metas[0].Ref == j2.PresenceRef
 	})
 	if err := second.SendPose(pose(5, 1, 1, 1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, watcher, "ada moved by the new device", func(v *View) bool { return v.Poses["ada"].Time == 5 })
+	waitFor(t, watcher, "ada moved by the new device", func(v *View) bool { return v.Poses[ada].Time == 5 })
 	v := watcher.View()
-	if hasEvent(&v, codec.EventUserLeft, "ada") || len(eventsNamed(&v, codec.EventUserJoined, "ada")) != 1 {
+	if hasEvent(&v, codec.EventUserLeft, ada) || len(eventsNamed(&v, codec.EventUserJoined, ada)) != 1 {
 		t.Errorf("a reconnect flapped: events %v", v.Events)
 	}
 }
@@ -322,10 +328,10 @@ func TestExplicitLeaveAndRejoinInOneSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, watcher, "ada left", func(v *View) bool { return hasEvent(v, codec.EventUserLeft, "ada") })
-	if _, err := c.Join(ctx, codec.Join{Room: "other", User: "ada"}); err != nil {
+	if _, err := c.Join(ctx, codec.Join{Room: "other", Token: token(t, ts, "other", "ada")}); err != nil {
 		t.Fatalf("join another room after leaving: %v", err)
 	}
-	if _, err := c.Join(ctx, codec.Join{Room: "third", User: "ada"}); err == nil {
+	if _, err := c.Join(ctx, codec.Join{Room: "third", Token: token(t, ts, "third", "ada")}); err == nil {
 		t.Fatal("a second join without leaving succeeded")
 	}
 }

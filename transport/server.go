@@ -8,6 +8,7 @@ package transport
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -75,7 +76,10 @@ type Config struct {
 	Pprof bool
 	// AuthSecret, when set, makes every join need a token signed with it
 	// (SignToken); the user id then comes from the token, never from the
-	// client. Without it the server runs in development mode.
+	// client. Without it the server runs in development mode: a join
+	// without a token gets a user id the server makes up, and its joined
+	// reply carries a token, signed with a secret the server makes at
+	// start, with which a reconnect or a second device joins as that user.
 	AuthSecret []byte
 	// AllowedOrigins lists the browser origins (scheme://host[:port]) that
 	// may open sessions; "*" allows any. Pages served from the server's own
@@ -157,6 +161,9 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
+// devMode reports whether the server runs without an auth secret.
+func (s *Server) devMode() bool { return len(s.cfg.AuthSecret) == 0 }
+
 // Server is a posecast node's network side. Start it, then Shutdown it.
 type Server struct {
 	cfg     Config
@@ -171,7 +178,10 @@ type Server struct {
 	tcp     net.Listener
 	started time.Time
 	nextID  atomic.Uint64
-	wg      sync.WaitGroup // serving goroutines and sessions
+	// joinSecret signs and checks join tokens: Config.AuthSecret, or in
+	// development mode a random secret of this process.
+	joinSecret []byte
+	wg         sync.WaitGroup // serving goroutines and sessions
 
 	mu       sync.Mutex // guards the following
 	sessions map[*session]struct{}
@@ -189,13 +199,18 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		sessions: make(map[*session]struct{}),
-		perIP:    make(map[string]int),
-		hasSess:  make(map[*quic.Conn]bool),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		sessions:   make(map[*session]struct{}),
+		perIP:      make(map[string]int),
+		hasSess:    make(map[*quic.Conn]bool),
+		joinSecret: cfg.AuthSecret,
 	}
-	origins, err := newOriginChecker(cfg.AllowedOrigins, len(cfg.AuthSecret) == 0, func() string {
+	if s.devMode() {
+		s.joinSecret = make([]byte, 32)
+		rand.Read(s.joinSecret)
+	}
+	origins, err := newOriginChecker(cfg.AllowedOrigins, s.devMode(), func() string {
 		return strconv.Itoa(s.tcp.Addr().(*net.TCPAddr).Port)
 	})
 	if err != nil {

@@ -141,11 +141,11 @@ func (r *loadTest) startBot(ctx context.Context, id int, rm *room, tr *quic.Tran
 	}
 	b.client = c
 	defer c.Close()
-	join := codec.Join{Room: rm.name, User: fmt.Sprintf("bot-%d", id), Name: fmt.Sprintf("bot %d", id)}
+	join := codec.Join{Room: rm.name, Name: fmt.Sprintf("bot %d", id)}
 	if r.cfg.authSecret != "" {
 		// Valid for the whole run and then some; the server checks it at join.
 		join.Token, err = transport.SignToken([]byte(r.cfg.authSecret), transport.Claims{
-			Room: join.Room, User: join.User, Name: join.Name, Expires: time.Now().Add(r.cfg.duration + time.Hour).Unix(),
+			Room: join.Room, User: fmt.Sprintf("bot-%d", id), Name: join.Name, Expires: time.Now().Add(r.cfg.duration + time.Hour).Unix(),
 		})
 		if err != nil {
 			r.stats.fail(errJoin)

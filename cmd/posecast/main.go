@@ -236,7 +236,7 @@ func run(args []string) error {
 	}
 	logStart(log, srv, cm)
 	if o.authSecret == "" {
-		log.Warn("development mode: no --auth-secret, so joins need no token and clients choose their user ids (or get one made up); anyone who reaches this server can join any room as any user; pages on localhost may connect")
+		log.Warn("development mode: no --auth-secret, so joins need no token: anyone who reaches this server can join any room, as a user it makes up; pages on localhost may connect")
 	} else {
 		log.Info("joins need a token signed with --auth-secret", "allowed_origins", origins)
 	}

@@ -1,8 +1,10 @@
 // Connection keeps the page in its room: it asks the server for its
 // WebTransport URL and certificate hashes, opens the session, says hello,
 // joins, and when the session drops does it all again with backoff. It joins
-// with the same user and device every time, so that the server resumes the
-// avatar and the others see no one leave (docs/PROTOCOL.md §5).
+// as the same user and device every time, so that the server resumes the
+// avatar and the others see no one leave (docs/PROTOCOL.md §5): with the
+// token it was given, or else the one a server in development mode hands
+// back in its joined reply.
 import { encodeFrame, FrameReader } from './frames.js';
 import { DATAGRAM_PING, datagramKind, parsePing, pingDatagram } from './pose.js';
 
@@ -17,8 +19,8 @@ function refusal(m) {
 }
 
 export class Connection {
-  // opts: base (the server's HTTP URL), join ({room, user, device, name,
-  // token}), wtURL (a WebTransport URL to use instead of the server's),
+  // opts: base (the server's HTTP URL), join ({room, device, name, token},
+  // whose token is replaced by one the server hands back), wtURL (a WebTransport URL to use instead of the server's),
   // onMessage(msg), onDatagram(bytes), onState(), and for tests fetch,
   // WebTransport, backoffMin, backoffMax, connectTimeout, pingEvery.
   constructor(opts) {
@@ -116,7 +118,8 @@ export class Connection {
       const datagrams = this.datagramLoop(wt.datagrams.readable);
       await this.request({ type: 'hello', v: 1, client: 'posecast-web' });
       const j = this.opts.join;
-      await this.request({ type: 'join', room: j.room, user: j.user, device: j.device, name: j.name, token: j.token });
+      const joined = await this.request({ type: 'join', room: j.room, device: j.device, name: j.name, token: j.token });
+      if (joined.token) j.token = joined.token;
       this.sessions++;
       onJoined();
       this.setState('connected');

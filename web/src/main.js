@@ -2,9 +2,9 @@
 // the mouse and keys or in VR. window.posecast.state() tells what the page
 // knows, for tests and for the curious.
 //
-// URL parameters: room, name, rate (poses sent a second, default 30),
-// token (a join token), user (the user id a token is for), wt (a
-// WebTransport URL to use instead of the one /cert-hash names).
+// URL parameters: room, name, rate (poses sent a second, 1 to 90, default
+// 30), token (a join token), wt (a WebTransport URL to use instead of the one
+// /cert-hash names).
 import { Connection } from './connection.js';
 import { DesktopControls } from './desktop.js';
 import { DATAGRAM_POSES, datagramKind, parsePoseUpdate, poseDatagram, poseTime } from './pose.js';
@@ -32,15 +32,16 @@ const scene = new RoomScene(canvas);
 const controls = new DesktopControls(canvas);
 const rate = Math.max(1, Math.min(90, Number(params.get('rate')) || 30));
 const view = new RoomView();
-// The user and device live as long as the tab, so that a reload or a
-// reconnect resumes the same avatar; two tabs are two users.
+// The device, and the token a server in development mode hands back, live
+// as long as the tab, so that a reload or a reconnect resumes the same
+// avatar; two tabs are two users.
 const join = {
   room: '',
-  user: params.get('user') || storedId(sessionStorage, 'posecast.user', 'u-'),
   device: storedId(sessionStorage, 'posecast.device', 'web-'),
   name: '',
-  token: params.get('token') || undefined,
+  token: undefined,
 };
+const tokenKey = (room) => `posecast.token.${room}`;
 let conn = null;
 let placed = false; // the camera has been put where the server placed us
 let selfPose = controls.pose(0);
@@ -51,6 +52,7 @@ const sender = new PoseSender(rate, (pose) => conn?.sendDatagram(poseDatagram(po
 function start(room, name) {
   join.room = room;
   join.name = name;
+  join.token = params.get('token') || sessionStorage.getItem(tokenKey(room)) || undefined;
   localStorage.setItem('posecast.name', name);
   $('lobby').hidden = true;
   $('hud').hidden = false;
@@ -63,6 +65,7 @@ function start(room, name) {
     onMessage(m) {
       view.apply(m, performance.now());
       if (m.type === 'welcome') view.welcome(m);
+      if (m.type === 'joined' && m.token) sessionStorage.setItem(tokenKey(join.room), m.token);
       if (m.type === 'joined' && !placed) {
         placed = true;
         controls.place(m.position, m.rotation);
@@ -232,7 +235,7 @@ function state() {
     sessions: conn?.sessions || 0,
     room: view.room,
     self: {
-      id: view.user || join.user,
+      id: view.user,
       name: join.name,
       slot: view.slot,
       position: [...selfPose.head.position],
@@ -263,7 +266,7 @@ if (typeof WebTransport === 'undefined') {
     : 'WebTransport needs a secure page: open it on https:// or on localhost.');
   $('lobby').querySelector('button').disabled = true;
 } else if (room && ID_CHARS.test(room)) {
-  start(room, params.get('name') || localStorage.getItem('posecast.name') || join.user);
+  start(room, params.get('name') || localStorage.getItem('posecast.name') || `guest-${Math.floor(Math.random() * 9000 + 1000)}`);
 } else {
   showLobby(room ? `"${room}" is not a room name: 1 to 64 of A-Z a-z 0-9 _ . : @ -` : '');
 }

@@ -64,7 +64,10 @@ function fakeServer({ unready = [], refuseHello = null, refuseJoin = null, refus
                   send({ type: 'error', ref: m.ref, code: refuseJoin, message: 'no' });
                   continue;
                 }
-                send({ type: 'joined', ref: m.ref, room: m.room, user: m.user, slot: 0, resumed: server.joins.length > 1 });
+                // Like a server in development mode: a token names the user,
+                // and a join without one is a new user, handed a token.
+                const user = m.token ? `of-${m.token}` : `u-${server.joins.length}`;
+                send({ type: 'joined', ref: m.ref, room: m.room, user, slot: 0, resumed: server.joins.length > 1, token: m.token ? undefined : `dev-${user}` });
                 send({ type: 'entities_state', seq: 0, entities: {} });
                 send({ type: 'presence_state', state: {} });
               }
@@ -83,7 +86,7 @@ function connect(server, opts = {}) {
   const states = [];
   const conn = new Connection({
     base: 'http://localhost:8080/?room=r',
-    join: { room: 'r', user: 'u-1', device: 'web-1', name: 'Ada' },
+    join: { room: 'r', device: 'web-1', name: 'Ada' },
     fetch: async (url) => {
       assert.equal(String(url), 'http://localhost:8080/cert-hash');
       return { ok: true, json: async () => CERT_HASH };
@@ -111,7 +114,7 @@ async function until(what, cond, timeout = 2000) {
 
 test('it says hello, joins with the certificate hash, and hands on what the room sends', async () => {
   const server = fakeServer();
-  const { conn, messages, states, running } = connect(server, { join: { room: 'r', user: 'u-1', device: 'web-1', name: 'Ada', token: 'pc1.x' } });
+  const { conn, messages, states, running } = connect(server, { join: { room: 'r', device: 'web-1', name: 'Ada', token: 'pc1.x' } });
   await until('connected', () => conn.state === 'connected');
   assert.deepEqual(states.slice(0, 2), ['connecting', 'connected']);
   const [hashes] = server.hashes;
@@ -119,7 +122,7 @@ test('it says hello, joins with the certificate hash, and hands on what the room
   assert.equal(new TextDecoder().decode(hashes[0].value), '0123456789abcdef0123456789abcdef');
   const { ref, ...join } = server.joins[0];
   assert.ok(ref > 0);
-  assert.deepEqual(join, { type: 'join', room: 'r', user: 'u-1', device: 'web-1', name: 'Ada', token: 'pc1.x' });
+  assert.deepEqual(join, { type: 'join', room: 'r', device: 'web-1', name: 'Ada', token: 'pc1.x' });
   await until('the room state', () => messages.some((m) => m.type === 'presence_state'));
   assert.deepEqual(messages.map((m) => m.type), ['welcome', 'joined', 'entities_state', 'presence_state']);
   await until('a round trip', () => conn.rtt !== null);
@@ -130,14 +133,17 @@ test('it says hello, joins with the certificate hash, and hands on what the room
 
 test('a dropped session comes back as the same user and device', async () => {
   const server = fakeServer();
-  const { conn, states, running } = connect(server);
+  const { conn, states, messages, running } = connect(server);
   await until('connected', () => conn.state === 'connected');
   server.sessions[0].close();
   await until('a second session', () => conn.sessions === 2 && conn.state === 'connected');
   assert.ok(states.includes('reconnecting'));
   assert.equal(server.joins.length, 2);
-  assert.equal(server.joins[1].user, server.joins[0].user);
+  assert.equal(server.joins[0].token, undefined);
+  assert.equal(server.joins[1].token, 'dev-u-1', 'the second join presents the token the first joined reply handed out');
   assert.equal(server.joins[1].device, server.joins[0].device);
+  const users = messages.filter((m) => m.type === 'joined').map((m) => m.user);
+  assert.deepEqual(users, ['u-1', 'of-dev-u-1']);
   conn.stop();
   await running;
 });

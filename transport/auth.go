@@ -89,11 +89,9 @@ func VerifyToken(secret []byte, token string, now time.Time) (Claims, error) {
 	}
 	dot := strings.LastIndexByte(token, '.')
 	body, sig := token[:dot], token[dot+1:]
-	got, err := base64.RawURLEncoding.DecodeString(sig)
-	if err != nil {
-		return c, ErrTokenMalformed
-	}
-	if !hmac.Equal(got, sign(secret, body)) {
+	// The signature must be spelled exactly as SignToken spells it, so that
+	// one token has one string.
+	if !hmac.Equal([]byte(sig), []byte(base64.RawURLEncoding.EncodeToString(sign(secret, body)))) {
 		return c, ErrTokenSignature
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(body, tokenPrefix))

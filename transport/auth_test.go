@@ -30,7 +30,8 @@ func TestTokens(t *testing.T) {
 		{"a token signed with another secret", forged, ErrTokenSignature},
 		{"a tampered payload", tampered, ErrTokenSignature},
 		{"not a token", "hello", ErrTokenMalformed},
-		{"a bad signature encoding", good[:dot] + ".!!", ErrTokenMalformed},
+		{"a bad signature encoding", good[:dot] + ".!!", ErrTokenSignature},
+		{"the signature spelled another way", good[:dot+5] + "\r\n" + good[dot+5:], ErrTokenSignature},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

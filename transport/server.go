@@ -178,6 +178,8 @@ type Server struct {
 	tcp     net.Listener
 	started time.Time
 	nextID  atomic.Uint64
+	// accepting is true while the QUIC listener accepts connections.
+	accepting atomic.Bool
 	// joinSecret signs and checks join tokens: Config.AuthSecret, or in
 	// development mode a random secret of this process.
 	joinSecret []byte
@@ -294,6 +296,7 @@ func (s *Server) Start() error {
 		return fmt.Errorf("transport: quic listener: %w", err)
 	}
 	s.udp, s.tcp, s.ln, s.started = udp, tcp, ln, time.Now()
+	s.accepting.Store(true)
 	s.wg.Go(s.acceptLoop)
 	s.wg.Go(func() {
 		if err := s.httpSrv.Serve(withTLSSniffing(tcp, s.cfg.Certs.TLSConfig())); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -309,6 +312,7 @@ func (s *Server) Start() error {
 // connection carries one session, so that bounds sessions too. Runs in its
 // own goroutine.
 func (s *Server) acceptLoop() {
+	defer s.accepting.Store(false)
 	for {
 		conn, err := s.ln.Accept(context.Background())
 		if err != nil {
@@ -447,6 +451,10 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	if closing {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if !s.accepting.Load() {
+		http.Error(w, "not ready: the QUIC listener accepts no connections", http.StatusServiceUnavailable)
 		return
 	}
 	if s.cfg.Ready != nil {

@@ -19,12 +19,11 @@ import (
 // accepts must grant valid room and user ids, not yet expired, that hold
 // for this secret alone.
 //
-// An accepted token need not sign again to the same string: the signature's
-// base64 decoder ignores CR and LF and the spare bits of its last character,
-// so one signature has several spellings, and an issuer may write its JSON
-// claims in any order and spacing. The claims are what round-trip: signed
-// again, they verify to themselves, and SignToken's spelling of them is a
-// fixed point.
+// A signature has one spelling, SignToken's, so an accepted token ends in
+// it; but an issuer may write its JSON claims in any order and spacing, so
+// an accepted token need not sign again to the same string. The claims are
+// what round-trip: signed again, they verify to themselves, and SignToken's
+// spelling of them is a fixed point.
 func FuzzVerifyToken(f *testing.F) {
 	secret := []byte("the fuzz secret")
 	now := time.Unix(1_800_000_000, 0)
@@ -70,9 +69,14 @@ func FuzzVerifyToken(f *testing.F) {
 // secret: what an issuer with its own idea of claims could hand out.
 func signPayload(secret, payload []byte) string {
 	body := tokenPrefix + base64.RawURLEncoding.EncodeToString(payload)
+	return body + "." + base64.RawURLEncoding.EncodeToString(mac(secret, body))
+}
+
+// mac is HMAC-SHA256 of body with secret.
+func mac(secret []byte, body string) []byte {
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte(body))
-	return body + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	return m.Sum(nil)
 }
 
 // checkVerifyToken checks what VerifyToken makes of token at now.
@@ -98,6 +102,10 @@ func checkVerifyToken(t *testing.T, secret []byte, now time.Time, token string) 
 	}
 	if !strings.HasPrefix(token, tokenPrefix) || len(token) > 2048 {
 		t.Fatalf("accepted %q of %d bytes", token, len(token))
+	}
+	dot := strings.LastIndexByte(token, '.')
+	if body := token[:dot]; token != body+"."+base64.RawURLEncoding.EncodeToString(mac(secret, body)) {
+		t.Fatalf("accepted %q, whose signature is not spelled as SignToken spells it", token)
 	}
 	if _, err := VerifyToken(secret, token, time.Unix(c.Expires, 0)); !errors.Is(err, ErrTokenExpired) {
 		t.Fatalf("%q at its expiry: %v, want %v", token, err, ErrTokenExpired)

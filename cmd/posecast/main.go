@@ -340,7 +340,9 @@ func logStart(log *slog.Logger, srv *transport.Server, cm *certs.Manager) {
 		"cert_hash_endpoint", srv.HTTPURL()+"/cert-hash",
 	)
 	for _, ip := range lanAddresses() {
-		log.Info("reachable on the LAN", "page", "http://"+net.JoinHostPort(ip, strconv.Itoa(httpPort)))
+		// Pages on other machines need HTTPS for WebTransport; the HTTP port
+		// serves it too.
+		log.Info("reachable on the LAN", "page", "https://"+net.JoinHostPort(ip, strconv.Itoa(httpPort)))
 	}
 }
 

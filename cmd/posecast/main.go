@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/posecast/posecast/certs"
+	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/rooms"
 	"github.com/posecast/posecast/rooms/pgstore"
 	"github.com/posecast/posecast/transport"
@@ -42,6 +43,7 @@ type options struct {
 	repeat                 int
 	maxMembers             int
 	maxMessage             int
+	maxDatagram            int
 	certFile, keyFile      string
 	certHosts              string
 	logLevel, logFormat    string
@@ -79,6 +81,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.repeat, "repeat", 3, "how many more ticks an avatar that stopped moving is sent again")
 	fs.IntVar(&o.maxMembers, "max-members", 256, fmt.Sprintf("avatars a room holds (at most %d)", rooms.MaxRoomSize))
 	fs.IntVar(&o.maxMessage, "max-message", 64<<10, "largest control message accepted from a client, in bytes")
+	fs.IntVar(&o.maxDatagram, "max-datagram", codec.MaxDatagramSize, fmt.Sprintf("largest datagram sent to a client, in bytes (%d to %d; lowered per session when its path takes less)", codec.MinDatagramSize, codec.MaxDatagramSize))
 	fs.DurationVar(&o.storeTimout, "store-timeout", 5*time.Second, "bound on each store call")
 	fs.StringVar(&o.databaseURL, "database-url", "", "PostgreSQL URL (postgres://user:password@host:5432/db) to keep rooms and their entities in (default $DATABASE_URL; without either, rooms live in memory)")
 	fs.StringVar(&o.authSecret, "auth-secret", "", "secret that join tokens are signed with (HMAC-SHA256); with it every join needs a token (`posecast token`), without it the server runs in development mode")
@@ -120,6 +123,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.databaseURL == "" {
 		o.databaseURL = os.Getenv("DATABASE_URL")
+	}
+	if o.maxDatagram < codec.MinDatagramSize || o.maxDatagram > codec.MaxDatagramSize {
+		return nil, fmt.Errorf("--max-datagram %d: must be %d to %d", o.maxDatagram, codec.MinDatagramSize, codec.MaxDatagramSize)
 	}
 	if (o.certFile == "") != (o.keyFile == "") {
 		return nil, errors.New("--cert and --key go together")
@@ -215,6 +221,7 @@ func run(args []string) error {
 		Registry:    registry,
 		IdleTimeout: o.idleTimeout,
 		MaxMessage:  o.maxMessage,
+		MaxDatagram: o.maxDatagram,
 		Page:        web.Handler(),
 		Pprof:       o.pprof,
 		Ready:       ready,

@@ -28,6 +28,9 @@ func TestFlagsComeFromTheEnvironmentUnlessGiven(t *testing.T) {
 		{"a bad environment value is an error", map[string]string{"POSECAST_TICK": "soon"}, nil, 0, true},
 		{"--cert without --key is an error", nil, []string{"--cert", "x.pem"}, 0, true},
 		{"stray arguments are an error", nil, []string{"serve"}, 0, true},
+		{"a datagram limit QUIC cannot carry is an error", nil, []string{"--max-datagram", "1400"}, 0, true},
+		{"a datagram limit below the floor is an error", map[string]string{"POSECAST_MAX_DATAGRAM": "500"}, nil, 0, true},
+		{"a datagram limit in range", nil, []string{"--max-datagram", "1100"}, 200 * time.Millisecond, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -53,7 +53,7 @@ const (
 	rejectUnauthorized    = "unauthorized"
 )
 
-func newMetrics(registry *rooms.Registry, pending func() int) *metrics {
+func newMetrics(registry *rooms.Registry, pendingBytes, pendingDatagrams func() int) *metrics {
 	reg := prometheus.NewRegistry()
 	f := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "posecast", Name: name, Help: help})
@@ -108,7 +108,10 @@ func newMetrics(registry *rooms.Registry, pending func() int) *metrics {
 		m.bytesIn, m.bytesOut, m.messagesIn, m.messagesOut, m.posesIn, m.drops, m.rejected,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "posecast", Name: "outbound_pending_bytes", Help: "Control message bytes queued for sessions, or being written.",
-		}, func() float64 { return float64(pending()) }),
+		}, func() float64 { return float64(pendingBytes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "posecast", Name: "outbound_pending_datagrams", Help: "Datagrams queued for sessions.",
+		}, func() float64 { return float64(pendingDatagrams()) }),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "posecast", Name: "rooms", Help: "Live rooms."},

@@ -37,6 +37,13 @@ func (q *datagramQueue) push(b []byte) (dropped bool) {
 	return dropped
 }
 
+// len returns how many datagrams wait.
+func (q *datagramQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.count
+}
+
 // pop takes the oldest datagram, or nil when the queue is empty.
 func (q *datagramQueue) pop() []byte {
 	q.mu.Lock()

@@ -218,7 +218,7 @@ func NewServer(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.metrics = newMetrics(cfg.Registry, s.pendingBytes)
+	s.metrics = newMetrics(cfg.Registry, s.pendingBytes, s.pendingDatagrams)
 	wtMux := http.NewServeMux()
 	wtMux.HandleFunc(Path, s.handleWebTransport)
 	s.tlsConf = http3.ConfigureTLSConfig(cfg.Certs.TLSConfig())
@@ -534,6 +534,17 @@ func (s *Server) pendingBytes() int {
 	n := 0
 	for ss := range s.sessions {
 		n += ss.fq.pendingBytes()
+	}
+	return n
+}
+
+// pendingDatagrams sums the datagrams queued for every session.
+func (s *Server) pendingDatagrams() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for ss := range s.sessions {
+		n += ss.dq.len()
 	}
 	return n
 }

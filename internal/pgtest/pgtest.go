@@ -4,6 +4,10 @@
 // throwaway cluster that it makes with initdb and pg_ctl in a temporary
 // directory, on a free loopback port, and stops when the tests end. As root
 // it runs those as the postgres user (initdb refuses root), through runuser.
+// When DATABASE_URL is set but cannot be used (its server does not answer),
+// it says so on stderr and goes on down the list, naming on stderr the
+// server it settles on; the log of each test that asks for a database names
+// it always.
 //
 // A package whose tests use it wraps them in Main:
 //
@@ -18,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -38,9 +43,13 @@ import (
 // LocalURL is the server tried when DATABASE_URL is not set.
 const LocalURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable&connect_timeout=2"
 
+// passedOver ends the description of a server used instead of DATABASE_URL.
+const passedOver = ", as DATABASE_URL cannot be used"
+
 var (
 	once    sync.Once
 	server  string // admin URL of the server found or started
+	source  string // which server that is, for the logs
 	cluster *throwaway
 	skipWhy error
 	skipped atomic.Int64
@@ -48,8 +57,9 @@ var (
 )
 
 // Main runs m's tests, then stops the throwaway cluster if one was started
-// and, if tests were skipped for want of PostgreSQL, says so on stderr. It
-// returns the exit code for os.Exit.
+// and says on stderr if the tests did not run on DATABASE_URL's server
+// though it was set, or were skipped for want of PostgreSQL. It returns the
+// exit code for os.Exit.
 func Main(m *testing.M) int {
 	code := m.Run()
 	if cluster != nil {
@@ -57,6 +67,9 @@ func Main(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "pgtest: stopping the throwaway cluster: %v\n", err)
 			code = max(code, 1)
 		}
+	}
+	if strings.HasSuffix(source, passedOver) {
+		fmt.Fprintf(os.Stderr, "\n!!! pgtest: DATABASE_URL could not be used: the PostgreSQL tests ran on %s\n\n", strings.TrimSuffix(source, passedOver))
 	}
 	if n := skipped.Load(); n > 0 {
 		fmt.Fprintf(os.Stderr, "\n%s\n!!! %d POSTGRES TESTS WERE SKIPPED: %v\n!!! Set DATABASE_URL, run PostgreSQL on 127.0.0.1:5432, or install its binaries (`make test` does, as root).\n%s\n\n",
@@ -70,7 +83,7 @@ func Main(m *testing.M) int {
 // when there is none to be had.
 func Server(tb testing.TB) string {
 	tb.Helper()
-	once.Do(func() { server, cluster, skipWhy = find() })
+	once.Do(func() { server, source, cluster, skipWhy = find(os.Getenv("DATABASE_URL"), os.Stderr) })
 	if skipWhy != nil {
 		skipped.Add(1)
 		fmt.Fprintf(os.Stderr, "!!! %s: SKIPPED, no PostgreSQL: %v\n", tb.Name(), skipWhy)
@@ -84,6 +97,7 @@ func Server(tb testing.TB) string {
 func Database(tb testing.TB) string {
 	tb.Helper()
 	admin := Server(tb)
+	tb.Logf("pgtest: a database on %s", source)
 	name := fmt.Sprintf("posecast_test_%d_%d_%d", os.Getpid(), dbSeq.Add(1), time.Now().UnixNano()%1e6)
 	if err := exec1(admin, "CREATE DATABASE "+name); err != nil {
 		tb.Fatalf("pgtest: create database: %v", err)
@@ -107,7 +121,7 @@ func Refuse(tb testing.TB, dbURL string) {
 	tb.Helper()
 	name := dbName(tb, dbURL)
 	admin := Server(tb)
-	if err := exec1(admin, "ALTER DATABASE "+name+" WITH ALLOW_CONNECTIONS false"); err != nil {
+	if err := exec1(admin, "ALTER DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH ALLOW_CONNECTIONS false"); err != nil {
 		tb.Fatalf("pgtest: refuse connections: %v", err)
 	}
 	for i := 0; ; i++ {
@@ -129,43 +143,87 @@ func Refuse(tb testing.TB, dbURL string) {
 // Allow lets connections to the database at dbURL in again after Refuse.
 func Allow(tb testing.TB, dbURL string) {
 	tb.Helper()
-	if err := exec1(Server(tb), "ALTER DATABASE "+dbName(tb, dbURL)+" WITH ALLOW_CONNECTIONS true"); err != nil {
+	if err := exec1(Server(tb), "ALTER DATABASE "+pgx.Identifier{dbName(tb, dbURL)}.Sanitize()+" WITH ALLOW_CONNECTIONS true"); err != nil {
 		tb.Fatalf("pgtest: allow connections: %v", err)
 	}
 }
 
+// dbName returns the name of the database at dbURL, unquoted.
 func dbName(tb testing.TB, dbURL string) string {
 	u, err := url.Parse(dbURL)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return pgx.Identifier{strings.TrimPrefix(u.Path, "/")}.Sanitize()
+	return strings.TrimPrefix(u.Path, "/")
 }
 
-// find returns the admin URL of a server, and the cluster it started if it
-// had to, or why there is none.
-func find() (string, *throwaway, error) {
-	if u := os.Getenv("DATABASE_URL"); u != "" {
-		if _, err := withDatabase(u, "x"); err != nil {
-			return "", nil, fmt.Errorf("DATABASE_URL: %w", err)
-		}
-		if err := ping(u); err != nil {
-			return "", nil, fmt.Errorf("DATABASE_URL does not answer: %w", err)
-		}
-		return u, nil, nil
+// find returns the admin URL of a server, which server that is, and the
+// cluster it started if it had to, or why there is none. env is
+// DATABASE_URL's value: when it is set but cannot be used, find says so on
+// loud, goes on as if it were not set, and says on loud what it found.
+func find(env string, loud io.Writer) (string, string, *throwaway, error) {
+	if env == "" {
+		return findLocal()
 	}
+	bad := usable(env)
+	if bad == nil {
+		return env, "DATABASE_URL (" + redacted(env) + ")", nil, nil
+	}
+	fmt.Fprintf(loud, "!!! pgtest: DATABASE_URL (%s) cannot be used: %v\n!!! pgtest: trying 127.0.0.1:5432, then a throwaway cluster\n", redacted(env), bad)
+	u, source, c, err := findLocal()
+	if err != nil {
+		return "", "", nil, fmt.Errorf("DATABASE_URL (%s) cannot be used: %v; %w", redacted(env), bad, err)
+	}
+	fmt.Fprintf(loud, "!!! pgtest: the PostgreSQL tests use %s, NOT DATABASE_URL\n", source)
+	return u, source + passedOver, c, nil
+}
+
+// findLocal is find without DATABASE_URL: a server on 127.0.0.1:5432, else a
+// throwaway cluster.
+func findLocal() (string, string, *throwaway, error) {
 	if err := ping(LocalURL); err == nil {
-		return LocalURL, nil, nil
+		return LocalURL, "the server on 127.0.0.1:5432", nil, nil
 	}
 	c, err := startThrowaway()
 	if err != nil {
-		return "", nil, fmt.Errorf("nothing answers on 127.0.0.1:5432 and no cluster could be started: %w", err)
+		return "", "", nil, fmt.Errorf("nothing answers on 127.0.0.1:5432 and no cluster could be started: %w", err)
 	}
-	return c.url, c, nil
+	return c.url, "a throwaway cluster (" + redacted(c.url) + ", in " + c.dir + ")", c, nil
 }
 
+// usable checks that u is a postgres:// URL whose server answers.
+func usable(u string) error {
+	if _, err := withDatabase(u, "x"); err != nil {
+		return errors.New("it is not a postgres:// URL") // the error would show a password
+	}
+	if err := ping(u); err != nil {
+		// pgx gives a line per address tried: one line reads better in
+		// the banners.
+		return fmt.Errorf("it does not answer: %s", strings.Join(strings.Fields(err.Error()), " "))
+	}
+	return nil
+}
+
+// redacted returns the URL u without its password, for logs.
+func redacted(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || (p.Scheme != "postgres" && p.Scheme != "postgresql") {
+		return "not a postgres:// URL"
+	}
+	return p.Redacted()
+}
+
+// ping checks that the server at u answers, within 10s whatever u's
+// connect_timeout.
 func ping(u string) error {
-	return withConn(u, func(ctx context.Context, conn *pgx.Conn) error { return conn.Ping(ctx) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	return conn.Ping(ctx)
 }
 
 // Conn connects to the database at url for tb and closes the connection

@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"reflect"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,9 +33,13 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
+// newRegistry returns a registry on s that is closed when t ends. Its logs
+// are discarded unless cfg has a logger.
 func newRegistry(t *testing.T, s rooms.Store, cfg rooms.Config) *rooms.Registry {
 	t.Helper()
-	cfg.Logger = slog.New(slog.DiscardHandler)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	reg, err := rooms.NewRegistry(s, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -232,106 +239,453 @@ END $$;
 CREATE TRIGGER audit AFTER INSERT OR UPDATE ON components FOR EACH ROW EXECUTE FUNCTION audit_component();
 `
 
-// TestAnOutageLosesNoAcknowledgedChange changes an entity through a room
-// while the database goes away and comes back: the room goes on, refuses
-// changes past its bound, and every change it acknowledged reaches the
-// database, in order.
+// The syncer's log messages that the outage tests watch for.
+const (
+	msgSyncFailed    = "store sync failed; retrying with backoff"
+	msgSyncRecovered = "store sync recovered"
+	msgNotWritten    = "store sync: changes not written at shutdown"
+)
+
+// logRecorder is a slog.Handler that keeps every record, debug ones too, so
+// that a test sees what the syncer did.
+type logRecorder struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (h *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.records = append(h.records, r.Clone())
+	return nil
+}
+
+// WithAttrs and WithGroup drop what they are given: the tests look at the
+// attributes of the records alone.
+func (h *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *logRecorder) WithGroup(string) slog.Handler      { return h }
+
+// find returns the records with the message msg, oldest first.
+func (h *logRecorder) find(msg string) []slog.Record {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []slog.Record
+	for _, r := range h.records {
+		if r.Message == msg {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// await waits until n records with the message msg are kept and returns
+// them, or fails t.
+func (h *logRecorder) await(t *testing.T, msg string, n int) []slog.Record {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := h.find(msg)
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d %q logged in 5s, want %d", len(got), msg, n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// attr returns the attribute key of r, or the zero Value.
+func attr(r slog.Record, key string) slog.Value {
+	var v slog.Value
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == key {
+			v = a.Value
+			return false
+		}
+		return true
+	})
+	return v
+}
+
+// awaitDrained waits until no change of reg waits for the store, or fails t.
+func awaitDrained(t *testing.T, reg *rooms.Registry, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for reg.PendingChanges() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d changes still wait for the store after %v", reg.PendingChanges(), within)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// outage makes the database at url refuse every connection, its pool's
+// included, until the returned function is called (or the test ends).
+func outage(t *testing.T, url string) (restore func()) {
+	t.Helper()
+	pgtest.Refuse(t, url)
+	var once sync.Once
+	restore = func() { once.Do(func() { pgtest.Allow(t, url) }) }
+	t.Cleanup(restore)
+	return restore
+}
+
+// Phases of an outage test.
+const (
+	beforeOutage = iota
+	duringOutage // from the call to Refuse to the call to Allow
+	afterOutage
+	phases
+)
+
+// editor changes a room's entities through a membership from its own
+// goroutine, about once a millisecond, and keeps what the room acknowledged
+// and what it refused. Every change sets an entity's "n" to the change's
+// number, so the values of each entity rise in the order they were made.
+type editor struct {
+	m       *rooms.Membership
+	lamp    string       // deleted during the outage
+	phase   atomic.Int32 // set by the test
+	stop    chan struct{}
+	halting sync.Once
+	done    chan struct{}
+
+	// Changes acknowledged and refused, by phase.
+	ackedIn, refusedIn [phases]atomic.Int64
+
+	// Written by the goroutine, read once done is closed.
+	acked      map[string][]int // per entity, the values of n acknowledged, in order
+	lampGone   bool             // the lamp's delete was acknowledged
+	unexpected error            // the first error that is not a full backlog
+}
+
+// startEditor starts changing the entities of m's room: those given, in
+// turn, which hold n = 0, and a new one every 50 changes.
+func startEditor(m *rooms.Membership, lamp string, entities ...string) *editor {
+	e := &editor{m: m, lamp: lamp, stop: make(chan struct{}), done: make(chan struct{}), acked: map[string][]int{}}
+	for _, id := range entities {
+		e.acked[id] = []int{0}
+	}
+	go e.run(entities)
+	return e
+}
+
+func (e *editor) run(turn []string) {
+	defer close(e.done)
+	for n := 1; ; n++ {
+		select {
+		case <-e.stop:
+			return
+		case <-time.After(time.Millisecond):
+		}
+		phase := e.phase.Load()
+		var err error
+		switch {
+		case phase == duringOutage && !e.lampGone && n%10 == 0:
+			if err = e.m.DeleteEntity(e.lamp); err == nil {
+				e.lampGone = true
+			}
+		case n%50 == 0:
+			var id string
+			if id, err = e.m.CreateEntity(rooms.Components{"n": n, "born": n}); err == nil {
+				e.acked[id] = append(e.acked[id], n)
+				turn = append(turn, id)
+			}
+		default:
+			id := turn[n%len(turn)]
+			if err = e.m.UpdateEntity(id, rooms.Components{"n": n}); err == nil {
+				e.acked[id] = append(e.acked[id], n)
+			}
+		}
+		switch {
+		case err == nil:
+			e.ackedIn[phase].Add(1)
+		case errors.Is(err, rooms.ErrStoreBacklog) && strings.HasPrefix(err.Error(), rooms.ErrStoreBacklog.Error()+": "):
+			e.refusedIn[phase].Add(1)
+		default:
+			e.unexpected = fmt.Errorf("change %d in phase %d: %w", n, phase, err)
+			return
+		}
+	}
+}
+
+// halt stops the editor and waits for it. It may be called more than once.
+func (e *editor) halt() {
+	e.halting.Do(func() { close(e.stop) })
+	<-e.done
+}
+
+// await waits until n changes were acknowledged in phase, or fails t.
+func (e *editor) await(t *testing.T, phase, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.ackedIn[phase].Load() < int64(n) {
+		select {
+		case <-e.done:
+			t.Fatalf("the editor stopped: %v", e.unexpected)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d changes acknowledged in phase %d after 10s, want %d", e.ackedIn[phase].Load(), phase, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// counts returns the changes acknowledged and refused in each phase.
+func (e *editor) counts() (acked, refused [phases]int64) {
+	for i := range phases {
+		acked[i], refused[i] = e.ackedIn[i].Load(), e.refusedIn[i].Load()
+	}
+	return acked, refused
+}
+
+// checkWritten fails t unless the database at url holds the world of the
+// live room hall, and wrote, for every entity in acked, the values of n
+// acknowledged, in order.
+func checkWritten(t *testing.T, s *pgstore.Store, reg *rooms.Registry, url string, acked map[string][]int) {
+	t.Helper()
+	world, err := reg.DescribeRoom(testContext(t), "hall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkStored(t, s, url, world.Entities, acked)
+}
+
+// checkStored fails t unless the database at url holds world as the room
+// hall's entities, and wrote, for every entity in acked, those values of n,
+// in order.
+func checkStored(t *testing.T, s *pgstore.Store, url string, world map[string]rooms.Components, acked map[string][]int) {
+	t.Helper()
+	stored, err := s.Entities(testContext(t), "hall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, w := asJSON(t, stored), asJSON(t, world); !reflect.DeepEqual(g, w) {
+		t.Errorf("the database holds\n%v\nthe room holds\n%v", g, w)
+	}
+	for id, want := range acked {
+		written, err := audited(t, url, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A batch whose commit was cut off may be written again: count each
+		// value where it first appears.
+		var firsts []int
+		seen := map[int]bool{}
+		for _, v := range written {
+			if !seen[v] {
+				seen[v] = true
+				firsts = append(firsts, v)
+			}
+		}
+		if !reflect.DeepEqual(firsts, want) {
+			i := 0
+			for i < min(len(firsts), len(want)) && firsts[i] == want[i] {
+				i++
+			}
+			t.Errorf("entity %s: the database wrote %d values of n, the room acknowledged %d; from #%d on it wrote %v, the room acknowledged %v",
+				id, len(firsts), len(want), i, firsts[i:min(i+5, len(firsts))], want[i:min(i+5, len(want))])
+		}
+		if got, ok := stored[id]["n"]; !ok || asJSON(t, got) != asJSON(t, want[len(want)-1]) {
+			t.Errorf("entity %s: n = %v in the database, last acknowledged %d", id, got, want[len(want)-1])
+		}
+	}
+}
+
+// TestAnOutageLosesNoAcknowledgedChange changes entities through a room,
+// about once a millisecond, while the database refuses every connection for
+// a second and comes back: the room goes on, the syncer's writes fail all
+// along, changes past the bound are refused as a full backlog, and once the
+// backlog drains every change the room acknowledged is in the database, in
+// order, and the database holds the room's world.
 func TestAnOutageLosesNoAcknowledgedChange(t *testing.T) {
-	const bound = 300
+	const (
+		bound = 300
+		down  = time.Second
+	)
 	url := pgtest.Database(t)
 	ctx := testContext(t)
 	s := open(t, url)
 	if err := execSQL(t, url, auditSQL); err != nil {
 		t.Fatal(err)
 	}
-	reg := newRegistry(t, s, rooms.Config{Tick: 20 * time.Millisecond, StoreTimeout: 2 * time.Second, MaxPendingChanges: bound})
+	logs := &logRecorder{}
+	reg := newRegistry(t, s, rooms.Config{Tick: 20 * time.Millisecond, StoreTimeout: 2 * time.Second, MaxPendingChanges: bound, Logger: slog.New(logs)})
 	m, err := reg.Join(ctx, "hall", member{}, rooms.JoinRequest{User: "ada"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	counter, err := m.CreateEntity(rooms.Components{"n": 0})
+	var entities []string
+	for range 3 {
+		id, err := m.CreateEntity(rooms.Components{"n": 0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		entities = append(entities, id)
+	}
+	lamp, err := m.CreateEntity(rooms.Components{"lamp": true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var acked []int
-	refused := 0
-	n := 0
-	change := func(retry bool) {
-		n++
-		for {
-			err := m.UpdateEntity(counter, rooms.Components{"n": n})
-			switch {
-			case err == nil:
-				acked = append(acked, n)
-				return
-			case !errors.Is(err, rooms.ErrStoreBacklog):
-				t.Fatalf("change %d: %v", n, err)
-			case !retry:
-				refused++
-				return
-			case ctx.Err() != nil:
-				t.Fatalf("change %d still refused: %v", n, err)
-			}
-			time.Sleep(10 * time.Millisecond) // the queue drains now the database is back
+	e := startEditor(m, lamp, entities...)
+	defer e.halt()
+	e.await(t, beforeOutage, 100)
+
+	failedBefore := len(logs.find(msgSyncFailed))
+	e.phase.Store(duringOutage)
+	restore := outage(t, url)
+	// Nothing can be written now: the backlog only grows, up to the bound.
+	atStart, last := reg.PendingChanges(), reg.PendingChanges()
+	for end := time.Now().Add(down); time.Now().Before(end); {
+		time.Sleep(5 * time.Millisecond)
+		p := reg.PendingChanges()
+		if p < last {
+			t.Errorf("the backlog went from %d to %d changes while the database refused connections", last, p)
 		}
+		last = p
+	}
+	failedDuring := len(logs.find(msgSyncFailed)) - failedBefore
+	restore()
+	e.phase.Store(afterOutage)
+	// Once the syncer gets through, the backlog has room again.
+	e.await(t, afterOutage, 100)
+	e.halt()
+	if e.unexpected != nil {
+		t.Fatal(e.unexpected)
+	}
+	acked, refused := e.counts()
+	t.Logf("acknowledged %v and refused %v changes before, during and after the outage; %d sync attempts failed during it; backlog %d → %d",
+		acked, refused, failedDuring, atStart, last)
+
+	if refused[beforeOutage] != 0 {
+		t.Errorf("%d changes refused before the outage", refused[beforeOutage])
+	}
+	if failedBefore != 0 {
+		t.Errorf("%d sync attempts failed before the outage", failedBefore)
+	}
+	if failedDuring < 3 {
+		t.Errorf("%d sync attempts failed during the %v outage, want several", failedDuring, down)
+	}
+	if acked[duringOutage] == 0 || refused[duringOutage] == 0 {
+		t.Errorf("during the outage %d changes were acknowledged and %d refused, want some of each", acked[duringOutage], refused[duringOutage])
+	}
+	if last != bound {
+		t.Errorf("%d changes waited at the end of the outage, want the bound %d", last, bound)
+	}
+	if !e.lampGone {
+		t.Error("the lamp's delete was never acknowledged during the outage")
 	}
 
-	for range 100 {
-		change(false)
+	awaitDrained(t, reg, 10*time.Second)
+	rec := logs.find(msgSyncRecovered)
+	if len(rec) != 1 || attr(rec[0], "failed_attempts").Any() == nil || attr(rec[0], "failed_attempts").Int64() < int64(failedDuring) {
+		t.Errorf("%d %q records (%v), want one that counts at least the %d failed attempts", len(rec), msgSyncRecovered, rec, failedDuring)
 	}
-	pgtest.Refuse(t, url)
-	for range 2 * bound {
-		change(false)
-		if n%50 == 0 {
-			if _, err := m.CreateEntity(rooms.Components{"during_outage": n}); err != nil && !errors.Is(err, rooms.ErrStoreBacklog) {
+	checkWritten(t, s, reg, url, e.acked)
+}
+
+// TestCloseDuringAnOutage closes the registry while the syncer is failing
+// to write: as docs/ARCHITECTURE.md §5 has it, Close cuts the retries short
+// after one last attempt to write everything.
+func TestCloseDuringAnOutage(t *testing.T) {
+	const storeTimeout = time.Second
+	type setup struct {
+		s        *pgstore.Store
+		reg      *rooms.Registry
+		url      string
+		counter  string
+		logs     *logRecorder
+		restore  func()
+		atOutage map[string]rooms.Components // the room's world, all written, when the outage began
+		atClose  map[string]rooms.Components // the room's world when Close was called
+	}
+	// setUp starts a room on a new database, writes changes 1 to 20 of an
+	// entity, then makes the database refuse connections, changes the
+	// entity 30 more times, and waits until the syncer's writes failed
+	// failures times.
+	setUp := func(t *testing.T, failures int) *setup {
+		x := &setup{url: pgtest.Database(t), logs: &logRecorder{}}
+		ctx := testContext(t)
+		x.s = open(t, x.url)
+		if err := execSQL(t, x.url, auditSQL); err != nil {
+			t.Fatal(err)
+		}
+		x.reg = newRegistry(t, x.s, rooms.Config{Tick: 20 * time.Millisecond, StoreTimeout: storeTimeout, Logger: slog.New(x.logs)})
+		m, err := x.reg.Join(ctx, "hall", member{}, rooms.JoinRequest{User: "ada"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if x.counter, err = m.CreateEntity(rooms.Components{"n": 0}); err != nil {
+			t.Fatal(err)
+		}
+		describe := func() map[string]rooms.Components {
+			v, err := x.reg.DescribeRoom(ctx, "hall")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v.Entities
+		}
+		for n := 1; n <= 50; n++ {
+			if n == 21 {
+				awaitDrained(t, x.reg, 5*time.Second)
+				x.atOutage = describe()
+				x.restore = outage(t, x.url)
+			}
+			if err := m.UpdateEntity(x.counter, rooms.Components{"n": n}); err != nil {
 				t.Fatal(err)
 			}
 		}
+		x.atClose = describe()
+		x.logs.await(t, msgSyncFailed, failures)
+		return x
 	}
-	if refused == 0 {
-		t.Fatalf("no change was refused during the outage; the bound is %d", bound)
-	}
-	if got := reg.PendingChanges(); got != bound {
-		t.Errorf("%d changes wait during the outage, want the bound %d", got, bound)
-	}
-	pgtest.Allow(t, url)
-	for range 100 {
-		change(true)
-	}
-	world, err := reg.DescribeRoom(ctx, "hall")
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg.Close() // writes what is left
-
-	if got := reg.PendingChanges(); got != 0 {
-		t.Errorf("%d changes left after close", got)
-	}
-	stored, err := s.Entities(ctx, "hall")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if g, w := asJSON(t, stored), asJSON(t, world.Entities); !reflect.DeepEqual(g, w) {
-		t.Errorf("the database holds\n%v\nthe room held\n%v", g, w)
-	}
-	written, err := audited(t, url, counter)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A batch whose commit was cut off may be written again: count each
-	// value where it first appears.
-	var firsts []int
-	seen := map[int]bool{}
-	for _, v := range written {
-		if !seen[v] {
-			seen[v] = true
-			firsts = append(firsts, v)
+	upTo := func(n int) []int {
+		var out []int
+		for i := range n + 1 {
+			out = append(out, i)
 		}
+		return out
 	}
-	want := append([]int{0}, acked...)
-	if !reflect.DeepEqual(firsts, want) {
-		t.Errorf("the database wrote n = %v\nacknowledged %v (%d refused)", firsts, want, refused)
-	}
+
+	t.Run("the database still away: Close returns after one last attempt and says what it did not write", func(t *testing.T) {
+		x := setUp(t, 1)
+		start := time.Now()
+		x.reg.Close()
+		if took := time.Since(start); took > 2*storeTimeout+time.Second {
+			t.Errorf("Close took %v, with store calls bounded by %v", took, storeTimeout)
+		}
+		rec := x.logs.find(msgNotWritten)
+		if len(rec) != 1 || attr(rec[0], "pending").Any() != any(int64(30)) {
+			t.Errorf("%d %q records (%v), want one with the 30 changes made during the outage", len(rec), msgNotWritten, rec)
+		}
+		x.restore()
+		checkStored(t, x.s, x.url, x.atOutage, map[string][]int{x.counter: upTo(20)})
+	})
+
+	t.Run("the database back while the syncer waits to retry: Close writes everything at once", func(t *testing.T) {
+		// After the fifth failure the syncer waits 800 ms before it tries
+		// again.
+		x := setUp(t, 5)
+		fifth := x.logs.find(msgSyncFailed)[4]
+		wait, ok := attr(fifth, "backoff").Any().(time.Duration)
+		if !ok || wait < 500*time.Millisecond {
+			t.Fatalf("the syncer waits %v after five failures", attr(fifth, "backoff"))
+		}
+		retry := fifth.Time.Add(wait)
+		x.restore()
+		x.reg.Close()
+		if now := time.Now(); !now.Before(retry) {
+			t.Errorf("Close returned %v after the syncer's next attempt was due: it did not cut the wait short", now.Sub(retry))
+		}
+		if rec := x.logs.find(msgNotWritten); len(rec) != 0 {
+			t.Errorf("Close left changes unwritten: %v", rec)
+		}
+		checkStored(t, x.s, x.url, x.atClose, map[string][]int{x.counter: upTo(50)})
+	})
 }
 
 // audited returns the values of an entity's "n" in the order the database

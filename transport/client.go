@@ -98,7 +98,7 @@ type View struct {
 	User    string
 	Slot    int
 	// Token is the joined reply's token, from a server in development
-	// mode: joining with it again is joining as the same user.
+	// mode: joining Room with it again is joining as the same user.
 	Token    string
 	Entities map[string]codec.Components
 	Presence map[string][]codec.PresenceMeta
@@ -349,6 +349,7 @@ func (c *Client) Leave(ctx context.Context) error {
 	if err == nil {
 		c.mu.Lock()
 		c.view.Room, c.view.Entities, c.view.Presence, c.view.Poses = "", nil, nil, nil
+		c.view.User, c.view.Slot, c.view.Token = "", 0, ""
 		clear(c.slots)
 		c.notifyLocked()
 		c.mu.Unlock()

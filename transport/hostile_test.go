@@ -96,6 +96,7 @@ func TestDevelopmentModeMakesUsersUp(t *testing.T) {
 		{"claiming ada's id", map[string]any{"user": "ada"}},
 		{"with a token the server did not sign", map[string]any{"user": "ada", "token": forged}},
 		{"with ada's token for another room", map[string]any{"token": token(t, ts, "vault", "ada")}},
+		{"with ada's token from another server, or this one before a restart", map[string]any{"token": token(t, startServer(t), "lobby", "ada")}},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -108,6 +109,13 @@ func TestDevelopmentModeMakesUsersUp(t *testing.T) {
 			j := mallory.View()
 			if j.User == "ada" || j.Token == "" {
 				t.Fatalf("joined as %q with token %q: want a user of its own and a token for it", j.User, j.Token)
+			}
+			claims, err := VerifyToken(ts.joinSecret, j.Token, time.Now())
+			if err != nil || claims.Room != "lobby" || claims.User != j.User {
+				t.Fatalf("the token handed back grants %+v (%v), want %s in lobby", claims, err, j.User)
+			}
+			if ttl := time.Until(time.Unix(claims.Expires, 0)); ttl < devTokenTTL-time.Minute || ttl > devTokenTTL {
+				t.Errorf("the token handed back lasts %v, want %v", ttl, devTokenTTL)
 			}
 			if err := mallory.SendPose(pose(8, 5, 1.6, 5)); err != nil {
 				t.Fatal(err)

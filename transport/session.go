@@ -431,6 +431,9 @@ func (ss *session) handleJoin(m *codec.Join) {
 	default:
 		// Development mode, and no token of this server (none, or one from
 		// before a restart): a new user.
+		if m.Token != "" {
+			ss.log.Debug("join token not taken: a new user instead", "room", m.Room, "err", err)
+		}
 		req.User = newUserID()
 	}
 	if ss.srv.devMode() && rooms.ValidID(m.Room) {

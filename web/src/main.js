@@ -33,8 +33,9 @@ const controls = new DesktopControls(canvas);
 const rate = Math.max(1, Math.min(90, Number(params.get('rate')) || 30));
 const view = new RoomView();
 // The device, and the token a server in development mode hands back, live
-// as long as the tab, so that a reload or a reconnect resumes the same
-// avatar; two tabs are two users.
+// as long as the tab: a reconnect resumes the avatar, and a reload (which
+// leaves, and joins again) comes back as the same user; two tabs are two
+// users.
 const join = {
   room: '',
   device: storedId(sessionStorage, 'posecast.device', 'web-'),
@@ -52,7 +53,14 @@ const sender = new PoseSender(rate, (pose) => conn?.sendDatagram(poseDatagram(po
 function start(room, name) {
   join.room = room;
   join.name = name;
-  join.token = params.get('token') || sessionStorage.getItem(tokenKey(room)) || undefined;
+  // A token in the URL names the user the first time this tab sees it; after
+  // that the newest token the server handed back does.
+  const urlToken = params.get('token');
+  if (urlToken && sessionStorage.getItem(`posecast.urltoken.${room}`) !== urlToken) {
+    sessionStorage.setItem(`posecast.urltoken.${room}`, urlToken);
+    sessionStorage.setItem(tokenKey(room), urlToken);
+  }
+  join.token = sessionStorage.getItem(tokenKey(room)) || undefined;
   localStorage.setItem('posecast.name', name);
   $('lobby').hidden = true;
   $('hud').hidden = false;

@@ -12,7 +12,7 @@ const CERT_HASH = { url: 'https://127.0.0.1:4433/wt', alternates: ['https://192.
 // that code, refuseJoin answers a join with that error, and refuseResync
 // answers a resync with that error.
 function fakeServer({ unready = [], refuseHello = null, refuseJoin = null, refuseResync = null } = {}) {
-  const server = { sessions: [], hellos: 0, joins: [], resyncs: [], urls: [], hashes: [] };
+  const server = { sessions: [], hellos: 0, joins: [], resyncs: [], urls: [], hashes: [], tokens: new Map() };
   server.WebTransport = class {
     constructor(url, opts) {
       server.urls.push(url);
@@ -64,10 +64,14 @@ function fakeServer({ unready = [], refuseHello = null, refuseJoin = null, refus
                   send({ type: 'error', ref: m.ref, code: refuseJoin, message: 'no' });
                   continue;
                 }
-                // Like a server in development mode: a token names the user,
-                // and a join without one is a new user, handed a token.
-                const user = m.token ? `of-${m.token}` : `u-${server.joins.length}`;
-                send({ type: 'joined', ref: m.ref, room: m.room, user, slot: 0, resumed: server.joins.length > 1, token: m.token ? undefined : `dev-${user}` });
+                // Like a server in development mode: a token it knows names
+                // the user, anything else is a new user, and every joined
+                // carries a fresh token.
+                const known = server.tokens.get(m.token);
+                const user = known || `u-${server.joins.length}`;
+                const token = `dev-${user}-${server.joins.length}`;
+                server.tokens.set(token, user);
+                send({ type: 'joined', ref: m.ref, room: m.room, user, slot: 0, resumed: !!known, token });
                 send({ type: 'entities_state', seq: 0, entities: {} });
                 send({ type: 'presence_state', state: {} });
               }
@@ -140,10 +144,23 @@ test('a dropped session comes back as the same user and device', async () => {
   assert.ok(states.includes('reconnecting'));
   assert.equal(server.joins.length, 2);
   assert.equal(server.joins[0].token, undefined);
-  assert.equal(server.joins[1].token, 'dev-u-1', 'the second join presents the token the first joined reply handed out');
+  assert.equal(server.joins[1].token, 'dev-u-1-1', 'the second join presents the token the first joined reply handed out');
   assert.equal(server.joins[1].device, server.joins[0].device);
-  const users = messages.filter((m) => m.type === 'joined').map((m) => m.user);
-  assert.deepEqual(users, ['u-1', 'of-dev-u-1']);
+  const joined = messages.filter((m) => m.type === 'joined');
+  assert.deepEqual(joined.map((m) => [m.user, m.resumed]), [['u-1', false], ['u-1', true]]);
+  conn.stop();
+  await running;
+});
+
+test('a token the server no longer takes is replaced by the one it hands back', async () => {
+  const server = fakeServer();
+  const { conn, messages, running } = connect(server, { join: { room: 'r', device: 'web-1', name: 'Ada', token: 'from-before-a-restart' } });
+  await until('connected', () => conn.state === 'connected');
+  server.sessions[0].close();
+  await until('a second session', () => conn.sessions === 2 && conn.state === 'connected');
+  assert.deepEqual(server.joins.map((j) => j.token), ['from-before-a-restart', 'dev-u-1-1']);
+  const joined = messages.filter((m) => m.type === 'joined');
+  assert.deepEqual(joined.map((m) => m.user), ['u-1', 'u-1']);
   conn.stop();
   await running;
 });

@@ -50,12 +50,12 @@ func (g *Registry) CreateRoom(ctx context.Context, name string) (RoomView, error
 	return RoomView{}, fmt.Errorf("%w: create room: no free id", ErrUnavailable)
 }
 
-// ListRooms returns every room the store keeps, oldest first, with how
-// many users are in each on this node.
-func (g *Registry) ListRooms(ctx context.Context) ([]RoomView, error) {
+// ListRooms returns up to limit of the rooms the store keeps, after the
+// cursor and oldest first, with how many users are in each on this node.
+func (g *Registry) ListRooms(ctx context.Context, after RoomCursor, limit int) ([]RoomView, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.StoreTimeout)
 	defer cancel()
-	infos, err := g.store.Rooms(ctx)
+	infos, err := g.store.Rooms(ctx, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("%w: list rooms: %w", ErrUnavailable, err)
 	}

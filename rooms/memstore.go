@@ -59,14 +59,16 @@ func (s *MemoryStore) Room(ctx context.Context, id string) (RoomInfo, error) {
 }
 
 // Rooms implements Store.
-func (s *MemoryStore) Rooms(ctx context.Context) ([]RoomInfo, error) {
+func (s *MemoryStore) Rooms(ctx context.Context, after RoomCursor, limit int) ([]RoomInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
-	list := make([]RoomInfo, 0, len(s.rooms))
+	var list []RoomInfo
 	for _, r := range s.rooms {
-		list = append(list, r.info)
+		if after.after(r.info) {
+			list = append(list, r.info)
+		}
 	}
 	s.mu.Unlock()
 	slices.SortFunc(list, func(a, b RoomInfo) int {
@@ -75,7 +77,7 @@ func (s *MemoryStore) Rooms(ctx context.Context) ([]RoomInfo, error) {
 		}
 		return strings.Compare(a.ID, b.ID)
 	})
-	return list, nil
+	return list[:min(len(list), max(limit, 0))], nil
 }
 
 // DeleteRoom implements Store.

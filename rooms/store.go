@@ -29,6 +29,25 @@ type Change struct {
 	Delete bool
 }
 
+// RoomCursor is a place in the list of rooms, which is ordered by creation
+// time and then by id: the rooms after it come after the room created at
+// CreatedAt with ID. The zero value is the start of the list.
+type RoomCursor struct {
+	CreatedAt time.Time
+	ID        string
+}
+
+// CursorAfter returns the cursor just past info.
+func CursorAfter(info RoomInfo) RoomCursor { return RoomCursor{CreatedAt: info.CreatedAt, ID: info.ID} }
+
+// after reports whether info comes after c in the list of rooms.
+func (c RoomCursor) after(info RoomInfo) bool {
+	if d := info.CreatedAt.Compare(c.CreatedAt); d != 0 {
+		return d > 0
+	}
+	return info.ID > c.ID
+}
+
 // Store keeps rooms and their environment entities. Avatars never reach it.
 // Implementations are safe for concurrent use; every method honours ctx.
 type Store interface {
@@ -38,8 +57,9 @@ type Store interface {
 	CreateRoom(ctx context.Context, info RoomInfo, entities map[string]Components) (created bool, err error)
 	// Room returns one room, or ErrRoomNotFound.
 	Room(ctx context.Context, id string) (RoomInfo, error)
-	// Rooms lists every room, oldest first.
-	Rooms(ctx context.Context) ([]RoomInfo, error)
+	// Rooms lists up to limit rooms after the cursor, in the order of their
+	// creation (then of their ids); the zero cursor starts at the first.
+	Rooms(ctx context.Context, after RoomCursor, limit int) ([]RoomInfo, error)
 	// DeleteRoom removes a room and its entities, or returns ErrRoomNotFound.
 	DeleteRoom(ctx context.Context, id string) error
 	// Entities returns every entity of a room with its components.

@@ -2,12 +2,14 @@ package transport
 
 import (
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +18,13 @@ import (
 
 // maxAPIBody bounds the body of a rooms API request.
 const maxAPIBody = 4 << 10
+
+// Pages of GET /api/rooms: rooms per page unless limit says otherwise, and
+// at most.
+const (
+	defaultRoomsPage = 100
+	maxRoomsPage     = 1000
+)
 
 // APIRoom is a room in the JSON of the rooms API.
 type APIRoom struct {
@@ -31,9 +40,12 @@ type APIRoom struct {
 	Entities map[string]rooms.Components `json:"entities,omitempty"`
 }
 
-// APIRoomList is the JSON of GET /api/rooms.
+// APIRoomList is the JSON of GET /api/rooms: a page of rooms, oldest first.
 type APIRoomList struct {
 	Rooms []APIRoom `json:"rooms"`
+	// Next, when there may be more rooms, is the after parameter that asks
+	// for the next page.
+	Next string `json:"next,omitempty"`
 }
 
 // APIError is the JSON of every error the rooms API answers.
@@ -136,7 +148,21 @@ func (a *api) handleCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) handleList(w http.ResponseWriter, r *http.Request) {
-	list, err := a.reg.ListRooms(r.Context())
+	limit := defaultRoomsPage
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxRoomsPage {
+			a.fail(w, http.StatusBadRequest, fmt.Sprintf("limit must be a number from 1 to %d", maxRoomsPage))
+			return
+		}
+		limit = n
+	}
+	after, err := parseRoomCursor(r.URL.Query().Get("after"))
+	if err != nil {
+		a.fail(w, http.StatusBadRequest, "after must be the next of an earlier page: "+err.Error())
+		return
+	}
+	list, err := a.reg.ListRooms(r.Context(), after, limit)
 	if err != nil {
 		a.failRooms(w, err)
 		return
@@ -145,7 +171,33 @@ func (a *api) handleList(w http.ResponseWriter, r *http.Request) {
 	for i, room := range list {
 		out.Rooms[i] = apiRoom(room)
 	}
+	if len(list) == limit {
+		out.Next = formatRoomCursor(rooms.CursorAfter(list[len(list)-1].RoomInfo))
+	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// formatRoomCursor spells a cursor for the after parameter: the creation
+// time in Unix nanoseconds and the room id, base64url-encoded.
+func formatRoomCursor(c rooms.RoomCursor) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.CreatedAt.UnixNano(), 10) + ":" + c.ID))
+}
+
+// parseRoomCursor reads what formatRoomCursor wrote; empty is the start.
+func parseRoomCursor(s string) (rooms.RoomCursor, error) {
+	if s == "" {
+		return rooms.RoomCursor{}, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return rooms.RoomCursor{}, errors.New("not base64url")
+	}
+	nanos, id, ok := strings.Cut(string(b), ":")
+	n, err := strconv.ParseInt(nanos, 10, 64)
+	if !ok || err != nil || !rooms.ValidID(id) {
+		return rooms.RoomCursor{}, errors.New("not a cursor")
+	}
+	return rooms.RoomCursor{CreatedAt: time.Unix(0, n), ID: id}, nil
 }
 
 func (a *api) handleGet(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -168,7 +169,9 @@ var errDown = errors.New("store is down")
 func (*downStore) CreateRoom(context.Context, rooms.RoomInfo, map[string]rooms.Components) (bool, error) {
 	return false, errDown
 }
-func (*downStore) Rooms(context.Context) ([]rooms.RoomInfo, error) { return nil, errDown }
+func (*downStore) Rooms(context.Context, rooms.RoomCursor, int) ([]rooms.RoomInfo, error) {
+	return nil, errDown
+}
 func (*downStore) Room(context.Context, string) (rooms.RoomInfo, error) {
 	return rooms.RoomInfo{}, errDown
 }
@@ -242,6 +245,57 @@ func TestTheRoomsAPIRefusesChangesOtherPagesCouldSend(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := post(tt.contentType, tt.auth); got != tt.want {
 				t.Errorf("POST = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTheRoomsAPIListsAPageAtATime(t *testing.T) {
+	ts := startServer(t)
+	api := ts.HTTPURL() + "/api/rooms"
+	var made []string
+	for i := range 5 {
+		var room APIRoom
+		if code := apiJSON(t, "POST", api, fmt.Sprintf(`{"name": "room %d"}`, i), &room); code != http.StatusCreated {
+			t.Fatalf("create = %d", code)
+		}
+		made = append(made, room.ID)
+	}
+
+	var listed []string
+	pages := 0
+	for url := api + "?limit=2"; ; pages++ {
+		var page APIRoomList
+		if code := apiJSON(t, "GET", url, "", &page); code != http.StatusOK || len(page.Rooms) > 2 {
+			t.Fatalf("GET %s = %d %+v", url, code, page)
+		}
+		for _, r := range page.Rooms {
+			listed = append(listed, r.ID)
+		}
+		if page.Next == "" {
+			break
+		}
+		if pages > 5 {
+			t.Fatal("the pages do not end")
+		}
+		url = api + "?limit=2&after=" + page.Next
+	}
+	if fmt.Sprint(listed) != fmt.Sprint(made) || pages != 2 {
+		t.Errorf("listed %v in %d pages, want %v, oldest first, in 3", listed, pages+1, made)
+	}
+
+	bad := []struct{ name, query, says string }{
+		{"a limit of 0", "?limit=0", "limit must be"},
+		{"a limit past the most", "?limit=1001", "limit must be"},
+		{"a limit that is no number", "?limit=ten", "limit must be"},
+		{"an after that is not base64url", "?after=%25%25", "after must be"},
+		{"an after that is no cursor", "?after=bm90LWEtY3Vyc29y", "after must be"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			var apiErr APIError
+			if code := apiJSON(t, "GET", api+tt.query, "", &apiErr); code != http.StatusBadRequest || !strings.Contains(apiErr.Error, tt.says) {
+				t.Errorf("GET %s = %d %q, want 400 saying %q", tt.query, code, apiErr.Error, tt.says)
 			}
 		})
 	}

@@ -127,8 +127,12 @@ func (s *Store) Room(ctx context.Context, id string) (rooms.RoomInfo, error) {
 }
 
 // Rooms implements rooms.Store.
-func (s *Store) Rooms(ctx context.Context) ([]rooms.RoomInfo, error) {
-	rows, _ := s.pool.Query(ctx, `SELECT id, name, created_at FROM rooms ORDER BY created_at, id`)
+func (s *Store) Rooms(ctx context.Context, after rooms.RoomCursor, limit int) ([]rooms.RoomInfo, error) {
+	// Ids compare byte by byte, as they do in Go, whatever the database's
+	// collation.
+	rows, _ := s.pool.Query(ctx, `SELECT id, name, created_at FROM rooms
+		WHERE (created_at, id COLLATE "C") > ($1, $2)
+		ORDER BY created_at, id COLLATE "C" LIMIT $3`, after.CreatedAt, after.ID, max(limit, 0))
 	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (rooms.RoomInfo, error) {
 		var ri rooms.RoomInfo
 		err := row.Scan(&ri.ID, &ri.Name, &ri.CreatedAt)

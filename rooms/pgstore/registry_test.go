@@ -181,7 +181,7 @@ func TestRoomsLastAcrossRestarts(t *testing.T) {
 		t.Errorf("the restart applied migrations %v", got)
 	}
 	reg2 := newRegistry(t, s2, rooms.Config{})
-	list, err := reg2.ListRooms(ctx)
+	list, err := reg2.ListRooms(ctx, rooms.RoomCursor{}, 100)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ func Run(t *testing.T, newStore func(t *testing.T) rooms.Store) {
 	}{
 		{"a room is created once with its entities", testCreateOnce},
 		{"rooms are listed oldest first and deleted with their entities", testListAndDelete},
+		{"rooms are listed a page at a time", testRoomPages},
 		{"unknown rooms are ErrRoomNotFound", testUnknownRoom},
 		{"entities having a component are found", testEntitiesWith},
 		{"changes apply in order", testApplyInOrder},
@@ -92,6 +93,71 @@ func testCreateOnce(t *testing.T, s rooms.Store) {
 	}
 }
 
+func testRoomPages(t *testing.T, s rooms.Store) {
+	c := ctx(t)
+	// Two rooms made in the same microsecond sort by id, byte by byte.
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	made := []rooms.RoomInfo{
+		info("Zed", base.Add(time.Minute)), info("a", base), info("_b", base.Add(time.Minute)),
+		info("c", base.Add(2*time.Minute)), info("d", base.Add(3*time.Minute)),
+	}
+	for _, ri := range made {
+		if _, err := s.CreateRoom(c, ri, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := "[a Zed _b c d]"
+	tests := []struct {
+		name  string
+		limit int
+		pages string
+	}{
+		{"one page holds them all", 10, "[[a Zed _b c d]]"},
+		{"pages of two", 2, "[[a Zed] [_b c] [d]]"},
+		{"a page for each", 1, "[[a] [Zed] [_b] [c] [d] []]"},
+		{"pages the size of the list", 5, "[[a Zed _b c d] []]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var pages [][]string
+			var all []string
+			after := rooms.RoomCursor{}
+			for range 10 {
+				page, err := s.Rooms(c, after, tt.limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(page) > tt.limit {
+					t.Fatalf("a page of %d rooms, limit %d", len(page), tt.limit)
+				}
+				ids := []string{}
+				for _, ri := range page {
+					ids = append(ids, ri.ID)
+				}
+				pages, all = append(pages, ids), append(all, ids...)
+				if len(page) < tt.limit {
+					break
+				}
+				after = rooms.CursorAfter(page[len(page)-1])
+			}
+			if fmt.Sprint(pages) != tt.pages || fmt.Sprint(all) != want {
+				t.Errorf("pages %v, want %s", pages, tt.pages)
+			}
+		})
+	}
+	if page, err := s.Rooms(c, rooms.RoomCursor{}, 0); err != nil || len(page) != 0 {
+		t.Errorf("a page of 0 = %v, %v; want none", page, err)
+	}
+	// A cursor whose room is gone still marks a place.
+	if err := s.DeleteRoom(c, "_b"); err != nil {
+		t.Fatal(err)
+	}
+	page, err := s.Rooms(c, rooms.CursorAfter(made[2]), 10)
+	if err != nil || len(page) != 2 || page[0].ID != "c" {
+		t.Errorf("after a deleted room: %v, %v; want [c d]", page, err)
+	}
+}
+
 func testListAndDelete(t *testing.T, s rooms.Store) {
 	c := ctx(t)
 	base := time.Now().Add(-time.Hour)
@@ -100,7 +166,7 @@ func testListAndDelete(t *testing.T, s rooms.Store) {
 			t.Fatal(err)
 		}
 	}
-	list, err := s.Rooms(c)
+	list, err := s.Rooms(c, rooms.RoomCursor{}, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,7 +498,7 @@ func testCancelledContext(t *testing.T, s rooms.Store) {
 	}{
 		{"CreateRoom", func() error { _, err := s.CreateRoom(c, info("x", time.Now()), nil); return err }},
 		{"Room", func() error { _, err := s.Room(c, "r"); return err }},
-		{"Rooms", func() error { _, err := s.Rooms(c); return err }},
+		{"Rooms", func() error { _, err := s.Rooms(c, rooms.RoomCursor{}, 10); return err }},
 		{"DeleteRoom", func() error { return s.DeleteRoom(c, "r") }},
 		{"Entities", func() error { _, err := s.Entities(c, "r"); return err }},
 		{"EntitiesWith", func() error { _, err := s.EntitiesWith(c, "r", "x"); return err }},

@@ -6,6 +6,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/posecast/posecast/certs"
+	"github.com/posecast/posecast/rooms"
 )
 
 func TestTokens(t *testing.T) {
@@ -88,5 +93,49 @@ func TestOrigins(t *testing.T) {
 	}
 	if _, err := newOriginChecker([]string{"app.example.com"}, false, nil); err == nil {
 		t.Error("an origin without a scheme was accepted")
+	}
+}
+
+func TestSessionsFromOtherOriginsAreRefusedAtTheUpgrade(t *testing.T) {
+	tests := []struct {
+		name    string
+		secret  string
+		allowed []string
+		origin  string
+		ok      bool
+	}{
+		{"a listed origin", "s", []string{"https://app.example.com"}, "https://app.example.com", true},
+		{"an unlisted origin", "s", []string{"https://app.example.com"}, "https://evil.example", false},
+		{"localhost with a secret set", "s", []string{"https://app.example.com"}, "http://localhost:5173", false},
+		{"localhost in development mode", "", nil, "http://localhost:5173", true},
+		{"another site in development mode", "", nil, "https://evil.example", false},
+		{"no origin: not a browser", "s", []string{"https://app.example.com"}, "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := startServer(t, func(c *Config, _ *rooms.Config) {
+				c.AuthSecret = []byte(tt.secret)
+				c.AllowedOrigins = tt.allowed
+			})
+			current, _ := ts.certs.Hashes()
+			c, err := Dial(testContext(t), ClientConfig{URL: ts.URL(), CertHashes: []certs.Hash{current}, Origin: tt.origin})
+			if !tt.ok {
+				if err == nil {
+					c.Close()
+					t.Fatal("the session opened")
+				}
+				// The 403 races the close of the connection, which had no
+				// other use: the client sees one or the other.
+				if msg := err.Error(); !strings.Contains(msg, "403") && !strings.Contains(msg, "session refused") {
+					t.Errorf("refused with %v, want 403 Forbidden or the session refused", err)
+				}
+				waitUntil(t, "the refusal counted", func() bool { return testutil.ToFloat64(ts.metrics.rejected.WithLabelValues(rejectUpgrade)) == 1 })
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+		})
 	}
 }

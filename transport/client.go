@@ -36,6 +36,9 @@ type ClientConfig struct {
 	CertHashes []certs.Hash
 	// Name is sent in hello as the client's name.
 	Name string
+	// Origin, when set, is sent as the session request's Origin header, as a
+	// browser page on that origin would.
+	Origin string
 	// MaxMessage bounds a control message from the server. Defaults to 16 MiB.
 	MaxMessage int
 	// IdleTimeout is the QUIC idle timeout; the client pings at half of it.
@@ -227,7 +230,11 @@ func (c *Client) dial(ctx context.Context) error {
 			return conn, err
 		},
 	}
-	rsp, sess, err := d.Dial(ctx, c.cfg.URL, nil)
+	var header http.Header
+	if c.cfg.Origin != "" {
+		header = http.Header{"Origin": {c.cfg.Origin}}
+	}
+	rsp, sess, err := d.Dial(ctx, c.cfg.URL, header)
 	if err != nil {
 		if rsp != nil {
 			return fmt.Errorf("dial %s: %s: %w", c.cfg.URL, rsp.Status, err)

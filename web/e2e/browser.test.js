@@ -130,6 +130,20 @@ test('two pages in a room see each other move, and leave', async () => {
   await b.context().close();
 });
 
+test("a page opened with another page's link is the same user on a second device", async () => {
+  const a = await open(`${server.http}/?room=e2e-devices&name=Ada`);
+  const sa = await until(a, 'A to join', (s) => s.connected && s.self.slot >= 0);
+  const link = await a.locator('#same-user').getAttribute('href');
+  assert.ok(link && new URL(link).searchParams.get('token'), `no link with a token: ${link}`);
+  const second = await open(link);
+  const s2 = await until(second, 'the second device to join', (s) => s.connected && s.self.slot >= 0);
+  assert.equal(s2.self.id, sa.self.id, 'the second device is another user');
+  await until(a, 'A listed with two devices', (s) => s.presence[sa.self.id]?.devices === 2);
+  await second.context().close();
+  await until(a, 'A back to one device', (s) => s.presence[sa.self.id]?.devices === 1, 20000);
+  await a.context().close();
+});
+
 test('the lobby lists the rooms and joins the one picked, with the name given', async () => {
   const r = await fetch(`${server.http}/api/rooms`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ name: 'Gallery' }) });
   assert.equal(r.status, 201);

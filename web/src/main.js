@@ -73,7 +73,15 @@ function start(room, name) {
     onMessage(m) {
       view.apply(m, performance.now());
       if (m.type === 'welcome') view.welcome(m);
-      if (m.type === 'joined' && m.token) sessionStorage.setItem(tokenKey(join.room), m.token);
+      if (m.type === 'joined' && m.token) {
+        sessionStorage.setItem(tokenKey(join.room), m.token);
+        // Development mode: the link that opens this user on another device.
+        const url = new URL(location.href);
+        url.searchParams.set('room', join.room);
+        url.searchParams.set('token', m.token);
+        $('same-user').href = url.href;
+        $('same-user').hidden = false;
+      }
       if (m.type === 'joined' && !placed) {
         placed = true;
         controls.place(m.position, m.rotation);

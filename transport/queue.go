@@ -69,6 +69,7 @@ type frameQueue struct {
 	frames  [][]byte
 	pending int
 	closed  bool
+	held    bool // takeAll takes nothing until release
 }
 
 func newFrameQueue(limit int) *frameQueue {
@@ -95,11 +96,32 @@ func (q *frameQueue) push(frame []byte) bool {
 	return true
 }
 
-// takeAll moves every queued frame to dst. Their bytes count against the
-// limit until the writer reports them written.
+// hold keeps the writer from taking frames until release; pushes go on.
+func (q *frameQueue) hold() {
+	q.mu.Lock()
+	q.held = true
+	q.mu.Unlock()
+}
+
+// release lets the writer take what was held, and what follows.
+func (q *frameQueue) release() {
+	q.mu.Lock()
+	q.held = false
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// takeAll moves every queued frame to dst, unless the queue is held. Their
+// bytes count against the limit until the writer reports them written.
 func (q *frameQueue) takeAll(dst [][]byte) [][]byte {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.held {
+		return dst
+	}
 	dst = append(dst, q.frames...)
 	clear(q.frames)
 	q.frames = q.frames[:0]

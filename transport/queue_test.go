@@ -71,3 +71,27 @@ func TestFrameQueueCountsBytesUntilWritten(t *testing.T) {
 		t.Error("a closed queue took a frame")
 	}
 }
+
+func TestAHeldFrameQueueGivesNothingUntilReleased(t *testing.T) {
+	q := newFrameQueue(1 << 10)
+	q.hold()
+	if !q.push([]byte("joined")) || !q.push([]byte("entities_state")) {
+		t.Fatal("a held queue refused a push")
+	}
+	<-q.ready // the pushes signalled; the writer wakes and must find nothing
+	if got := q.takeAll(nil); len(got) != 0 {
+		t.Fatalf("took %q from a held queue", got)
+	}
+	if q.pendingBytes() != len("joined")+len("entities_state") {
+		t.Errorf("pending %d while held", q.pendingBytes())
+	}
+	q.release()
+	select {
+	case <-q.ready:
+	default:
+		t.Fatal("release did not wake the writer")
+	}
+	if got := q.takeAll(nil); len(got) != 2 || string(got[0]) != "joined" {
+		t.Errorf("took %q after release, want both frames in order", got)
+	}
+}

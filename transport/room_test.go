@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -380,5 +381,26 @@ func TestAClientAddressChangeKeepsTheSession(t *testing.T) {
 	}
 	if relay.Upstreams() < 2 {
 		t.Fatal("the relay never changed address")
+	}
+}
+
+func TestAPoseSentAsSoonAsJoinedIsTaken(t *testing.T) {
+	ts := startServer(t)
+	watcher, _ := join(t, ts, "lobby", "watcher")
+	for i := range 20 {
+		c := dial(t, ts)
+		j, err := c.Join(testContext(t), codec.Join{Room: "lobby"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The first thing the client does on reading joined.
+		if err := c.SendPose(pose(uint32(100+i), float64(i), 1.6, 0)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, watcher, "the newcomer's first pose", func(v *View) bool { return v.Poses[j.User].Time == uint32(100+i) })
+		c.Close()
+	}
+	if n := testutil.ToFloat64(ts.metrics.rejNotJoined); n != 0 {
+		t.Errorf("%v poses were refused as from a session not in a room", n)
 	}
 }

@@ -442,6 +442,11 @@ func (ss *session) handleJoin(m *codec.Join) {
 			ss.log.Error("development token", "err", err)
 		}
 	}
+	// The room sends joined before Join returns. Hold the session's frames
+	// until it knows its membership, so that a pose the client sends as soon
+	// as it reads joined finds it.
+	ss.fq.hold()
+	defer ss.fq.release()
 	ctx, cancel := context.WithTimeout(ss.ctx, 10*time.Second)
 	defer cancel()
 	mem, err := ss.srv.cfg.Registry.Join(ctx, m.Room, ss, req)

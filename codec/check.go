@@ -10,7 +10,13 @@ import (
 // recursion and rejects any declared length that the remaining bytes cannot
 // hold, so a decoder run after it never allocates for elements that are not
 // there.
-func CheckValue(b []byte, maxDepth int) error {
+func CheckValue(b []byte, maxDepth int) error { return checkValue(b, maxDepth, true) }
+
+// checkMessage is CheckValue for a control message body, which carries no
+// binary values.
+func checkMessage(b []byte) error { return checkValue(b, MaxDepth, false) }
+
+func checkValue(b []byte, maxDepth int, binaryOK bool) error {
 	// pending counts the values still to read at each open level.
 	var stackBuf [16]int
 	stack := stackBuf[:0]
@@ -49,6 +55,9 @@ func CheckValue(b []byte, maxDepth int) error {
 			n, size, ok := lengthAfter(c, b[pos:])
 			if !ok {
 				return fmt.Errorf("%w: bad or truncated type %#02x at byte %d", ErrMalformed, c, pos-1)
+			}
+			if !binaryOK && c >= 0xc4 && c <= 0xc6 {
+				return fmt.Errorf("%w: a binary value at byte %d; control messages carry none", ErrMalformed, pos-1)
 			}
 			pos += size
 			rest -= size

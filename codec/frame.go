@@ -85,12 +85,15 @@ func ReadFrame(r io.Reader, buf []byte, max int) ([]byte, error) {
 // cannot hold are refused before anything is allocated, and checks that every
 // free-form value (event data, components, meta) is one JSON could hold.
 func Decode(body []byte) (Message, error) {
-	if err := CheckValue(body, MaxDepth); err != nil {
+	if err := checkMessage(body); err != nil {
 		return nil, err
 	}
-	var h Header
+	var h wideHeader
 	if err := unmarshal(body, &h); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if h.Ref > math.MaxUint32 {
+		return nil, fmt.Errorf("%w: ref %d past 32 bits", ErrMalformed, h.Ref)
 	}
 	m := newMessage(h.Type)
 	if m == nil {
@@ -103,6 +106,27 @@ func Decode(body []byte) (Message, error) {
 		return nil, fmt.Errorf("%s: %w", h.Type, err)
 	}
 	return m, nil
+}
+
+// PeekRef returns the ref of a control message body that does not decode as
+// a message (an unknown type, a field of the wrong type), so that the error
+// answering it can carry the ref; 0 when there is none that can be read.
+func PeekRef(body []byte) uint32 {
+	if checkMessage(body) != nil {
+		return 0
+	}
+	var h wideHeader
+	if unmarshal(body, &h) != nil || h.Ref > math.MaxUint32 {
+		return 0
+	}
+	return uint32(h.Ref)
+}
+
+// wideHeader reads a message's header with room for a ref that does not
+// fit its 32 bits, which the decoder would otherwise cut short.
+type wideHeader struct {
+	Type string `msgpack:"type"`
+	Ref  uint64 `msgpack:"ref"`
 }
 
 func unmarshal(b []byte, v any) error {

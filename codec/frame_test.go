@@ -117,6 +117,8 @@ func TestDecodeRefusesBadMessages(t *testing.T) {
 		{"non-string map key in data", mp(map[string]any{"type": "event", "name": "x", "data": map[int]int{1: 2}}), ErrMalformed},
 		{"binary extension in data", mp(map[string]any{"type": "event", "name": "x", "data": msgpack.RawMessage{0xd4, 0x01, 0x00}}), ErrMalformed},
 		{"invalid UTF-8 in components", mp(map[string]any{"type": "create", "components": map[string]any{"x": "\xff"}}), ErrMalformed},
+		{"binary in components", mp(map[string]any{"type": "create", "components": map[string]any{"x": []byte{1, 2}}}), ErrMalformed},
+		{"a ref past 32 bits", mp(map[string]any{"type": "leave", "ref": int64(1) << 40}), ErrMalformed},
 		{"NaN in components", mp(map[string]any{"type": "update", "entity": "e", "components": map[string]any{"x": nanValue()}}), ErrMalformed},
 	}
 	for _, tt := range tests {
@@ -205,5 +207,36 @@ func BenchmarkEncodeFrame(b *testing.B) {
 		if buf, err = AppendFrame(buf[:0], m); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestPeekRefReadsTheRefOfWhatDoesNotDecode(t *testing.T) {
+	mp := func(v any) []byte {
+		b, err := msgpack.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	tests := []struct {
+		name string
+		body []byte
+		want uint32
+	}{
+		{"an unknown type", mp(map[string]any{"type": "teleport", "ref": 7}), 7},
+		{"a field of the wrong type", mp(map[string]any{"type": "join", "room": 5, "ref": 8}), 8},
+		{"no ref", mp(map[string]any{"type": "teleport"}), 0},
+		{"a ref of the wrong type", mp(map[string]any{"type": "leave", "ref": "nine"}), 0},
+		{"a ref past 32 bits", mp(map[string]any{"type": "leave", "ref": int64(1)<<40 + 5}), 0},
+		{"not msgpack", []byte{0xc1}, 0},
+		{"truncated", mp(map[string]any{"type": "leave", "ref": 3})[:4], 0},
+		{"nested too deep", append([]byte{0x82, 0xa3, 'r', 'e', 'f', 0x05, 0xa1, 'x'}, bytes.Repeat([]byte{0x91}, 100)...), 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := PeekRef(tt.body); got != tt.want {
+				t.Errorf("PeekRef = %d, want %d", got, tt.want)
+			}
+		})
 	}
 }

@@ -55,6 +55,9 @@ func (h *Header) header() *Header { return h }
 // RefOf returns a message's ref.
 func RefOf(m Message) uint32 { return m.header().Ref }
 
+// TypeOf returns a message's type, as its type field spells it.
+func TypeOf(m Message) string { return m.kind() }
+
 // SetRef sets a message's ref.
 func SetRef(m Message, ref uint32) { m.header().Ref = ref }
 

@@ -117,14 +117,16 @@ func TestMalformedControlMessagesGetAnErrorAndTheSessionGoesOn(t *testing.T) {
 	tests := []struct {
 		name string
 		body []byte
+		ref  uint32 // the ref the error answers with: the message's, when it can be read
 	}{
-		{"not msgpack", []byte{0xc1, 0xc1}},
-		{"truncated msgpack", mp(map[string]any{"type": "event", "name": "x"})[:6]},
-		{"unknown type", mp(map[string]any{"type": "teleport", "to": "bob"})},
-		{"a server message", mp(map[string]any{"type": "welcome"})},
-		{"nesting 200 deep", append(mp(map[string]any{"type": "event", "name": "deep"})[:1:1], bytes.Repeat([]byte{0x91}, 200)...)},
-		{"wrong field type", mp(map[string]any{"type": "create", "components": "lots"})},
-		{"a map of a million entries in ten bytes", []byte{0xdf, 0x00, 0x0f, 0x42, 0x40, 0xa1, 'x', 0xc0}},
+		{"not msgpack", []byte{0xc1, 0xc1}, 0},
+		{"truncated msgpack", mp(map[string]any{"type": "event", "name": "x", "ref": 40})[:6], 0},
+		{"unknown type", mp(map[string]any{"type": "teleport", "to": "bob", "ref": 41}), 41},
+		{"a server message", mp(map[string]any{"type": "welcome", "ref": 42}), 42},
+		{"nesting 200 deep", append(mp(map[string]any{"type": "event", "name": "deep"})[:1:1], bytes.Repeat([]byte{0x91}, 200)...), 0},
+		{"wrong field type", mp(map[string]any{"type": "create", "components": "lots", "ref": 43}), 43},
+		{"a ref past 32 bits", mp(map[string]any{"type": "leave", "ref": int64(1) << 40}), 0},
+		{"a map of a million entries in ten bytes", []byte{0xdf, 0x00, 0x0f, 0x42, 0x40, 0xa1, 'x', 0xc0}, 0},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -133,8 +135,8 @@ func TestMalformedControlMessagesGetAnErrorAndTheSessionGoesOn(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitFor(t, c, "an error answer", func(v *View) bool { return len(v.Errors) > errorsBefore })
-			if e := c.View().Errors[errorsBefore]; e.Code != codec.CodeBadMessage {
-				t.Errorf("error %+v, want %s", e, codec.CodeBadMessage)
+			if e := c.View().Errors[errorsBefore]; e.Code != codec.CodeBadMessage || e.Ref != tt.ref {
+				t.Errorf("error %+v, want %s with ref %d", e, codec.CodeBadMessage, tt.ref)
 			}
 			if _, err := c.Request(testContext(t), &codec.Ping{Time: int64(i)}); err != nil {
 				t.Fatalf("session after %s: %v", tt.name, err)

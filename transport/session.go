@@ -290,7 +290,7 @@ func (ss *session) process(body []byte, rs *readState) bool {
 			ss.goodbye(codec.CodeBadMessage, err.Error(), CloseProtocolError)
 			return false
 		}
-		ss.sendError(0, codec.CodeBadMessage, err.Error())
+		ss.sendError(codec.PeekRef(body), codec.CodeBadMessage, err.Error())
 		return true
 	}
 	if !rs.hello {
@@ -403,7 +403,7 @@ func (ss *session) handle(msg codec.Message) {
 	case *codec.Hello:
 		ss.refuse(m.Ref, codec.CodeBadMessage, "hello was already said")
 	default:
-		ss.refuse(0, codec.CodeBadMessage, fmt.Sprintf("%T is not a message a client sends", msg))
+		ss.refuse(codec.RefOf(msg), codec.CodeBadMessage, fmt.Sprintf("%s is not a message a client sends", codec.TypeOf(msg)))
 	}
 }
 

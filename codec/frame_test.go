@@ -117,6 +117,7 @@ func TestDecodeRefusesBadMessages(t *testing.T) {
 		{"non-string map key in data", mp(map[string]any{"type": "event", "name": "x", "data": map[int]int{1: 2}}), ErrMalformed},
 		{"binary extension in data", mp(map[string]any{"type": "event", "name": "x", "data": msgpack.RawMessage{0xd4, 0x01, 0x00}}), ErrMalformed},
 		{"invalid UTF-8 in components", mp(map[string]any{"type": "create", "components": map[string]any{"x": "\xff"}}), ErrMalformed},
+		{"an extension value in a field no message has", mp(map[string]any{"type": "leave", "x": msgpack.RawMessage{0xd4, 0x01, 0x00}}), ErrMalformed},
 		{"binary in components", mp(map[string]any{"type": "create", "components": map[string]any{"x": []byte{1, 2}}}), ErrMalformed},
 		{"a ref past 32 bits", mp(map[string]any{"type": "leave", "ref": int64(1) << 40}), ErrMalformed},
 		{"NaN in components", mp(map[string]any{"type": "update", "entity": "e", "components": map[string]any{"x": nanValue()}}), ErrMalformed},

@@ -79,8 +79,18 @@ type testServer struct {
 type serverOption func(*Config, *rooms.Config)
 
 // startServer runs a server on loopback ports chosen by the system, with a
-// fast tick, and stops it when the test ends.
+// fast tick and an in-memory store, and stops it when the test ends.
 func startServer(t testing.TB, opts ...serverOption) *testServer {
+	t.Helper()
+	store := &rooms.MemoryStore{}
+	ts := startServerOn(t, store, opts...)
+	ts.store = store
+	return ts
+}
+
+// startServerOn is startServer with the given store; the test server's
+// store field is left nil.
+func startServerOn(t testing.TB, store rooms.Store, opts ...serverOption) *testServer {
 	t.Helper()
 	cm, err := certs.NewSelfSigned(certs.SelfSignedConfig{Hosts: []string{"localhost", "127.0.0.1"}})
 	if err != nil {
@@ -92,7 +102,6 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	for _, o := range opts {
 		o(&cfg, &rcfg)
 	}
-	store := &rooms.MemoryStore{}
 	reg, err := rooms.NewRegistry(store, rcfg)
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +114,7 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{Server: srv, registry: reg, certs: cm, store: store}
+	ts := &testServer{Server: srv, registry: reg, certs: cm}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

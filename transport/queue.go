@@ -114,12 +114,14 @@ func (q *frameQueue) release() {
 	}
 }
 
-// takeAll moves every queued frame to dst, unless the queue is held. Their
-// bytes count against the limit until the writer reports them written.
+// takeAll moves every queued frame to dst, unless the queue is held and
+// still open: a closed queue gives up what it has, so that a session that
+// ends mid-join still writes its last words. Their bytes count against the
+// limit until the writer reports them written.
 func (q *frameQueue) takeAll(dst [][]byte) [][]byte {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.held {
+	if q.held && !q.closed {
 		return dst
 	}
 	dst = append(dst, q.frames...)

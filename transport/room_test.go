@@ -387,6 +387,10 @@ func TestAClientAddressChangeKeepsTheSession(t *testing.T) {
 func TestAPoseSentAsSoonAsJoinedIsTaken(t *testing.T) {
 	ts := startServer(t)
 	watcher, _ := join(t, ts, "lobby", "watcher")
+	// A session slow to record its membership after the room sent joined
+	// (a busy machine) must still take the pose its client sends at once.
+	slow := func() { time.Sleep(20 * time.Millisecond) }
+	ts.testHookJoined.Store(&slow)
 	for i := range 20 {
 		c := dial(t, ts)
 		j, err := c.Join(testContext(t), codec.Join{Room: "lobby"})
@@ -402,5 +406,54 @@ func TestAPoseSentAsSoonAsJoinedIsTaken(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(ts.metrics.rejNotJoined); n != 0 {
 		t.Errorf("%v poses were refused as from a session not in a room", n)
+	}
+}
+
+// gatedStore holds every room lookup until its gate opens, and says when
+// the first one waits.
+type gatedStore struct {
+	rooms.MemoryStore
+	gate    chan struct{}
+	waiting chan struct{}
+	once    sync.Once
+}
+
+func (s *gatedStore) Room(ctx context.Context, id string) (rooms.RoomInfo, error) {
+	s.once.Do(func() { close(s.waiting) })
+	select {
+	case <-s.gate:
+	case <-ctx.Done():
+		return rooms.RoomInfo{}, ctx.Err()
+	}
+	return s.MemoryStore.Room(ctx, id)
+}
+
+func TestAShutdownDuringAJoinStillSaysGoodbye(t *testing.T) {
+	store := &gatedStore{gate: make(chan struct{}), waiting: make(chan struct{})}
+	ts := startServerOn(t, store)
+	c := dial(t, ts)
+	joined := make(chan error, 1)
+	go func() {
+		_, err := c.Join(testContext(t), codec.Join{Room: "lobby"})
+		joined <- err
+	}()
+	<-store.waiting // the join waits on the store, the session's frames held
+
+	shutdown := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shutdown <- ts.Shutdown(ctx)
+	}()
+	waitFor(t, c, "the goodbye", func(v *View) bool { return v.Goodbye != nil })
+	if g := c.View().Goodbye; g.Code != codec.CodeServerShutdown {
+		t.Errorf("goodbye %+v, want %s", g, codec.CodeServerShutdown)
+	}
+	close(store.gate)
+	if err := <-joined; err == nil {
+		t.Error("the join succeeded on a server that shut down")
+	}
+	if err := <-shutdown; err != nil {
+		t.Errorf("shutdown: %v", err)
 	}
 }

@@ -180,6 +180,10 @@ type Server struct {
 	nextID  atomic.Uint64
 	// accepting is true while the QUIC listener accepts connections.
 	accepting atomic.Bool
+	// testHookJoined, when set, runs after a join's room has sent joined
+	// and before the session records its membership: tests widen that
+	// window with it.
+	testHookJoined atomic.Pointer[func()]
 	// joinSecret signs and checks join tokens: Config.AuthSecret, or in
 	// development mode a random secret of this process.
 	joinSecret []byte

@@ -454,6 +454,9 @@ func (ss *session) handleJoin(m *codec.Join) {
 		ss.refuseErr(m.Ref, err)
 		return
 	}
+	if hook := ss.srv.testHookJoined.Load(); hook != nil {
+		(*hook)()
+	}
 	ss.membership.Store(mem)
 	ss.log.Info("joined", "room", mem.Room(), "user", mem.User(), "slot", mem.Slot())
 }

@@ -340,12 +340,16 @@ func logStart(log *slog.Logger, srv *transport.Server, cm *certs.Manager) {
 	if info.SelfSigned && (info.KeyType != "ECDSA P-256" || info.Validity() > certs.MaxValidity) {
 		log.Warn("browsers refuse this certificate by hash: WebTransport's serverCertificateHashes wants ECDSA P-256 valid for at most 14 days")
 	}
-	httpPort := srv.HTTPAddr().(*net.TCPAddr).Port
+	httpAddr := srv.HTTPAddr().(*net.TCPAddr)
 	log.Info("posecast is up",
 		"webtransport", srv.URL(),
 		"http", srv.HTTPURL(),
 		"cert_hash_endpoint", srv.HTTPURL()+"/cert-hash",
 	)
+	if !httpAddr.IP.IsUnspecified() {
+		return // listening on one address only: the LAN cannot reach the page
+	}
+	httpPort := httpAddr.Port
 	for _, ip := range lanAddresses() {
 		// Pages on other machines need HTTPS for WebTransport; the HTTP port
 		// serves it too.

@@ -5,6 +5,10 @@
 # bench-load markers. Bot and server share this machine's cores.
 #
 #   SIZES="100 500 1000 2000" DURATION=40s RAMP=10s scripts/bench-load.sh
+#
+# With SERVER=http://host:8080 it starts no server and loads that one, whose
+# CPU and memory posebot then reads from its /metrics: run it on a machine of
+# its own to measure a server without the load generator beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,16 +35,22 @@ trap stop_server EXIT
 
 for n in $SIZES; do
   rooms=$(( (n + PER_ROOM - 1) / PER_ROOM ))
-  bin/posecast --listen "127.0.0.1:$UDP_PORT" --http "127.0.0.1:$HTTP_PORT" --log-level warn \
-    --max-members $(( PER_ROOM * 2 )) --max-sessions-per-ip 100000 --pprof >"$OUT/server-$n.log" 2>&1 &
-  server_pid=$!
-  for _ in $(seq 50); do
-    curl -fsS "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  echo "== $n clients in $rooms rooms of $PER_ROOM, $HZ Hz, $DURATION"
-  bin/posebot --server "http://127.0.0.1:$HTTP_PORT" --rooms "$rooms" --per-room "$PER_ROOM" --hz "$HZ" \
-    --duration "$DURATION" --ramp "$RAMP" --join-timeout 30s --server-pid "$server_pid" \
+  server=${SERVER:-}
+  pid_flag=()
+  if [ -z "$server" ]; then
+    bin/posecast --listen "127.0.0.1:$UDP_PORT" --http "127.0.0.1:$HTTP_PORT" --log-level warn \
+      --max-members $(( PER_ROOM * 2 )) --max-sessions-per-ip 100000 --pprof >"$OUT/server-$n.log" 2>&1 &
+    server_pid=$!
+    server="http://127.0.0.1:$HTTP_PORT"
+    pid_flag=(--server-pid "$server_pid")
+    for _ in $(seq 50); do
+      curl -fsS "$server/healthz" >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+  fi
+  echo "== $n clients in $rooms rooms of $PER_ROOM, $HZ Hz, $DURATION against $server"
+  bin/posebot --server "$server" --rooms "$rooms" --per-room "$PER_ROOM" --hz "$HZ" \
+    --duration "$DURATION" --ramp "$RAMP" --join-timeout 30s "${pid_flag[@]}" \
     --json "$OUT/$(printf %05d "$n").json" | tail -n 16 || echo "(posebot reported a failed run)"
   stop_server
 done
@@ -48,7 +58,11 @@ done
 table=$(bin/posebot table "$OUT"/*.json)
 echo "$table"
 machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/Mem:/ {print $2}') GiB, $(go version | cut -d' ' -f3)"
+where="$machine"
+if [ -n "${SERVER:-}" ]; then
+  where="$machine, loading $SERVER (a server whose machine this line does not describe)"
+fi
 block=$(printf '<!-- bench-load:start -->\n`%s` on %s, %s.\nRooms of %s, %s Hz head poses, %s per run (%s ramp), server tick 200 ms.\n\n%s\n<!-- bench-load:end -->' \
-  "SIZES=\"$SIZES\" DURATION=$DURATION RAMP=$RAMP scripts/bench-load.sh" "$(date -u +%Y-%m-%d)" "$machine" "$PER_ROOM" "$HZ" "$DURATION" "$RAMP" "$table")
+  "${SERVER:+SERVER=$SERVER }SIZES=\"$SIZES\" DURATION=$DURATION RAMP=$RAMP scripts/bench-load.sh" "$(date -u +%Y-%m-%d)" "$where" "$PER_ROOM" "$HZ" "$DURATION" "$RAMP" "$table")
 BLOCK="$block" perl -0777 -i -pe 's/<!-- bench-load:start -->.*?<!-- bench-load:end -->/$ENV{BLOCK}/s or $_ .= "\n$ENV{BLOCK}\n"' docs/BENCHMARKS.md
 echo "table written to docs/BENCHMARKS.md"

@@ -56,7 +56,7 @@ func newQuietRoom(tb testing.TB, n int) (*Room, []*Membership, []*countingMember
 			tb.Fatal(err)
 		}
 	}
-	r.tick(time.Now()) // send the joins' diffs
+	r.tick(time.Now(), 0) // send the joins' diffs
 	for _, c := range cms {
 		c.reset()
 	}
@@ -90,7 +90,7 @@ func BenchmarkTick(b *testing.B) {
 					}
 				}
 				start := time.Now()
-				r.tick(start)
+				r.tick(start, 0)
 				inTick += time.Since(start)
 				ticks++
 			}

@@ -66,9 +66,11 @@ type Config struct {
 	// MaxRooms bounds the live rooms of a node; joins that would start one
 	// more are refused. Defaults to 10000.
 	MaxRooms int
-	// OnTick, when set, is told how long each tick's work took. It runs in
+	// OnTick, when set, is told of each tick how late it began (how much
+	// longer than Tick the time since the room's previous tick was: a node
+	// short of CPU starts ticks late) and how long its work took. It runs in
 	// the tick goroutine and must return quickly.
-	OnTick func(time.Duration)
+	OnTick func(late, work time.Duration)
 	// Logger receives the rooms' logs. Defaults to slog.Default().
 	Logger *slog.Logger
 }

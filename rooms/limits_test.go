@@ -3,7 +3,9 @@ package rooms_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,15 +73,46 @@ func TestRoomsPerNodeAreBounded(t *testing.T) {
 	})
 }
 
-func TestOnTickSeesEveryTick(t *testing.T) {
+func TestOnTickSeesEveryTickAndHowLateItBegan(t *testing.T) {
 	cfg := testConfig()
-	var ticks int
-	cfg.OnTick = func(time.Duration) { ticks++ }
+	var mu sync.Mutex // guards the following, shared with the tick goroutine
+	var late []time.Duration
+	overrun := false // the next tick's hook runs a tick and a half long
+	cfg.OnTick = func(l, _ time.Duration) {
+		mu.Lock()
+		late = append(late, l)
+		sleep := overrun
+		overrun = false
+		mu.Unlock()
+		if sleep {
+			time.Sleep(cfg.Tick * 3 / 2)
+		}
+	}
+	observed := func() []time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(late)
+	}
 	inBubble(t, cfg, nil, func(t *testing.T, w *world) {
 		w.join("a", "ada", newMember(t, "ada"))
 		w.ticks(5)
-		if ticks != 5 {
-			t.Errorf("OnTick called %d times in 5 ticks", ticks)
+		got := observed()
+		if len(got) != 5 {
+			t.Errorf("OnTick called %d times in 5 ticks", len(got))
+		}
+		for i, l := range got {
+			if l != 0 {
+				t.Errorf("tick %d began %v late on an idle node", i, l)
+			}
+		}
+		// One tick overruns into the next period: the next begins late by
+		// what the overrun took past it, and the one after is on time.
+		mu.Lock()
+		overrun, late = true, nil
+		mu.Unlock()
+		w.ticks(4)
+		if got := observed(); len(got) < 3 || got[0] != 0 || got[1] != cfg.Tick/2 || got[2] != 0 {
+			t.Errorf("around an overrun of half a tick, ticks began %v late; want 0, %v, 0", got, cfg.Tick/2)
 		}
 	})
 }

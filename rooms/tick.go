@@ -11,12 +11,16 @@ import (
 func (r *Room) tickLoop() {
 	t := time.NewTicker(r.cfg.Tick)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-r.stop:
 			return
-		case now := <-t.C:
-			if !r.tick(now) {
+		case <-t.C:
+			now := time.Now()
+			late := max(0, now.Sub(last)-r.cfg.Tick)
+			last = now
+			if !r.tick(now, late) {
 				continue
 			}
 			if r.reg.retire(r) {
@@ -27,13 +31,13 @@ func (r *Room) tickLoop() {
 	}
 }
 
-// tick does one tick: under the lock, it settles held devices and stale
-// avatars and sends the reliable diffs; then, without the lock, it sends
-// the poses that changed. It reports whether the room has been empty for
-// its grace period.
-func (r *Room) tick(now time.Time) (retire bool) {
+// tick does one tick, begun late by late: under the lock, it settles held
+// devices and stale avatars and sends the reliable diffs; then, without the
+// lock, it sends the poses that changed. It reports whether the room has
+// been empty for its grace period.
+func (r *Room) tick(now time.Time, late time.Duration) (retire bool) {
 	if r.cfg.OnTick != nil {
-		defer func(start time.Time) { r.cfg.OnTick(time.Since(start)) }(time.Now())
+		defer func() { r.cfg.OnTick(late, time.Since(now)) }()
 	}
 	tick := r.tickCount.Add(1)
 	r.mu.Lock()

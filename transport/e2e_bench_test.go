@@ -52,7 +52,7 @@ func runEndToEnd(b *testing.B, members, hz int, duration time.Duration, flood bo
 	var ticks []float64 // microseconds
 	ts := startServer(b, func(c *Config, r *rooms.Config) {
 		r.Tick = 200 * time.Millisecond
-		r.OnTick = func(d time.Duration) {
+		r.OnTick = func(_, d time.Duration) {
 			ticksMu.Lock()
 			ticks = append(ticks, float64(d.Microseconds()))
 			ticksMu.Unlock()

@@ -23,6 +23,7 @@ type metrics struct {
 	messagesOut   prometheus.Counter
 	posesIn       prometheus.Counter
 	tick          prometheus.Histogram
+	tickLate      prometheus.Histogram
 	drops         *prometheus.CounterVec // outbound traffic dropped, by reason
 	rejected      *prometheus.CounterVec // inbound input refused, by reason
 
@@ -76,6 +77,11 @@ func newMetrics(registry *rooms.Registry, pendingBytes, pendingDatagrams func() 
 			Namespace: "posecast", Name: "tick_seconds", Help: "How long a room's tick took: diffs, stale marking and the pose fan-out.",
 			Buckets: prometheus.ExponentialBuckets(10e-6, 2.5, 10), // 10 µs .. 38 ms
 		}),
+		tickLate: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "posecast", Name: "tick_late_seconds",
+			Help:    "How late a room's tick began: how much longer than the tick the time since its previous tick was. A node short of CPU starts ticks late.",
+			Buckets: prometheus.ExponentialBuckets(1e-3, 2.5, 9), // 1 ms .. 1.5 s
+		}),
 		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "posecast", Name: "drops_total", Help: "Outbound traffic dropped, by reason.",
 		}, []string{"reason"}),
@@ -95,7 +101,7 @@ func newMetrics(registry *rooms.Registry, pendingBytes, pendingDatagrams func() 
 	m.rejMessageRate = m.rejected.WithLabelValues(rejectMessageRate)
 	m.rejUnauthorized = m.rejected.WithLabelValues(rejectUnauthorized)
 	reg.MustRegister(
-		m.tick,
+		m.tick, m.tickLate,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "posecast", Name: "members", Help: "Devices in rooms, held ones included."},
 			func() float64 {
 				n := 0

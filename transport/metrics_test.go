@@ -48,9 +48,9 @@ func metricValues(t *testing.T, ts *testServer) map[string]float64 {
 func TestTheMetricsEndpointFollowsTheTraffic(t *testing.T) {
 	var srv atomic.Pointer[Server]
 	ts := startServer(t, func(_ *Config, r *rooms.Config) {
-		r.OnTick = func(d time.Duration) {
+		r.OnTick = func(late, work time.Duration) {
 			if s := srv.Load(); s != nil {
-				s.ObserveTick(d)
+				s.ObserveTick(late, work)
 			}
 		}
 	})
@@ -86,6 +86,7 @@ func TestTheMetricsEndpointFollowsTheTraffic(t *testing.T) {
 		{"posecast_messages_in_total", 4}, // two hellos, two joins
 		{"posecast_messages_out_total", 8},
 		{"posecast_tick_seconds_count", 1},
+		{"posecast_tick_late_seconds_count", 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.metric, func(t *testing.T) {

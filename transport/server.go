@@ -274,9 +274,12 @@ func NewServer(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// ObserveTick records how long a room's tick took, for the tick duration
-// metric. Hook it to rooms.Config.OnTick.
-func (s *Server) ObserveTick(d time.Duration) { s.metrics.tick.Observe(d.Seconds()) }
+// ObserveTick records how late a room's tick began and how long its work
+// took, for the tick metrics. Hook it to rooms.Config.OnTick.
+func (s *Server) ObserveTick(late, work time.Duration) {
+	s.metrics.tickLate.Observe(late.Seconds())
+	s.metrics.tick.Observe(work.Seconds())
+}
 
 // Config returns the server's configuration with defaults filled in.
 func (s *Server) Config() Config { return s.cfg }

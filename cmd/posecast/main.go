@@ -198,9 +198,9 @@ func run(args []string) error {
 		MaxMembers:     o.maxMembers,
 		StoreTimeout:   o.storeTimout,
 		MaxRooms:       o.maxRooms,
-		OnTick: func(d time.Duration) {
+		OnTick: func(late, work time.Duration) {
 			if srv != nil {
-				srv.ObserveTick(d)
+				srv.ObserveTick(late, work)
 			}
 		},
 		Logger: log,

@@ -90,14 +90,17 @@ func TestMessagesAreMapsWithAType(t *testing.T) {
 	}
 }
 
-func TestDecodeRefusesBadMessages(t *testing.T) {
-	mp := func(v any) []byte {
-		b, err := msgpack.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
+// marshal encodes v as msgpack, for bodies a client built by hand might send.
+func marshal(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := msgpack.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return b
+}
+
+func TestDecodeRefusesBadMessages(t *testing.T) {
 	deep := bytes.Repeat([]byte{0x91}, 100)
 	deep = append(deep, 0x01)
 	tests := []struct {
@@ -106,21 +109,21 @@ func TestDecodeRefusesBadMessages(t *testing.T) {
 		want error
 	}{
 		{"empty body", nil, ErrMalformed},
-		{"unknown type", mp(map[string]any{"type": "teleport"}), ErrUnknownType},
-		{"no type", mp(map[string]any{"room": "x"}), ErrUnknownType},
-		{"not a map", mp([]any{1, 2}), ErrMalformed},
-		{"wrong field type", mp(map[string]any{"type": "join", "room": 5}), ErrMalformed},
-		{"truncated", mp(map[string]any{"type": "join", "room": "lobby"})[:8], ErrMalformed},
+		{"unknown type", marshal(t, map[string]any{"type": "teleport"}), ErrUnknownType},
+		{"no type", marshal(t, map[string]any{"room": "x"}), ErrUnknownType},
+		{"not a map", marshal(t, []any{1, 2}), ErrMalformed},
+		{"wrong field type", marshal(t, map[string]any{"type": "join", "room": 5}), ErrMalformed},
+		{"truncated", marshal(t, map[string]any{"type": "join", "room": "lobby"})[:8], ErrMalformed},
 		{"map declaring four billion entries", []byte{0xdf, 0xff, 0xff, 0xff, 0xff}, ErrMalformed},
 		{"array nested 100 deep", append([]byte{0x82, 0xa4, 't', 'y', 'p', 'e', 0xa5, 'e', 'v', 'e', 'n', 't', 0xa4, 'd', 'a', 't', 'a'}, deep...), ErrTooLarge},
-		{"trailing bytes", append(mp(map[string]any{"type": "leave"}), 0xc0), ErrMalformed},
-		{"non-string map key in data", mp(map[string]any{"type": "event", "name": "x", "data": map[int]int{1: 2}}), ErrMalformed},
-		{"binary extension in data", mp(map[string]any{"type": "event", "name": "x", "data": msgpack.RawMessage{0xd4, 0x01, 0x00}}), ErrMalformed},
-		{"invalid UTF-8 in components", mp(map[string]any{"type": "create", "components": map[string]any{"x": "\xff"}}), ErrMalformed},
-		{"an extension value in a field no message has", mp(map[string]any{"type": "leave", "x": msgpack.RawMessage{0xd4, 0x01, 0x00}}), ErrMalformed},
-		{"binary in components", mp(map[string]any{"type": "create", "components": map[string]any{"x": []byte{1, 2}}}), ErrMalformed},
-		{"a ref past 32 bits", mp(map[string]any{"type": "leave", "ref": int64(1) << 40}), ErrMalformed},
-		{"NaN in components", mp(map[string]any{"type": "update", "entity": "e", "components": map[string]any{"x": nanValue()}}), ErrMalformed},
+		{"trailing bytes", append(marshal(t, map[string]any{"type": "leave"}), 0xc0), ErrMalformed},
+		{"non-string map key in data", marshal(t, map[string]any{"type": "event", "name": "x", "data": map[int]int{1: 2}}), ErrMalformed},
+		{"binary extension in data", marshal(t, map[string]any{"type": "event", "name": "x", "data": msgpack.RawMessage{0xd4, 0x01, 0x00}}), ErrMalformed},
+		{"invalid UTF-8 in components", marshal(t, map[string]any{"type": "create", "components": map[string]any{"x": "\xff"}}), ErrMalformed},
+		{"an extension value in a field no message has", marshal(t, map[string]any{"type": "leave", "x": msgpack.RawMessage{0xd4, 0x01, 0x00}}), ErrMalformed},
+		{"binary in components", marshal(t, map[string]any{"type": "create", "components": map[string]any{"x": []byte{1, 2}}}), ErrMalformed},
+		{"a ref past 32 bits", marshal(t, map[string]any{"type": "leave", "ref": int64(1) << 40}), ErrMalformed},
+		{"NaN in components", marshal(t, map[string]any{"type": "update", "entity": "e", "components": map[string]any{"x": nanValue()}}), ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -161,21 +164,14 @@ func TestReadFrameLimits(t *testing.T) {
 }
 
 func TestCheckValue(t *testing.T) {
-	mp := func(v any) []byte {
-		b, err := msgpack.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
 	tests := []struct {
 		name string
 		b    []byte
 		ok   bool
 	}{
 		{"fixint", []byte{0x05}, true},
-		{"nested map", mp(map[string]any{"a": []any{1, "x", map[string]any{"b": 2.5}}}), true},
-		{"all scalar widths", mp([]any{uint8(200), uint16(60000), uint32(1 << 31), uint64(1 << 63), int8(-100), int16(-30000), int32(-1 << 30), int64(-1 << 62), float32(1.5), 2.5, nil, true, false, []byte{1, 2, 3}}), true},
+		{"nested map", marshal(t, map[string]any{"a": []any{1, "x", map[string]any{"b": 2.5}}}), true},
+		{"all scalar widths", marshal(t, []any{uint8(200), uint16(60000), uint32(1 << 31), uint64(1 << 63), int8(-100), int16(-30000), int32(-1 << 30), int64(-1 << 62), float32(1.5), 2.5, nil, true, false, []byte{1, 2, 3}}), true},
 		{"ext", []byte{0xc7, 0x02, 0x05, 0xaa, 0xbb}, true},
 		{"never-used byte", []byte{0xc1}, false},
 		{"truncated str", []byte{0xa5, 'a'}, false},
@@ -212,25 +208,18 @@ func BenchmarkEncodeFrame(b *testing.B) {
 }
 
 func TestPeekRefReadsTheRefOfWhatDoesNotDecode(t *testing.T) {
-	mp := func(v any) []byte {
-		b, err := msgpack.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
 	tests := []struct {
 		name string
 		body []byte
 		want uint32
 	}{
-		{"an unknown type", mp(map[string]any{"type": "teleport", "ref": 7}), 7},
-		{"a field of the wrong type", mp(map[string]any{"type": "join", "room": 5, "ref": 8}), 8},
-		{"no ref", mp(map[string]any{"type": "teleport"}), 0},
-		{"a ref of the wrong type", mp(map[string]any{"type": "leave", "ref": "nine"}), 0},
-		{"a ref past 32 bits", mp(map[string]any{"type": "leave", "ref": int64(1)<<40 + 5}), 0},
+		{"an unknown type", marshal(t, map[string]any{"type": "teleport", "ref": 7}), 7},
+		{"a field of the wrong type", marshal(t, map[string]any{"type": "join", "room": 5, "ref": 8}), 8},
+		{"no ref", marshal(t, map[string]any{"type": "teleport"}), 0},
+		{"a ref of the wrong type", marshal(t, map[string]any{"type": "leave", "ref": "nine"}), 0},
+		{"a ref past 32 bits", marshal(t, map[string]any{"type": "leave", "ref": int64(1)<<40 + 5}), 0},
 		{"not msgpack", []byte{0xc1}, 0},
-		{"truncated", mp(map[string]any{"type": "leave", "ref": 3})[:4], 0},
+		{"truncated", marshal(t, map[string]any{"type": "leave", "ref": 3})[:4], 0},
 		{"nested too deep", append([]byte{0x82, 0xa3, 'r', 'e', 'f', 0x05, 0xa1, 'x'}, bytes.Repeat([]byte{0x91}, 100)...), 0},
 	}
 	for _, tt := range tests {

@@ -8,6 +8,7 @@
 #   SIZES="500 1000 1500 2000" DURATION=30s scripts/bench-floor.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-docs.sh
 
 SIZES=${SIZES:-"500 1000 1500 2000"}
 STACKS=${STACKS:-"quic webtransport"}
@@ -25,9 +26,6 @@ for n in $SIZES; do
   done
 done
 
-machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/Mem:/ {print $2}') GiB, $(go version | cut -d' ' -f3)"
 table=$(printf '| stack | connections | failed | datagrams in/s | datagrams out/s | server (cores) | load (cores) | together |\n|---|---:|---:|---:|---:|---:|---:|---:|\n%s' "${rows%$'\n'}")
-block=$(printf '<!-- bench-floor:start -->\n`SIZES="%s" DURATION=%s RAMP=%s scripts/bench-floor.sh` on %s, %s.\nCores are measured from a second after the ramp to the end of each run.\n\n%s\n<!-- bench-floor:end -->' \
-  "$SIZES" "$DURATION" "$RAMP" "$(date -u +%Y-%m-%d)" "$machine" "$table")
-BLOCK="$block" perl -0777 -i -pe 's/<!-- bench-floor:start -->.*?<!-- bench-floor:end -->/$ENV{BLOCK}/s or $_ .= "\n$ENV{BLOCK}\n"' docs/BENCHMARKS.md
-echo "table written to docs/BENCHMARKS.md"
+write_block bench-floor "$(printf '`SIZES="%s" DURATION=%s RAMP=%s scripts/bench-floor.sh` on %s, %s.\nCores are measured from a second after the ramp to the end of each run.\n\n%s' \
+  "$SIZES" "$DURATION" "$RAMP" "$(date -u +%Y-%m-%d)" "$(machine)" "$table")"

@@ -11,6 +11,7 @@
 # its own to measure a server without the load generator beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-docs.sh
 
 SIZES=${SIZES:-"100 500 1000 2000 3000"}
 PER_ROOM=${PER_ROOM:-50}
@@ -57,12 +58,9 @@ done
 
 table=$(bin/posebot table "$OUT"/*.json)
 echo "$table"
-machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/Mem:/ {print $2}') GiB, $(go version | cut -d' ' -f3)"
-where="$machine"
+where=$(machine)
 if [ -n "${SERVER:-}" ]; then
-  where="$machine, loading $SERVER (a server whose machine this line does not describe)"
+  where="$where, loading $SERVER (a server whose machine this line does not describe)"
 fi
-block=$(printf '<!-- bench-load:start -->\n`%s` on %s, %s.\nRooms of %s, %s Hz head poses, %s per run (%s ramp), server tick 200 ms.\n\n%s\n<!-- bench-load:end -->' \
-  "${SERVER:+SERVER=$SERVER }SIZES=\"$SIZES\" DURATION=$DURATION RAMP=$RAMP scripts/bench-load.sh" "$(date -u +%Y-%m-%d)" "$where" "$PER_ROOM" "$HZ" "$DURATION" "$RAMP" "$table")
-BLOCK="$block" perl -0777 -i -pe 's/<!-- bench-load:start -->.*?<!-- bench-load:end -->/$ENV{BLOCK}/s or $_ .= "\n$ENV{BLOCK}\n"' docs/BENCHMARKS.md
-echo "table written to docs/BENCHMARKS.md"
+write_block bench-load "$(printf '`%s` on %s, %s.\nRooms of %s, %s Hz head poses, %s per run (%s ramp), server tick 200 ms.\n\n%s' \
+  "${SERVER:+SERVER=$SERVER }SIZES=\"$SIZES\" DURATION=$DURATION RAMP=$RAMP scripts/bench-load.sh" "$(date -u +%Y-%m-%d)" "$where" "$PER_ROOM" "$HZ" "$DURATION" "$RAMP" "$table")"

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/rooms"
@@ -104,34 +103,24 @@ func TestOversizeControlMessageClosesOnlyThatSession(t *testing.T) {
 func TestMalformedControlMessagesGetAnErrorAndTheSessionGoesOn(t *testing.T) {
 	ts := startServer(t)
 	c, _ := join(t, ts, "lobby", "ada")
-	mp := func(v any) []byte {
-		b, err := msgpack.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	frame := func(body []byte) []byte {
-		return binary.BigEndian.AppendUint32(nil, uint32(len(body))) // followed by body
-	}
 	tests := []struct {
 		name string
 		body []byte
 		ref  uint32 // the ref the error answers with: the message's, when it can be read
 	}{
 		{"not msgpack", []byte{0xc1, 0xc1}, 0},
-		{"truncated msgpack", mp(map[string]any{"type": "event", "name": "x", "ref": 40})[:6], 0},
-		{"unknown type", mp(map[string]any{"type": "teleport", "to": "bob", "ref": 41}), 41},
-		{"a server message", mp(map[string]any{"type": "welcome", "ref": 42}), 42},
-		{"nesting 200 deep", append(mp(map[string]any{"type": "event", "name": "deep"})[:1:1], bytes.Repeat([]byte{0x91}, 200)...), 0},
-		{"wrong field type", mp(map[string]any{"type": "create", "components": "lots", "ref": 43}), 43},
-		{"a ref past 32 bits", mp(map[string]any{"type": "leave", "ref": int64(1) << 40}), 0},
+		{"truncated msgpack", marshal(t, map[string]any{"type": "event", "name": "x", "ref": 40})[:6], 0},
+		{"unknown type", marshal(t, map[string]any{"type": "teleport", "to": "bob", "ref": 41}), 41},
+		{"a server message", marshal(t, map[string]any{"type": "welcome", "ref": 42}), 42},
+		{"nesting 200 deep", append(marshal(t, map[string]any{"type": "event", "name": "deep"})[:1:1], bytes.Repeat([]byte{0x91}, 200)...), 0},
+		{"wrong field type", marshal(t, map[string]any{"type": "create", "components": "lots", "ref": 43}), 43},
+		{"a ref past 32 bits", marshal(t, map[string]any{"type": "leave", "ref": int64(1) << 40}), 0},
 		{"a map of a million entries in ten bytes", []byte{0xdf, 0x00, 0x0f, 0x42, 0x40, 0xa1, 'x', 0xc0}, 0},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			errorsBefore := len(c.View().Errors)
-			if err := c.SendRaw(append(frame(tt.body), tt.body...)); err != nil {
+			if err := c.SendRaw(frameOf(tt.body)); err != nil {
 				t.Fatal(err)
 			}
 			waitFor(t, c, "an error answer", func(v *View) bool { return len(v.Errors) > errorsBefore })

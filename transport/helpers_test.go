@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"runtime"
 	"strings"
@@ -161,15 +162,38 @@ func token(t testing.TB, ts *testServer, room, user string) string {
 	return tok
 }
 
-// rawFrame encodes v as a control frame as it is, for messages a client
-// built by hand might send.
-func rawFrame(t testing.TB, v any) []byte {
+// marshal encodes v as msgpack, for bodies a client built by hand might
+// send.
+func marshal(t testing.TB, v any) []byte {
 	t.Helper()
 	body, err := msgpack.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return body
+}
+
+// frameOf puts body, whatever it holds, in a control frame.
+func frameOf(body []byte) []byte {
 	return append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)
+}
+
+// rawFrame encodes v as a control frame as it is.
+func rawFrame(t testing.TB, v any) []byte { return frameOf(marshal(t, v)) }
+
+// httpGet returns the status and body of a GET of url.
+func httpGet(t *testing.T, url string) (int, []byte) {
+	t.Helper()
+	r, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.StatusCode, b
 }
 
 // join dials and joins room as user.

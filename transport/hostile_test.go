@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -267,15 +265,7 @@ func (ts *testServer) sessionOf(user string) *session {
 
 func scrape(t *testing.T, ts *testServer) string {
 	t.Helper()
-	r, err := http.Get(ts.HTTPURL() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Body.Close()
-	b, err := io.ReadAll(r.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, b := httpGet(t, ts.HTTPURL()+"/metrics")
 	return string(b)
 }
 

@@ -3,7 +3,6 @@ package transport
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,16 +14,8 @@ import (
 // readyz returns the status and body of ts's /readyz.
 func readyz(t *testing.T, ts *testServer) (int, string) {
 	t.Helper()
-	r, err := http.Get(ts.HTTPURL() + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Body.Close()
-	b, err := io.ReadAll(r.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r.StatusCode, strings.TrimSpace(string(b))
+	status, b := httpGet(t, ts.HTTPURL()+"/readyz")
+	return status, strings.TrimSpace(string(b))
 }
 
 func TestReadiness(t *testing.T) {

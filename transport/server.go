@@ -536,22 +536,21 @@ func (s *Server) handleWebTransport(w http.ResponseWriter, r *http.Request) {
 
 // pendingBytes sums the control bytes queued for every session.
 func (s *Server) pendingBytes() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for ss := range s.sessions {
-		n += ss.fq.pendingBytes()
-	}
-	return n
+	return s.sumSessions(func(ss *session) int { return ss.fq.pendingBytes() })
 }
 
 // pendingDatagrams sums the datagrams queued for every session.
 func (s *Server) pendingDatagrams() int {
+	return s.sumSessions(func(ss *session) int { return ss.dq.len() })
+}
+
+// sumSessions sums f over the open sessions.
+func (s *Server) sumSessions(f func(*session) int) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
 	for ss := range s.sessions {
-		n += ss.dq.len()
+		n += f(ss)
 	}
 	return n
 }

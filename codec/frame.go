@@ -177,6 +177,12 @@ func newMessage(t string) Message {
 		return &Error{}
 	case TypeGoodbye:
 		return &Goodbye{}
+	case TypeSubscribePresence:
+		return &SubscribePresence{}
+	case TypeUnsubscribePresence:
+		return &UnsubscribePresence{}
+	case TypePresenceCollection:
+		return &PresenceCollection{}
 	}
 	return nil
 }

@@ -46,6 +46,12 @@ func sampleMessages() []Message {
 		&OK{Header: Header{Ref: 3}, Entity: "e9"},
 		&Error{Header: Header{Ref: 7}, Code: CodeInvalid, Message: "room name too long"},
 		&Goodbye{Code: CodeServerShutdown, Message: "server is stopping"},
+		&Goodbye{Code: CodeMoved, Message: "room lobby lives on node n2", Moved: &Location{Node: "n2", URL: "https://10.0.0.2:4433/wt", Current: CertHash{Hex: "ab", Base64: "qw=="}}},
+		&Error{Header: Header{Ref: 8}, Code: CodeMoved, Message: "room lobby lives on node n2", Moved: &Location{URL: "https://10.0.0.2:4433/wt", Current: CertHash{Hex: "ab", Base64: "qw=="}, Next: &CertHash{Hex: "cd", Base64: "zQ=="}}},
+		&SubscribePresence{Header: Header{Ref: 9}, Match: "^lobby:", IntervalMillis: 3000, Token: "pc1.e30.c2ln"},
+		&UnsubscribePresence{Header: Header{Ref: 10}, Sub: 9},
+		&PresenceCollection{Header: Header{Ref: 9}, Sub: 9, State: map[string]map[string]PresenceEntry{"lobby:1": {"u1": {Metas: []PresenceMeta{{Ref: "r1", Name: "Ada", OnlineAt: 1}}}}}},
+		&PresenceCollection{Sub: 9, Joins: map[string]map[string]PresenceEntry{"lobby:2": {"u2": {Metas: []PresenceMeta{{Ref: "r2"}}}}}, Leaves: map[string]map[string]PresenceEntry{"lobby:1": {"u1": {Metas: []PresenceMeta{{Ref: "r1"}}}}}},
 	}
 }
 

@@ -15,6 +15,11 @@ const (
 	TypeResync = "resync"
 	TypePing   = "ping"
 
+	// Presence across rooms: a client asks for the presence of every room
+	// whose id matches a pattern, and stops asking.
+	TypeSubscribePresence   = "subscribe_presence"
+	TypeUnsubscribePresence = "unsubscribe_presence"
+
 	// Both ways: a client sends an application event; the server relays it,
 	// and sends its own (user_joined, user_left, ...).
 	TypeEvent = "event"
@@ -30,6 +35,9 @@ const (
 	TypeError         = "error"
 	TypePong          = "pong"
 	TypeGoodbye       = "goodbye"
+	// TypePresenceCollection answers subscribe_presence: the presence of
+	// the matching rooms, then at each interval what changed.
+	TypePresenceCollection = "presence_collection"
 )
 
 // Events the server publishes itself. Clients may not send these names.
@@ -253,6 +261,8 @@ type Error struct {
 	Header
 	Code    string `msgpack:"code"`
 	Message string `msgpack:"message"`
+	// Moved, with code moved, says where the room lives.
+	Moved *Location `msgpack:"moved,omitempty"`
 }
 
 // Goodbye is the last message before the server closes the session.
@@ -260,6 +270,62 @@ type Goodbye struct {
 	Header
 	Code    string `msgpack:"code"`
 	Message string `msgpack:"message"`
+	// Moved, with code moved, says where the session's room lives now.
+	Moved *Location `msgpack:"moved,omitempty"`
+}
+
+// Location is where a room lives: the node that runs it, and what a client
+// needs to open a session there, as GET /cert-hash answers.
+type Location struct {
+	Node string `msgpack:"node,omitempty" json:"node,omitempty"`
+	// URL is the node's WebTransport URL.
+	URL string `msgpack:"url" json:"url"`
+	// Current and Next are the SHA-256 hashes of the certificate the node
+	// serves now and of the one it serves after its next rotation.
+	Current CertHash  `msgpack:"current" json:"current"`
+	Next    *CertHash `msgpack:"next,omitempty" json:"next,omitempty"`
+}
+
+// CertHash is a certificate's SHA-256 hash in hex and in base64.
+type CertHash struct {
+	Hex    string `msgpack:"hex" json:"hex"`
+	Base64 string `msgpack:"base64" json:"base64"`
+}
+
+// SubscribePresence asks for the presence of every room whose id matches
+// Match, a Go regular expression (RE2 syntax), once now and then every
+// interval as what changed. The answer is a presence_collection with the
+// same ref and the whole state; later ones carry the ref as Sub.
+type SubscribePresence struct {
+	Header
+	Match string `msgpack:"match"`
+	// IntervalMillis is how often changes are sent; 0 takes the server's.
+	IntervalMillis int64 `msgpack:"interval_ms,omitempty"`
+	// Token, on a server with an auth secret, is a presence token for
+	// exactly this Match.
+	Token string `msgpack:"token,omitempty"`
+}
+
+// UnsubscribePresence ends the subscription whose subscribe_presence had
+// the ref Sub.
+type UnsubscribePresence struct {
+	Header
+	Sub uint32 `msgpack:"sub"`
+}
+
+// PresenceCollection is the presence of the rooms a subscription matches,
+// keyed by room and then by user. The first one of a subscription carries
+// State (and the subscribe's ref); each later one carries what changed since
+// the one before, as joins and leaves of metas, applied as a presence_diff
+// is: joins first, then leaves, merging by phx_ref; a user with no metas
+// left is gone, and so is a room with no users.
+type PresenceCollection struct {
+	Header
+	// Sub is the ref of the subscribe_presence this belongs to.
+	Sub    uint32                              `msgpack:"sub"`
+	State  map[string]map[string]PresenceEntry `msgpack:"state,omitempty"`
+	Joins  map[string]map[string]PresenceEntry `msgpack:"joins,omitempty"`
+	Leaves map[string]map[string]PresenceEntry `msgpack:"leaves,omitempty"`
 }
 
 func (*Hello) kind() string         { return TypeHello }
@@ -282,6 +348,10 @@ func (*OK) kind() string            { return TypeOK }
 func (*Error) kind() string         { return TypeError }
 func (*Goodbye) kind() string       { return TypeGoodbye }
 
+func (*SubscribePresence) kind() string   { return TypeSubscribePresence }
+func (*UnsubscribePresence) kind() string { return TypeUnsubscribePresence }
+func (*PresenceCollection) kind() string  { return TypePresenceCollection }
+
 // Error codes carried by Error and Goodbye.
 const (
 	CodeBadMessage     = "bad_message"     // not a well-formed message of a known type
@@ -300,6 +370,7 @@ const (
 	CodeInternal       = "internal"        // a bug on the server
 	CodeUnauthorized   = "unauthorized"    // no valid join token for this room
 	CodeRateLimited    = "rate_limited"    // over a rate limit for too long
+	CodeMoved          = "moved"           // the room lives on another node
 )
 
 var (

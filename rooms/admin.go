@@ -180,7 +180,7 @@ func (g *Registry) stopEmptyLocked(r *Room) error {
 	r.mu.Lock()
 	n := len(r.users)
 	if n == 0 {
-		r.closed = true
+		r.closeLocked()
 	}
 	r.mu.Unlock()
 	if n > 0 {

@@ -29,6 +29,8 @@ func (c *countingMember) SendFrame([]byte) { c.frames.Add(1) }
 
 func (c *countingMember) MaxDatagramSize() int { return c.maxDatagram }
 
+func (c *countingMember) Close(*codec.Goodbye) {}
+
 func (c *countingMember) reset() {
 	c.datagrams.Store(0)
 	c.bytes.Store(0)

@@ -66,6 +66,11 @@ type Config struct {
 	// MaxRooms bounds the live rooms of a node; joins that would start one
 	// more are refused. Defaults to 10000.
 	MaxRooms int
+	// Placement, when set, makes the registry one node of a cluster: a room
+	// starts here only once this node holds its claim, and the store fences
+	// the room's writes with the claim's epoch. Without it the node runs
+	// every room it is asked for.
+	Placement Placement
 	// OnTick, when set, is told of each tick how late it began (how much
 	// longer than Tick the time since the room's previous tick was: a node
 	// short of CPU starts ticks late) and how long its work took. It runs in

@@ -27,6 +27,7 @@ type fakeMember struct {
 	mu        sync.Mutex // guards the following
 	frames    []codec.Message
 	datagrams []datagram
+	closed    bool // by the room, with a goodbye
 }
 
 // datagram is one pose update datagram as a member received it.
@@ -83,6 +84,14 @@ func (f *fakeMember) SendDatagram(b []byte) {
 	}
 	f.mu.Lock()
 	f.datagrams = append(f.datagrams, d)
+	f.mu.Unlock()
+}
+
+// Close implements rooms.Member: the goodbye is the last frame.
+func (f *fakeMember) Close(g *codec.Goodbye) {
+	f.mu.Lock()
+	f.frames = append(f.frames, g)
+	f.closed = true
 	f.mu.Unlock()
 }
 
@@ -352,7 +361,7 @@ func (s *gatedStore) release() {
 
 // Apply implements rooms.Store. A held-up Apply ignores ctx, as a stuck
 // network call might.
-func (s *gatedStore) Apply(ctx context.Context, room string, changes []rooms.Change) error {
+func (s *gatedStore) Apply(ctx context.Context, room string, epoch uint64, changes []rooms.Change) error {
 	s.mu.Lock()
 	gate, down := s.gate, s.down
 	s.tries++
@@ -363,7 +372,7 @@ func (s *gatedStore) Apply(ctx context.Context, room string, changes []rooms.Cha
 	if down {
 		return errors.New("store is down")
 	}
-	if err := s.MemoryStore.Apply(ctx, room, changes); err != nil {
+	if err := s.MemoryStore.Apply(ctx, room, epoch, changes); err != nil {
 		return err
 	}
 	s.mu.Lock()

@@ -17,6 +17,7 @@ type MemoryStore struct {
 type memRoom struct {
 	info     RoomInfo
 	entities map[string]Components
+	epoch    uint64 // of the newest claim that fenced the room
 }
 
 var _ Store = (*MemoryStore)(nil)
@@ -124,7 +125,7 @@ func (s *MemoryStore) entities(ctx context.Context, room, component string) (map
 }
 
 // Apply implements Store.
-func (s *MemoryStore) Apply(ctx context.Context, room string, changes []Change) error {
+func (s *MemoryStore) Apply(ctx context.Context, room string, epoch uint64, changes []Change) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -134,9 +135,30 @@ func (s *MemoryStore) Apply(ctx context.Context, room string, changes []Change) 
 	if !ok {
 		return ErrRoomNotFound
 	}
+	if epoch != 0 && epoch != r.epoch {
+		return ErrFenced
+	}
 	for _, ch := range changes {
 		applyChange(r.entities, ch)
 	}
+	return nil
+}
+
+// Fence implements Store.
+func (s *MemoryStore) Fence(ctx context.Context, room string, epoch uint64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.rooms[room]
+	if !ok {
+		return ErrRoomNotFound
+	}
+	if epoch < r.epoch {
+		return ErrFenced
+	}
+	r.epoch = epoch
 	return nil
 }
 

@@ -19,6 +19,7 @@ type Registry struct {
 	quit  chan struct{}  // closed by Close
 
 	pendingBytes atomic.Int64 // entity changes waiting for the store, every room's
+	hub          presenceHub  // the presence of every room of the node
 
 	mu    sync.Mutex // guards the following
 	rooms map[string]*Room
@@ -29,7 +30,10 @@ type Registry struct {
 	// store; their channels close when it is done. A room of that id starts
 	// only after.
 	deleting map[string]chan struct{}
-	closed   bool
+	// claims holds the claims of this node (with a Placement): of its live
+	// and draining rooms, and those reserved for a join to come.
+	claims map[string]*heldClaim
+	closed bool
 }
 
 // NewRegistry returns a registry whose rooms keep their worlds in store.
@@ -45,6 +49,7 @@ func NewRegistry(store Store, cfg Config) (*Registry, error) {
 		rooms:    make(map[string]*Room),
 		draining: make(map[string]*Room),
 		deleting: make(map[string]chan struct{}),
+		claims:   make(map[string]*heldClaim),
 	}, nil
 }
 
@@ -142,6 +147,9 @@ func (g *Registry) start(r *Room, prev *Room, deleted <-chan struct{}) {
 			err = ErrClosed
 		}
 	}
+	if err == nil && g.cfg.Placement != nil {
+		err = g.takeClaim(r)
+	}
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
 		if err = r.load(ctx); err != nil {
@@ -156,6 +164,8 @@ func (g *Registry) start(r *Room, prev *Room, deleted <-chan struct{}) {
 		r.loadErr = err
 	case g.closed:
 		r.loadErr = ErrClosed
+	case g.rooms[r.id] != r:
+		r.loadErr = fmt.Errorf("%w: room %s was claimed by another node while it started", ErrUnavailable, r.id)
 	default:
 		g.wg.Go(r.tickLoop)
 		g.wg.Go(func() {
@@ -166,6 +176,7 @@ func (g *Registry) start(r *Room, prev *Room, deleted <-chan struct{}) {
 			}
 			g.mu.Unlock()
 			close(r.synced)
+			g.releaseIfIdle(r)
 		})
 	}
 	if r.loadErr != nil && g.rooms[r.id] == r {
@@ -174,10 +185,42 @@ func (g *Registry) start(r *Room, prev *Room, deleted <-chan struct{}) {
 	g.mu.Unlock()
 	close(r.ready)
 	if r.loadErr != nil {
-		g.cfg.Logger.Error("room failed to start", "room", r.id, "err", r.loadErr)
+		var elsewhere *ElsewhereError
+		if errors.As(r.loadErr, &elsewhere) {
+			g.cfg.Logger.Debug("room lives on another node", "room", r.id, "node", elsewhere.Owner.Node)
+		} else {
+			g.cfg.Logger.Error("room failed to start", "room", r.id, "err", r.loadErr)
+		}
+		if r.claim.Epoch != 0 {
+			g.releaseIfIdle(r)
+		}
 		return
 	}
 	g.cfg.Logger.Info("room started", "room", r.id)
+}
+
+// takeClaim gives a starting room this node's claim on it: the one it holds
+// already, or a new one from the placement.
+func (g *Registry) takeClaim(r *Room) error {
+	g.mu.Lock()
+	c, ok := g.holdClaimLocked(r.id)
+	g.mu.Unlock()
+	if !ok {
+		var err error
+		if c, err = g.claim(context.Background(), r.id); err != nil {
+			return err
+		}
+		g.mu.Lock()
+		if g.claims[r.id] == nil {
+			g.claims[r.id] = &heldClaim{claim: c}
+		} else {
+			c, _ = g.holdClaimLocked(r.id) // a reservation raced us: the same claim
+		}
+		g.mu.Unlock()
+	}
+	r.claim = c
+	r.syncer.epoch = c.Epoch
+	return nil
 }
 
 // retire removes a room that has stayed empty, unless someone joined it in
@@ -190,7 +233,7 @@ func (g *Registry) retire(r *Room) bool {
 	if len(r.users) > 0 || r.closed {
 		return r.closed
 	}
-	r.closed = true
+	r.closeLocked()
 	if g.rooms[r.id] == r {
 		delete(g.rooms, r.id)
 	}
@@ -230,10 +273,11 @@ func (g *Registry) Rooms() []*Room {
 	return list
 }
 
-// Close stops every room: no more joins, ticks stop, and each room's entity
+// Close stops every room: no more joins, ticks stop, each room's entity
 // changes are written to the store (each attempt bounded by
-// Config.StoreTimeout). It returns when every room goroutine has ended.
-// Sessions should be closed first.
+// Config.StoreTimeout), and then the node's claims are released. It
+// returns when every room goroutine has ended. Sessions should be closed
+// first.
 func (g *Registry) Close() {
 	g.mu.Lock()
 	if g.closed {
@@ -253,4 +297,16 @@ func (g *Registry) Close() {
 		r.shutdown()
 	}
 	g.wg.Wait()
+	// Every room's last changes are written (or given up on): its claim may
+	// go, so that another node can take the room at once.
+	g.mu.Lock()
+	claims := g.claims
+	g.claims = map[string]*heldClaim{}
+	g.mu.Unlock()
+	for id, h := range claims {
+		if h.reserved != nil {
+			h.reserved.Stop()
+		}
+		g.release(id, h.claim)
+	}
 }

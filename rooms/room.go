@@ -26,6 +26,8 @@ type Member interface {
 	SendFrame(frame []byte)
 	// MaxDatagramSize returns the largest datagram the member can take now.
 	MaxDatagramSize() int
+	// Close ends the member's session: goodbye is its last message.
+	Close(goodbye *codec.Goodbye)
 }
 
 // JoinRequest is what a session asks for when it joins a room.
@@ -91,6 +93,7 @@ type Room struct {
 	stop     chan struct{} // closed when the room stops
 	stopOnce sync.Once
 	synced   chan struct{} // closed when its last changes are in the store
+	claim    Claim         // this node's claim on the room, with a Placement
 
 	tickCount atomic.Uint64 // ticks so far
 	seq       atomic.Uint32 // pose updates sent so far
@@ -135,6 +138,7 @@ func newRoom(reg *Registry, id string) *Room {
 	}
 	r.roster.Store(&roster{})
 	r.listeners = []listenerEntry{{id: -2, l: r.diff.record}, {id: -1, l: r.relay}}
+	r.syncer.fenced = func() { reg.Evict(id, nil) }
 	return r
 }
 
@@ -155,6 +159,14 @@ func (r *Room) load(ctx context.Context) error {
 	}
 	if err != nil {
 		return fmt.Errorf("room %s: read: %w", r.id, err)
+	}
+	if r.claim.Epoch != 0 {
+		// From here on the store takes this room's writes from this claim
+		// alone, and what it holds now includes every write of the claims
+		// before it.
+		if err := r.reg.store.Fence(ctx, r.id, r.claim.Epoch); err != nil {
+			return fmt.Errorf("room %s: fence at epoch %d: %w", r.id, r.claim.Epoch, err)
+		}
 	}
 	entities, err := r.reg.store.Entities(ctx, r.id)
 	if err != nil {
@@ -496,7 +508,47 @@ func (r *Room) Stats() Stats {
 // shutdown marks the room closed and stops its goroutines.
 func (r *Room) shutdown() {
 	r.mu.Lock()
-	r.closed = true
+	r.closeLocked()
 	r.mu.Unlock()
 	r.stopOnce.Do(func() { close(r.stop) })
+}
+
+// closeLocked marks the room closed, so that joins go to a new instance,
+// and takes its presence off the node's.
+// The room's lock must be held.
+func (r *Room) closeLocked() {
+	if r.closed {
+		return
+	}
+	r.closed = true
+	r.reg.hub.publish(r.id, nil, nil, true)
+}
+
+// evict stops the room for a move to owner: every member gets a goodbye
+// moved, and the room's goroutines stop.
+func (r *Room) evict(owner *codec.Location) {
+	r.mu.Lock()
+	r.closeLocked()
+	var members []Member
+	for _, u := range r.users {
+		for _, d := range u.devices {
+			if d.state == membershipActive {
+				members = append(members, d.member)
+			}
+			d.state = membershipGone
+		}
+	}
+	clear(r.users)
+	r.rebuildRosterLocked()
+	r.mu.Unlock()
+	r.stopOnce.Do(func() { close(r.stop) })
+	msg := fmt.Sprintf("room %s moved to another node", r.id)
+	if owner != nil && owner.Node != "" {
+		msg = fmt.Sprintf("room %s moved to node %s", r.id, owner.Node)
+	}
+	goodbye := &codec.Goodbye{Code: codec.CodeMoved, Message: msg, Moved: owner}
+	for _, m := range members {
+		m.Close(goodbye)
+	}
+	r.log.Warn("room evicted: another node owns it", "members", len(members), "owner", msg)
 }

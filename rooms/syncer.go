@@ -18,8 +18,12 @@ const maxSyncBatch = 500
 // holds up the room. Changes wait in a bounded queue; when it is full the
 // room refuses new changes rather than lose acknowledged ones.
 type syncer struct {
-	store    Store
-	room     string
+	store Store
+	room  string
+	epoch uint64 // of the room's claim; set before loop starts
+	// fenced is called, from loop, when the store refused a batch because
+	// a newer claim owns the room; the changes were dropped.
+	fenced   func()
 	limit    int
 	timeout  time.Duration
 	interval time.Duration
@@ -190,26 +194,50 @@ func (s *syncer) writeBatch() (int, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
-	err := s.store.Apply(ctx, s.room, batch)
-	if errors.Is(err, ErrRoomNotFound) {
+	err := s.store.Apply(ctx, s.room, s.epoch, batch)
+	switch {
+	case errors.Is(err, ErrRoomNotFound):
 		// The room was deleted from the store under us: nothing can hold
 		// these changes any more.
 		s.log.Error("store sync: room is gone from the store; dropping changes", "room", s.room, "changes", n)
-	} else if err != nil {
+	case errors.Is(err, ErrFenced):
+		// Another node owns the room now and has read the store: nothing
+		// of this instance may land there any more.
+		dropped := s.dropAll()
+		s.log.Error("store sync: another node owns the room now; dropping changes", "room", s.room, "epoch", s.epoch, "changes", dropped, "err", err)
+		if s.fenced != nil {
+			s.fenced()
+		}
+		return dropped, nil
+	case err != nil:
 		return 0, err
 	}
+	s.drop(n)
+	return n, nil
+}
+
+// drop removes the first n changes from the queue.
+func (s *syncer) drop(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var size int64
-	for _, ch := range batch {
+	for _, ch := range s.pending[:n] {
 		size += int64(changeSize(ch))
 	}
 	s.nodeBytes.Add(-size)
-	s.mu.Lock()
 	s.pending = s.pending[n:]
 	if len(s.pending) == 0 {
 		s.pending = nil
 	}
+}
+
+// dropAll empties the queue and returns how many changes it held.
+func (s *syncer) dropAll() int {
+	s.mu.Lock()
+	n := len(s.pending)
 	s.mu.Unlock()
-	return n, nil
+	s.drop(n)
+	return n
 }
 
 // changeSize estimates the memory a queued change holds.

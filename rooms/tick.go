@@ -47,7 +47,9 @@ func (r *Room) tick(now time.Time, late time.Duration) (retire bool) {
 		r.broadcastLocked(r.takeDiffLocked(), nil)
 	}
 	if !r.presence.empty() {
-		r.broadcastLocked(r.presence.take(), nil)
+		d := r.presence.take()
+		r.broadcastLocked(d, nil)
+		r.reg.hub.publish(r.id, d.Joins, d.Leaves, false)
 	}
 	ro := r.roster.Load()
 	retire = len(r.users) == 0 && !r.emptySince.IsZero() && now.Sub(r.emptySince) >= r.cfg.EmptyGrace

@@ -34,6 +34,8 @@ const (
 	CloseClientGone CloseReason = 6
 	// CloseRateLimited: the client stayed over a rate limit.
 	CloseRateLimited CloseReason = 7
+	// CloseMoved: the session's room moved to another node.
+	CloseMoved CloseReason = 8
 )
 
 func (r CloseReason) String() string {
@@ -54,6 +56,8 @@ func (r CloseReason) String() string {
 		return "client_gone"
 	case CloseRateLimited:
 		return "rate_limited"
+	case CloseMoved:
+		return "moved"
 	}
 	return fmt.Sprintf("reason_%d", uint32(r))
 }

@@ -33,6 +33,7 @@ type metrics struct {
 	rejBadDatagram, rejNotJoined, rejNotDriver        prometheus.Counter
 	rejBadMessage, rejMessageTooLarge, rejRequestFail prometheus.Counter
 	rejPoseRate, rejMessageRate, rejUnauthorized      prometheus.Counter
+	rejMoved                                          prometheus.Counter
 }
 
 // Drop and rejection reasons, the label values of the drops and rejected
@@ -52,6 +53,7 @@ const (
 	rejectPoseRate        = "pose_rate"
 	rejectMessageRate     = "message_rate"
 	rejectUnauthorized    = "unauthorized"
+	rejectMoved           = "moved"
 )
 
 func newMetrics(registry *rooms.Registry, pendingBytes, pendingDatagrams func() int) *metrics {
@@ -100,6 +102,7 @@ func newMetrics(registry *rooms.Registry, pendingBytes, pendingDatagrams func() 
 	m.rejPoseRate = m.rejected.WithLabelValues(rejectPoseRate)
 	m.rejMessageRate = m.rejected.WithLabelValues(rejectMessageRate)
 	m.rejUnauthorized = m.rejected.WithLabelValues(rejectUnauthorized)
+	m.rejMoved = m.rejected.WithLabelValues(rejectMoved)
 	reg.MustRegister(
 		m.tick, m.tickLate,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "posecast", Name: "members", Help: "Devices in rooms, held ones included."},

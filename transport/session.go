@@ -94,6 +94,17 @@ func (ss *session) SendFrame(frame []byte) {
 	}
 }
 
+// Close implements rooms.Member: the room ends the session with a goodbye.
+func (ss *session) Close(g *codec.Goodbye) {
+	reason := CloseNormal
+	if g.Code == codec.CodeMoved {
+		reason = CloseMoved
+	}
+	ss.membership.Store(nil) // the room is done with it
+	ss.send(g)
+	ss.fail(reason, g.Message)
+}
+
 // MaxDatagramSize implements rooms.Member.
 func (ss *session) MaxDatagramSize() int { return int(ss.maxDatagram.Load()) }
 
@@ -450,7 +461,13 @@ func (ss *session) handleJoin(m *codec.Join) {
 	ctx, cancel := context.WithTimeout(ss.ctx, 10*time.Second)
 	defer cancel()
 	mem, err := ss.srv.cfg.Registry.Join(ctx, m.Room, ss, req)
-	if err != nil {
+	var elsewhere *rooms.ElsewhereError
+	switch {
+	case errors.As(err, &elsewhere):
+		ss.srv.metrics.rejMoved.Inc()
+		ss.send(&codec.Error{Header: codec.Header{Ref: m.Ref}, Code: codec.CodeMoved, Message: err.Error(), Moved: &elsewhere.Owner})
+		return
+	case err != nil:
 		ss.refuseErr(m.Ref, err)
 		return
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/internal/pgtest"
 	"github.com/posecast/posecast/rooms"
 )
@@ -58,7 +59,7 @@ func BenchmarkApply(b *testing.B) {
 				for j := range batch {
 					batch[j] = benchChange(changes + j)
 				}
-				if err := s.Apply(ctx, "hall", batch); err != nil {
+				if err := s.Apply(ctx, "hall", 0, batch); err != nil {
 					b.Fatal(err)
 				}
 				changes += size
@@ -74,6 +75,7 @@ type benchMember struct{}
 func (benchMember) SendDatagram([]byte)  {}
 func (benchMember) SendFrame([]byte)     {}
 func (benchMember) MaxDatagramSize() int { return 1200 }
+func (benchMember) Close(*codec.Goodbye) {}
 
 // BenchmarkSyncer changes entities through rooms as fast as they accept,
 // and counts the time until the store holds every change: the throughput

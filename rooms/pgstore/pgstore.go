@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/posecast/posecast/rooms"
@@ -205,41 +206,69 @@ func (s *Store) entities(ctx context.Context, room, sql string, args ...any) (ma
 	return out, nil
 }
 
-// Statements of Apply, one or two per change.
+// Statements of Apply: the hold, then one or two per change.
 const (
-	sqlRoomExists = `SELECT 1 FROM rooms WHERE id = $1 FOR KEY SHARE`
-	sqlSet        = `INSERT INTO components (room_id, entity_id, component_name, value)
+	sqlHold = `SELECT posecast_hold($1, $2)`
+	sqlSet  = `INSERT INTO components (room_id, entity_id, component_name, value)
 		SELECT $1, $2, key, value FROM jsonb_each($3::jsonb)
 		ON CONFLICT (room_id, entity_id, component_name) DO UPDATE SET value = EXCLUDED.value`
 	sqlUnset  = `DELETE FROM components WHERE room_id = $1 AND entity_id = $2 AND component_name = ANY($3)`
 	sqlDelete = `DELETE FROM components WHERE room_id = $1 AND entity_id = $2`
 )
 
+// SQLSTATEs that posecast_hold raises (migration 0002).
+const (
+	stateRoomNotFound = "PCNRF"
+	stateFenced       = "PCFEN"
+)
+
 // Apply implements rooms.Store. The changes travel as one pipelined batch,
 // which the server runs as one implicit transaction: one round trip for
-// the whole batch, and all or none of it. The room's row is locked first,
-// so that a concurrent DeleteRoom waits for the batch, or the batch finds
-// no room.
-func (s *Store) Apply(ctx context.Context, room string, changes []rooms.Change) error {
+// the whole batch, and all or none of it. The batch first holds the room's
+// row (posecast_hold), so that a concurrent DeleteRoom or Fence waits for
+// the batch, and a batch from a claim that is not the newest, or for a room
+// that is gone, fails there and writes nothing.
+func (s *Store) Apply(ctx context.Context, room string, epoch uint64, changes []rooms.Change) error {
 	b := &pgx.Batch{}
-	b.Queue(sqlRoomExists, room)
+	b.Queue(sqlHold, room, int64(epoch))
 	for _, ch := range changes {
 		queueChange(b, room, ch)
 	}
 	br := s.pool.SendBatch(ctx, b)
-	tag, err := br.Exec()
-	if err == nil && tag.RowsAffected() == 0 {
-		br.Close() // the rest runs, finds nothing to change, and is discarded
-		return rooms.ErrRoomNotFound
-	}
-	for i := 1; err == nil && i < b.Len(); i++ {
+	var err error
+	for i := 0; err == nil && i < b.Len(); i++ {
 		_, err = br.Exec()
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return fmt.Errorf("pgstore: apply %d changes to %s: %w", len(changes), room, err)
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &pgErr) && pgErr.Code == stateRoomNotFound:
+		return rooms.ErrRoomNotFound
+	case errors.As(err, &pgErr) && pgErr.Code == stateFenced:
+		return fmt.Errorf("pgstore: apply to %s: %w: %s", room, rooms.ErrFenced, pgErr.Message)
+	}
+	return fmt.Errorf("pgstore: apply %d changes to %s: %w", len(changes), room, err)
+}
+
+// Fence implements rooms.Store. The update waits for the batches that hold
+// the room's row, so none of an older claim commits after it.
+func (s *Store) Fence(ctx context.Context, room string, epoch uint64) error {
+	var current int64
+	err := s.pool.QueryRow(ctx, `WITH fenced AS (
+			UPDATE rooms SET epoch = $2 WHERE id = $1 AND epoch <= $2 RETURNING epoch)
+		SELECT coalesce((SELECT epoch FROM fenced), (SELECT epoch FROM rooms WHERE id = $1), -1)`,
+		room, int64(epoch)).Scan(&current)
+	switch {
+	case err != nil:
+		return fmt.Errorf("pgstore: fence %s at epoch %d: %w", room, epoch, err)
+	case current < 0:
+		return rooms.ErrRoomNotFound
+	case current != int64(epoch):
+		return fmt.Errorf("pgstore: fence %s at epoch %d: %w at epoch %d", room, epoch, rooms.ErrFenced, current)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/internal/pgtest"
 	"github.com/posecast/posecast/rooms"
 	"github.com/posecast/posecast/rooms/pgstore"
@@ -26,6 +27,7 @@ type member struct{}
 func (member) SendDatagram([]byte)  {}
 func (member) SendFrame([]byte)     {}
 func (member) MaxDatagramSize() int { return 1200 }
+func (member) Close(*codec.Goodbye) {}
 
 func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

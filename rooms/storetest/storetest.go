@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +36,8 @@ func Run(t *testing.T, newStore func(t *testing.T) rooms.Store) {
 		{"entities having a component follow changes", testEntitiesWithFollowsChanges},
 		{"a room deleted while changes arrive takes them with it", testDeleteWhileApplying},
 		{"a cancelled context is an error", testCancelledContext},
+		{"a fenced room takes writes from its newest claim alone", testFence},
+		{"a fence lets no older write commit after it", testFenceRacesWrites},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -207,7 +210,7 @@ func testUnknownRoom(t *testing.T, s rooms.Store) {
 	if _, err := s.EntitiesWith(c, "nope", "x"); !errors.Is(err, rooms.ErrRoomNotFound) {
 		t.Errorf("EntitiesWith = %v", err)
 	}
-	if err := s.Apply(c, "nope", []rooms.Change{{Entity: "e", Set: rooms.Components{"x": 1.0}}}); !errors.Is(err, rooms.ErrRoomNotFound) {
+	if err := s.Apply(c, "nope", 0, []rooms.Change{{Entity: "e", Set: rooms.Components{"x": 1.0}}}); !errors.Is(err, rooms.ErrRoomNotFound) {
 		t.Errorf("Apply = %v", err)
 	}
 }
@@ -292,7 +295,7 @@ func testApplyInOrder(t *testing.T, s rooms.Store) {
 		},
 	}
 	for _, st := range steps {
-		if err := s.Apply(c, "r", st.changes); err != nil {
+		if err := s.Apply(c, "r", 0, st.changes); err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
 		got, err := s.Entities(c, "r")
@@ -320,7 +323,7 @@ func testValues(t *testing.T, s rooms.Store) {
 	if _, err := s.CreateRoom(c, info("r", time.Now()), nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Apply(c, "r", []rooms.Change{{Entity: "e", Set: rooms.Components{"v": value, "s": "plain"}}}); err != nil {
+	if err := s.Apply(c, "r", 0, []rooms.Change{{Entity: "e", Set: rooms.Components{"v": value, "s": "plain"}}}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Entities(c, "r")
@@ -365,7 +368,7 @@ func testConcurrentApply(t *testing.T, s rooms.Store) {
 	for i := range rooms_ {
 		wg.Go(func() {
 			for n := range changes {
-				if err := s.Apply(c, fmt.Sprint("r", i), []rooms.Change{{Entity: "counter", Set: rooms.Components{"n": float64(n)}}}); err != nil {
+				if err := s.Apply(c, fmt.Sprint("r", i), 0, []rooms.Change{{Entity: "counter", Set: rooms.Components{"n": float64(n)}}}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -389,7 +392,7 @@ func testBatchSizes(t *testing.T, s rooms.Store) {
 	if _, err := s.CreateRoom(c, info("r", time.Now()), map[string]rooms.Components{"keep": {"n": 0.0}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Apply(c, "r", nil); err != nil {
+	if err := s.Apply(c, "r", 0, nil); err != nil {
 		t.Fatalf("an empty batch: %v", err)
 	}
 	const n = 2000
@@ -406,7 +409,7 @@ func testBatchSizes(t *testing.T, s rooms.Store) {
 	}
 	batch = append(batch, rooms.Change{Entity: "e0", Delete: true})
 	delete(want, "e0")
-	if err := s.Apply(c, "r", batch); err != nil {
+	if err := s.Apply(c, "r", 0, batch); err != nil {
 		t.Fatalf("a batch of %d: %v", len(batch), err)
 	}
 	got, err := s.Entities(c, "r")
@@ -434,7 +437,7 @@ func testEntitiesWithFollowsChanges(t *testing.T, s rooms.Store) {
 		{"a deleted entity is not", rooms.Change{Entity: "pad", Delete: true}, nil},
 	}
 	for _, st := range steps {
-		if err := s.Apply(c, "r", []rooms.Change{st.change}); err != nil {
+		if err := s.Apply(c, "r", 0, []rooms.Change{st.change}); err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
 		got, err := s.EntitiesWith(c, "r", "spawn_point")
@@ -460,7 +463,7 @@ func testDeleteWhileApplying(t *testing.T, s rooms.Store) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for i := 0; ; i++ {
-			err := s.Apply(c, "r", []rooms.Change{{Entity: fmt.Sprint("e", i), Set: rooms.Components{"n": float64(i)}}})
+			err := s.Apply(c, "r", 0, []rooms.Change{{Entity: fmt.Sprint("e", i), Set: rooms.Components{"n": float64(i)}}})
 			if errors.Is(err, rooms.ErrRoomNotFound) {
 				return
 			}
@@ -502,7 +505,10 @@ func testCancelledContext(t *testing.T, s rooms.Store) {
 		{"DeleteRoom", func() error { return s.DeleteRoom(c, "r") }},
 		{"Entities", func() error { _, err := s.Entities(c, "r"); return err }},
 		{"EntitiesWith", func() error { _, err := s.EntitiesWith(c, "r", "x"); return err }},
-		{"Apply", func() error { return s.Apply(c, "r", []rooms.Change{{Entity: "e", Set: rooms.Components{"x": 1.0}}}) }},
+		{"Apply", func() error {
+			return s.Apply(c, "r", 0, []rooms.Change{{Entity: "e", Set: rooms.Components{"x": 1.0}}})
+		}},
+		{"Fence", func() error { return s.Fence(c, "r", 1) }},
 	}
 	for _, call := range calls {
 		if err := call.call(); !errors.Is(err, context.Canceled) {
@@ -511,5 +517,115 @@ func testCancelledContext(t *testing.T, s rooms.Store) {
 	}
 	if _, err := s.Room(ctx(t), "r"); err != nil {
 		t.Errorf("the room after cancelled calls: %v", err)
+	}
+}
+
+func testFence(t *testing.T, s rooms.Store) {
+	c := ctx(t)
+	if _, err := s.CreateRoom(c, info("r", time.Now()), nil); err != nil {
+		t.Fatal(err)
+	}
+	set := func(entity string) []rooms.Change {
+		return []rooms.Change{{Entity: entity, Set: rooms.Components{"x": 1.0}}}
+	}
+	steps := []struct {
+		name string
+		call func() error
+		want error
+	}{
+		{"an unfenced writer writes", func() error { return s.Apply(c, "r", 0, set("free")) }, nil},
+		{"a claim that has not fenced may not write", func() error { return s.Apply(c, "r", 5, set("early")) }, rooms.ErrFenced},
+		{"claim 5 fences", func() error { return s.Fence(c, "r", 5) }, nil},
+		{"claim 5 fences again", func() error { return s.Fence(c, "r", 5) }, nil},
+		{"claim 5 writes", func() error { return s.Apply(c, "r", 5, set("five")) }, nil},
+		{"claim 4 may not write", func() error { return s.Apply(c, "r", 4, set("four")) }, rooms.ErrFenced},
+		{"claim 3 may not fence", func() error { return s.Fence(c, "r", 3) }, rooms.ErrFenced},
+		{"claim 9 fences", func() error { return s.Fence(c, "r", 9) }, nil},
+		{"claim 5 may write no more", func() error { return s.Apply(c, "r", 5, set("five-late")) }, rooms.ErrFenced},
+		{"claim 9 writes", func() error { return s.Apply(c, "r", 9, set("nine")) }, nil},
+		{"an unknown room is not fenced", func() error { return s.Fence(c, "nope", 1) }, rooms.ErrRoomNotFound},
+		{"an unknown room takes no writes", func() error { return s.Apply(c, "nope", 1, set("x")) }, rooms.ErrRoomNotFound},
+	}
+	for _, st := range steps {
+		if err := st.call(); !errors.Is(err, st.want) || (st.want == nil && err != nil) {
+			t.Errorf("%s: got %v, want %v", st.name, err, st.want)
+		}
+	}
+	got, err := s.Entities(c, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for id := range got {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	if want := []string{"five", "free", "nine"}; !slices.Equal(ids, want) {
+		t.Errorf("entities %v, want %v: a refused batch wrote", ids, want)
+	}
+}
+
+func testFenceRacesWrites(t *testing.T, s rooms.Store) {
+	c := ctx(t)
+	if _, err := s.CreateRoom(c, info("r", time.Now()), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Fence(c, "r", 1); err != nil {
+		t.Fatal(err)
+	}
+	// Writers of claim 1 write one entity each while claim 2 fences. Every
+	// write acknowledged must be in the store, and none that began after
+	// the fence returned may be acknowledged.
+	const writers = 8
+	var fencedAt atomic.Int64 // UnixNano when Fence returned
+	var mu sync.Mutex
+	var acked []string
+	var lateAcks []string
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for w := range writers {
+		wg.Go(func() {
+			<-start
+			for i := 0; ; i++ {
+				began := time.Now().UnixNano()
+				id := fmt.Sprintf("w%d-%d", w, i)
+				err := s.Apply(c, "r", 1, []rooms.Change{{Entity: id, Set: rooms.Components{"n": float64(i)}}})
+				if errors.Is(err, rooms.ErrFenced) {
+					return
+				}
+				if err != nil {
+					t.Errorf("write of claim 1: %v", err)
+					return
+				}
+				mu.Lock()
+				acked = append(acked, id)
+				if f := fencedAt.Load(); f != 0 && began > f {
+					lateAcks = append(lateAcks, id)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	close(start)
+	time.Sleep(20 * time.Millisecond)
+	if err := s.Fence(c, "r", 2); err != nil {
+		t.Fatal(err)
+	}
+	fencedAt.Store(time.Now().UnixNano())
+	wg.Wait()
+	if len(lateAcks) > 0 {
+		t.Errorf("writes begun after the fence were acknowledged: %v", lateAcks)
+	}
+	got, err := s.Entities(c, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range acked {
+		if _, ok := got[id]; !ok {
+			t.Errorf("acknowledged write %s is not in the store", id)
+		}
+	}
+	if len(acked) == 0 {
+		t.Error("no write of claim 1 was acknowledged before the fence")
 	}
 }

@@ -299,7 +299,11 @@ func TestPresenceUpdatesFollowASnapshotInOrder(t *testing.T) {
 		w.ticks(1)
 		var mu sync.Mutex
 		var updates []rooms.PresenceUpdate
-		seq, state, cancel := w.reg.WatchPresence(func(u rooms.PresenceUpdate) {
+		var seq uint64
+		var state map[string]rooms.RoomPresence
+		cancel := w.reg.WatchPresence(func(at uint64, now map[string]rooms.RoomPresence) {
+			seq, state = at, now
+		}, func(u rooms.PresenceUpdate) {
 			mu.Lock()
 			updates = append(updates, u)
 			mu.Unlock()

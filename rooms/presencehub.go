@@ -124,12 +124,13 @@ func (g *Registry) PresenceSnapshot(match func(room string) bool) (seq uint64, r
 	return h.seq, h.snapshotLocked(match)
 }
 
-// WatchPresence returns the presence of every room of this node as of the
-// update numbered seq, and then calls fn with every update after it, in
-// order, until cancel is called. fn runs with a room's lock held: it must
-// return at once, must not call the registry or its rooms, and must not
-// modify the update, which others share.
-func (g *Registry) WatchPresence(fn func(PresenceUpdate)) (seq uint64, rooms map[string]RoomPresence, cancel func()) {
+// WatchPresence calls start with the presence of every room of this node
+// as of the update numbered seq, and then fn with every update after it, in
+// order, until cancel is called. Both run under the lock that orders the
+// node's updates (fn also under a room's): they must return at once, must
+// not call the registry or its rooms, and must not modify what they are
+// given, which others share.
+func (g *Registry) WatchPresence(start func(seq uint64, rooms map[string]RoomPresence), fn func(PresenceUpdate)) (cancel func()) {
 	h := &g.hub
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -139,7 +140,8 @@ func (g *Registry) WatchPresence(fn func(PresenceUpdate)) (seq uint64, rooms map
 	id := h.nextID
 	h.nextID++
 	h.watchers[id] = fn
-	return h.seq, h.snapshotLocked(nil), func() {
+	start(h.seq, h.snapshotLocked(nil))
+	return func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		delete(h.watchers, id)

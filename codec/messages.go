@@ -218,20 +218,20 @@ type EntitiesDiff struct {
 
 // PresenceMeta is one device's presence, as in Phoenix.Presence.
 type PresenceMeta struct {
-	Ref     string `msgpack:"phx_ref"`
-	PrevRef string `msgpack:"phx_ref_prev,omitempty"`
-	Name    string `msgpack:"name"`
-	Device  string `msgpack:"device,omitempty"`
+	Ref     string `msgpack:"phx_ref" json:"phx_ref"`
+	PrevRef string `msgpack:"phx_ref_prev,omitempty" json:"phx_ref_prev,omitempty"`
+	Name    string `msgpack:"name" json:"name"`
+	Device  string `msgpack:"device,omitempty" json:"device,omitempty"`
 	// OnlineAt is when the device joined, Unix milliseconds.
-	OnlineAt int64 `msgpack:"online_at"`
+	OnlineAt int64 `msgpack:"online_at" json:"online_at"`
 	// Stale is true while the avatar's poses have stopped arriving.
-	Stale bool           `msgpack:"stale"`
-	Meta  map[string]any `msgpack:"meta,omitempty"`
+	Stale bool           `msgpack:"stale" json:"stale"`
+	Meta  map[string]any `msgpack:"meta,omitempty" json:"meta,omitempty"`
 }
 
 // PresenceEntry is one presence key (a user) with a meta per device.
 type PresenceEntry struct {
-	Metas []PresenceMeta `msgpack:"metas"`
+	Metas []PresenceMeta `msgpack:"metas" json:"metas"`
 }
 
 // PresenceState is the whole presence of a room, keyed by user id.

@@ -74,11 +74,17 @@ type api struct {
 //	GET    /api/rooms       → the rooms, oldest first, with how many are present
 //	GET    /api/rooms/{id}  → one room with its entities
 //	DELETE /api/rooms/{id}  → 204; 409 while people are in the room
+//	GET    /api/presence?match=RE         → the presence of the matching rooms
+//	GET    /api/presence/stream?match=RE  → server-sent events: state, then diffs
 //
-// With a secret, POST and DELETE need "Authorization: Bearer <secret>".
-func newAPI(reg *rooms.Registry, log *slog.Logger, secret []byte) http.Handler {
+// With a secret, POST, DELETE and presence need "Authorization: Bearer
+// <secret>".
+func newAPI(reg *rooms.Registry, presence *rooms.Collector, interval time.Duration, log *slog.Logger, secret []byte) http.Handler {
 	a := &api{reg: reg, log: log, secret: secret}
+	p := &presenceAPI{api: a, presence: presence, interval: interval}
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/presence", a.authorized(p.handlePresence))
+	mux.HandleFunc("GET /api/presence/stream", a.authorized(p.handlePresenceStream))
 	mux.HandleFunc("POST /api/rooms", a.authorized(a.handleCreate))
 	mux.HandleFunc("GET /api/rooms", a.handleList)
 	mux.HandleFunc("GET /api/rooms/{id}", a.handleGet)
@@ -107,7 +113,7 @@ func (a *api) authorized(h http.HandlerFunc) http.HandlerFunc {
 			token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 			if !ok || subtle.ConstantTimeCompare([]byte(token), a.secret) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="posecast"`)
-				a.fail(w, http.StatusUnauthorized, "changes to rooms need the server's secret as a bearer token")
+				a.fail(w, http.StatusUnauthorized, "this needs the server's secret as a bearer token")
 				return
 			}
 		}

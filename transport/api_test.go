@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/rooms"
@@ -183,7 +184,7 @@ func TestTheRoomsAPIAnswers503WhenTheStoreIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reg.Close()
-	h := newAPI(reg, testLogger(), nil)
+	h := newAPI(reg, rooms.NewCollector(), time.Second, testLogger(), nil)
 	for _, req := range []struct{ method, path, body string }{
 		{"POST", "/api/rooms", `{"name": "a"}`},
 		{"GET", "/api/rooms", ""},

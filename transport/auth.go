@@ -44,15 +44,28 @@ func newUserID() string {
 	return "u" + hex.EncodeToString(b[:])
 }
 
-// Claims are what a join token grants: one user, in one room, until it
-// expires.
+// Claims are what a token grants until it expires: a join token lets one
+// user into one room (Room and User); a presence token lets its holder
+// watch the presence of the rooms a pattern matches (Watch, with no Room
+// or User).
 type Claims struct {
-	Room string `json:"room"`
-	User string `json:"user"`
+	Room string `json:"room,omitempty"`
+	User string `json:"user,omitempty"`
 	// Name is the display name; empty lets the client choose.
 	Name string `json:"name,omitempty"`
+	// Watch is the pattern of a presence token: subscribe_presence with
+	// exactly this match.
+	Watch string `json:"watch,omitempty"`
 	// Expires is the token's expiry, Unix seconds.
 	Expires int64 `json:"exp"`
+}
+
+// valid reports whether c is a join token's claims or a presence token's.
+func (c Claims) valid() bool {
+	if c.Watch != "" {
+		return c.Room == "" && c.User == "" && len(c.Watch) <= rooms.MaxMatchLength
+	}
+	return rooms.ValidID(c.Room) && rooms.ValidID(c.User)
 }
 
 // SignToken returns a join token for c, signed with secret (HMAC-SHA256):
@@ -61,8 +74,8 @@ func SignToken(secret []byte, c Claims) (string, error) {
 	if len(secret) == 0 {
 		return "", errors.New("no secret")
 	}
-	if !rooms.ValidID(c.Room) || !rooms.ValidID(c.User) {
-		return "", fmt.Errorf("token: room %q and user %q must be valid ids", c.Room, c.User)
+	if !c.valid() {
+		return "", fmt.Errorf("token: want a valid room and user (%q, %q), or only a watch pattern of at most %d bytes", c.Room, c.User, rooms.MaxMatchLength)
 	}
 	payload, err := json.Marshal(c)
 	if err != nil {
@@ -95,7 +108,7 @@ func VerifyToken(secret []byte, token string, now time.Time) (Claims, error) {
 		return c, ErrTokenSignature
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(body, tokenPrefix))
-	if err != nil || json.Unmarshal(payload, &c) != nil || !rooms.ValidID(c.Room) || !rooms.ValidID(c.User) {
+	if err != nil || json.Unmarshal(payload, &c) != nil || !c.valid() {
 		return Claims{}, ErrTokenMalformed
 	}
 	if now.Unix() >= c.Expires {

@@ -10,7 +10,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,8 +65,15 @@ type Config struct {
 	// MaxDatagram is the largest datagram sent to a session, lowered per
 	// session when its path allows less. Defaults to codec.MaxDatagramSize.
 	MaxDatagram int
+	// Presence, when set, is the collection that subscribe_presence and
+	// /api/presence read: a cluster's, fed by every node. Defaults to one
+	// fed by Registry alone.
+	Presence *rooms.Collector
+	// PresenceInterval is how often a presence subscription gets what
+	// changed, unless it asks for another interval. Defaults to 3s.
+	PresenceInterval time.Duration
 	// Ready, when set, tells /readyz whether the server's dependencies (its
-	// store) can be reached.
+	// store, its cluster) can be reached.
 	Ready func(context.Context) error
 	// Page is served at "/" on the HTTP address. Defaults to nothing (404).
 	Page http.Handler
@@ -152,8 +158,14 @@ func (c Config) withDefaults() (Config, error) {
 	if c.RateGrace == 0 {
 		c.RateGrace = 5 * time.Second
 	}
+	if c.PresenceInterval == 0 {
+		c.PresenceInterval = 3 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.PresenceInterval < minPresenceInterval || c.PresenceInterval > maxPresenceInterval {
+		return c, fmt.Errorf("transport: presence interval %v not in %v..%v", c.PresenceInterval, minPresenceInterval, maxPresenceInterval)
 	}
 	if c.IdleTimeout < 100*time.Millisecond || c.HelloTimeout <= 0 || c.MaxMessage < 256 || c.MaxBacklog < c.MaxMessage || c.DatagramQueue < 1 {
 		return c, fmt.Errorf("transport: limits out of range in %+v", c)
@@ -187,7 +199,10 @@ type Server struct {
 	// joinSecret signs and checks join tokens: Config.AuthSecret, or in
 	// development mode a random secret of this process.
 	joinSecret []byte
-	wg         sync.WaitGroup // serving goroutines and sessions
+	presence   *rooms.Collector
+	// stopPresence stops feeding a collection the server made itself.
+	stopPresence func()
+	wg           sync.WaitGroup // serving goroutines and sessions
 
 	mu       sync.Mutex // guards the following
 	sessions map[*session]struct{}
@@ -215,6 +230,11 @@ func NewServer(cfg Config) (*Server, error) {
 	if s.devMode() {
 		s.joinSecret = make([]byte, 32)
 		rand.Read(s.joinSecret)
+	}
+	s.presence = cfg.Presence
+	if s.presence == nil {
+		s.presence = rooms.NewCollector()
+		s.stopPresence = s.presence.Follow("local", cfg.Registry)
 	}
 	origins, err := newOriginChecker(cfg.AllowedOrigins, s.devMode(), func() string {
 		return strconv.Itoa(s.tcp.Addr().(*net.TCPAddr).Port)
@@ -258,7 +278,7 @@ func NewServer(cfg Config) (*Server, error) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
-	mux.Handle("/api/", newAPI(cfg.Registry, cfg.Logger, cfg.AuthSecret))
+	mux.Handle("/api/", newAPI(cfg.Registry, s.presence, cfg.PresenceInterval, cfg.Logger, cfg.AuthSecret))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	if cfg.Page != nil {
 		mux.Handle("/", cfg.Page)
@@ -388,7 +408,9 @@ func (s *Server) urlFor(host string) string {
 // endpoint is, and the SHA-256 hashes of the certificate it serves now and
 // of the one it will serve after the next rotation.
 type CertHashResponse struct {
-	URL string `json:"url"`
+	// Node names the node, for a room that lives on another one.
+	Node string `json:"node,omitempty"`
+	URL  string `json:"url"`
 	// Alternates are the WebTransport URLs on this machine's other
 	// addresses, for a page loaded from localhost (say, through adb reverse)
 	// whose WebTransport must go to the LAN address.
@@ -399,34 +421,55 @@ type CertHashResponse struct {
 }
 
 // HashJSON is one certificate hash in hex and base64.
-type HashJSON struct {
-	Hex    string `json:"hex"`
-	Base64 string `json:"base64"`
+type HashJSON = codec.CertHash
+
+// CertHashes returns the hashes of the certificate the QUIC listener serves
+// now and of the one it serves after the next rotation (nil for
+// certificate files).
+func (s *Server) CertHashes() (current HashJSON, next *HashJSON) {
+	c, n := s.cfg.Certs.Hashes()
+	current = HashJSON{Hex: c.Hex(), Base64: c.Base64()}
+	if !n.IsZero() {
+		next = &HashJSON{Hex: n.Hex(), Base64: n.Base64()}
+	}
+	return current, next
 }
 
+// handleCertHash answers GET /cert-hash: where this node's WebTransport
+// endpoint is and its certificate hashes; with ?room=ID, where that room
+// lives: another node's endpoint and hashes, or this node's, which then
+// holds the room for the join to come.
 func (s *Server) handleCertHash(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	// The hashes are public; pages of any origin may read them.
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	if room := r.URL.Query().Get("room"); room != "" {
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		defer cancel()
+		owner, here, err := s.cfg.Registry.Locate(ctx, room)
+		switch {
+		case errors.Is(err, rooms.ErrInvalid):
+			writeJSON(w, http.StatusBadRequest, APIError{Error: err.Error()})
+			return
+		case err != nil:
+			writeJSON(w, http.StatusServiceUnavailable, APIError{Error: err.Error()})
+			return
+		case !here:
+			writeJSON(w, http.StatusOK, CertHashResponse{Node: owner.Node, URL: owner.URL, Current: owner.Current, Next: owner.Next})
+			return
+		}
+	}
 	host := r.Host
 	if h, _, err := net.SplitHostPort(r.Host); err == nil {
 		host = h
 	}
-	current, next := s.cfg.Certs.Hashes()
 	info := s.cfg.Certs.Current()
-	resp := CertHashResponse{
-		URL:     s.urlFor(host),
-		Current: HashJSON{Hex: current.Hex(), Base64: current.Base64()},
-		Expires: &info.NotAfter,
-	}
-	if !next.IsZero() {
-		resp.Next = &HashJSON{Hex: next.Hex(), Base64: next.Base64()}
-	}
+	resp := CertHashResponse{URL: s.urlFor(host), Expires: &info.NotAfter}
+	resp.Current, resp.Next = s.CertHashes()
 	for _, ip := range s.otherAddresses(host) {
 		resp.Alternates = append(resp.Alternates, s.urlFor(ip))
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	// The hashes are public; pages of any origin may read them.
-	w.Header().Set("Access-Control-Allow-Origin", "*")
-	json.NewEncoder(w).Encode(resp)
+	writeJSON(w, http.StatusOK, resp)
 }
 
 // otherAddresses returns the machine's non-loopback IPv4 addresses other
@@ -598,5 +641,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.udp.Close()
 	<-done
 	s.wg.Wait()
+	if s.stopPresence != nil {
+		s.stopPresence()
+	}
 	return err
 }

@@ -45,6 +45,7 @@ type session struct {
 	maxDatagram atomic.Int64
 	lastHeard   atomic.Int64 // Unix nanoseconds
 	membership  atomic.Pointer[rooms.Membership]
+	presence    presenceSubs
 
 	helloBy time.Time // hello must have come by then
 
@@ -203,6 +204,7 @@ func (ss *session) run() {
 		ss.conn.CloseWithError(0, "")
 	}
 	loops.Wait()
+	ss.stopPresence()
 	if m := ss.membership.Swap(nil); m != nil {
 		m.Disconnect(time.Unix(0, ss.lastHeard.Load()))
 	}
@@ -345,7 +347,7 @@ func (ss *session) dropped(l *rateLimit, now time.Time, what string, ref uint32)
 // message limits.
 func roomOperation(m codec.Message) bool {
 	switch m.(type) {
-	case *codec.Join, *codec.Event, *codec.Create, *codec.Update, *codec.Delete, *codec.Resync:
+	case *codec.Join, *codec.Event, *codec.Create, *codec.Update, *codec.Delete, *codec.Resync, *codec.SubscribePresence:
 		return true
 	}
 	return false
@@ -409,6 +411,10 @@ func (ss *session) handle(msg codec.Message) {
 		ss.handleDelete(m)
 	case *codec.Resync:
 		ss.handleResync(m)
+	case *codec.SubscribePresence:
+		ss.handleSubscribePresence(m)
+	case *codec.UnsubscribePresence:
+		ss.handleUnsubscribePresence(m)
 	case *codec.Ping:
 		ss.send(&codec.Pong{Header: codec.Header{Ref: m.Ref}, Time: m.Time, ServerTime: time.Now().UnixMilli()})
 	case *codec.Hello:

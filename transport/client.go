@@ -10,9 +10,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -24,6 +26,7 @@ import (
 
 	"github.com/posecast/posecast/certs"
 	"github.com/posecast/posecast/codec"
+	"github.com/posecast/posecast/rooms"
 )
 
 // ClientConfig configures Dial. URL is required.
@@ -115,6 +118,11 @@ type View struct {
 	PoseUpdates, Heartbeats int
 	// Resyncs counts the resyncs the client asked for.
 	Resyncs int
+	// Collections are the presence subscriptions' views, by subscription
+	// (the ref of its subscribe_presence): room -> user -> metas.
+	Collections map[uint32]map[string]rooms.RoomPresence
+	// CollectionMessages counts the presence_collection messages received.
+	CollectionMessages int
 	// Closed is true once the session has ended.
 	Closed bool
 }
@@ -139,8 +147,20 @@ type partSet struct {
 // FetchCertHash asks a server's HTTP address (http://host:port) for its
 // WebTransport URL and certificate hashes.
 func FetchCertHash(ctx context.Context, httpURL string) (CertHashResponse, []certs.Hash, error) {
+	return fetchCertHash(ctx, httpURL+"/cert-hash")
+}
+
+// LocateRoom asks a server's HTTP address (http://host:port) where a room
+// lives: the WebTransport URL and certificate hashes of the node that runs
+// it, or will run it once joined.
+func LocateRoom(ctx context.Context, httpURL, room string) (codec.Location, error) {
+	resp, _, err := fetchCertHash(ctx, httpURL+"/cert-hash?room="+url.QueryEscape(room))
+	return codec.Location{Node: resp.Node, URL: resp.URL, Current: resp.Current, Next: resp.Next}, err
+}
+
+func fetchCertHash(ctx context.Context, u string) (CertHashResponse, []certs.Hash, error) {
 	var resp CertHashResponse
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, httpURL+"/cert-hash", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return resp, nil, err
 	}
@@ -150,23 +170,90 @@ func FetchCertHash(ctx context.Context, httpURL string) (CertHashResponse, []cer
 	}
 	defer r.Body.Close()
 	if r.StatusCode != http.StatusOK {
-		return resp, nil, fmt.Errorf("GET %s/cert-hash: %s", httpURL, r.Status)
+		var apiErr APIError
+		json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&apiErr)
+		return resp, nil, fmt.Errorf("GET %s: %s %s", u, r.Status, apiErr.Error)
 	}
 	if err := json.NewDecoder(r.Body).Decode(&resp); err != nil {
-		return resp, nil, fmt.Errorf("GET %s/cert-hash: %w", httpURL, err)
+		return resp, nil, fmt.Errorf("GET %s: %w", u, err)
 	}
+	hashes, err := locationHashes(resp.Current, resp.Next)
+	if err != nil {
+		return resp, nil, fmt.Errorf("GET %s: %w", u, err)
+	}
+	return resp, hashes, nil
+}
+
+// locationHashes decodes the hashes of a location.
+func locationHashes(current HashJSON, next *HashJSON) ([]certs.Hash, error) {
 	var hashes []certs.Hash
-	for _, h := range []*HashJSON{&resp.Current, resp.Next} {
+	for _, h := range []*HashJSON{&current, next} {
 		if h == nil {
 			continue
 		}
 		b, err := hex.DecodeString(h.Hex)
 		if err != nil || len(b) != sha256.Size {
-			return resp, nil, fmt.Errorf("GET %s/cert-hash: bad hash %q", httpURL, h.Hex)
+			return nil, fmt.Errorf("bad certificate hash %q", h.Hex)
 		}
 		hashes = append(hashes, certs.Hash(b))
 	}
-	return resp, hashes, nil
+	return hashes, nil
+}
+
+// ConnectConfig configures Connect.
+type ConnectConfig struct {
+	// HTTP is the HTTP address (http://host:port) of any node, asked where
+	// the room lives.
+	HTTP string
+	// Location, when set, is where to try first: the one a moved goodbye
+	// named, say.
+	Location *codec.Location
+	// Client configures each session; Connect sets its URL and hashes.
+	Client ClientConfig
+	// Join is the join to make.
+	Join codec.Join
+	// MaxMoves bounds the moved answers followed. Defaults to 3.
+	MaxMoves int
+}
+
+// Connect opens a session where the room of cfg.Join lives and joins it,
+// following moved answers: it asks a node where the room is, dials that
+// node, and when the join is answered moved (the room went elsewhere
+// meanwhile), dials the node named and joins again.
+func Connect(ctx context.Context, cfg ConnectConfig) (*Client, *codec.Joined, error) {
+	if cfg.MaxMoves == 0 {
+		cfg.MaxMoves = 3
+	}
+	loc := cfg.Location
+	for moves := 0; ; moves++ {
+		if loc == nil || loc.URL == "" {
+			l, err := LocateRoom(ctx, cfg.HTTP, cfg.Join.Room)
+			if err != nil {
+				return nil, nil, err
+			}
+			loc = &l
+		}
+		hashes, err := locationHashes(loc.Current, loc.Next)
+		if err != nil {
+			return nil, nil, err
+		}
+		ccfg := cfg.Client
+		ccfg.URL, ccfg.CertHashes = loc.URL, hashes
+		c, err := Dial(ctx, ccfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		joined, err := c.Join(ctx, cfg.Join)
+		var rerr *RequestError
+		if err == nil {
+			return c, joined, nil
+		}
+		c.Close()
+		if !errors.As(err, &rerr) || rerr.Code != codec.CodeMoved || moves >= cfg.MaxMoves {
+			return nil, nil, err
+		}
+		loc = rerr.Moved
+	}
 }
 
 // Dial opens a session with the server at cfg.URL, opens the control stream
@@ -316,7 +403,7 @@ func (c *Client) Request(ctx context.Context, m codec.Message) (codec.Message, e
 	select {
 	case reply := <-ch:
 		if e, ok := reply.(*codec.Error); ok {
-			return nil, &RequestError{Code: e.Code, Message: e.Message}
+			return nil, &RequestError{Code: e.Code, Message: e.Message, Moved: e.Moved}
 		}
 		return reply, nil
 	case <-c.sess.Context().Done():
@@ -330,6 +417,8 @@ func (c *Client) Request(ctx context.Context, m codec.Message) (codec.Message, e
 type RequestError struct {
 	Code    string
 	Message string
+	// Moved, with code moved, is where the room lives.
+	Moved *codec.Location
 }
 
 func (e *RequestError) Error() string { return e.Code + ": " + e.Message }
@@ -430,6 +519,16 @@ func (c *Client) View() View {
 	v.Poses = maps.Clone(v.Poses)
 	v.Events = slices.Clone(v.Events)
 	v.Errors = slices.Clone(v.Errors)
+	if v.Collections != nil {
+		v.Collections = make(map[uint32]map[string]rooms.RoomPresence, len(c.view.Collections))
+		for sub, col := range c.view.Collections {
+			cc := make(map[string]rooms.RoomPresence, len(col))
+			for room, users := range col {
+				cc[room] = maps.Clone(users)
+			}
+			v.Collections[sub] = cc
+		}
+	}
 	return v
 }
 
@@ -624,6 +723,9 @@ func (c *Client) apply(msg codec.Message) (goodbye bool) {
 				v.Presence[k] = metas
 			}
 		}
+	case *codec.PresenceCollection:
+		ref = m.Ref
+		c.applyCollectionLocked(m)
 	case *codec.Event:
 		v.Events = append(v.Events, *m)
 	case *codec.OK:
@@ -644,6 +746,69 @@ func (c *Client) apply(msg codec.Message) (goodbye bool) {
 		}
 	}
 	return goodbye
+}
+
+// applyCollectionLocked folds a presence_collection into its view: a state
+// replaces it; joins are added, then leaves removed.
+func (c *Client) applyCollectionLocked(m *codec.PresenceCollection) {
+	v := &c.view
+	v.CollectionMessages++
+	if v.Collections == nil {
+		v.Collections = make(map[uint32]map[string]rooms.RoomPresence)
+	}
+	col := v.Collections[m.Sub]
+	if m.State != nil || col == nil {
+		col = make(map[string]rooms.RoomPresence)
+		v.Collections[m.Sub] = col
+	}
+	for room, users := range m.State {
+		col[room] = make(rooms.RoomPresence)
+		rooms.ApplyPresence(col[room], users, nil)
+	}
+	for _, diff := range []struct {
+		joins, leaves map[string]map[string]codec.PresenceEntry
+	}{{m.Joins, nil}, {nil, m.Leaves}} {
+		for room, users := range diff.joins {
+			if col[room] == nil {
+				col[room] = make(rooms.RoomPresence)
+			}
+			rooms.ApplyPresence(col[room], users, nil)
+		}
+		for room, users := range diff.leaves {
+			if state := col[room]; state != nil {
+				rooms.ApplyPresence(state, nil, users)
+				if len(state) == 0 {
+					delete(col, room)
+				}
+			}
+		}
+	}
+}
+
+// SubscribePresence asks for the presence of the rooms whose ids match
+// m.Match and returns the subscription's number once its state is in the
+// view (View.Collections); what changes follows there every interval.
+func (c *Client) SubscribePresence(ctx context.Context, m codec.SubscribePresence) (uint32, error) {
+	reply, err := c.Request(ctx, &m)
+	if err != nil {
+		return 0, err
+	}
+	if _, ok := reply.(*codec.PresenceCollection); !ok {
+		return 0, fmt.Errorf("subscribe_presence: answered with %T", reply)
+	}
+	return m.Ref, nil
+}
+
+// UnsubscribePresence ends a presence subscription.
+func (c *Client) UnsubscribePresence(ctx context.Context, sub uint32) error {
+	_, err := c.Request(ctx, &codec.UnsubscribePresence{Sub: sub})
+	if err == nil {
+		c.mu.Lock()
+		delete(c.view.Collections, sub)
+		c.notifyLocked()
+		c.mu.Unlock()
+	}
+	return err
 }
 
 // trackAvatarLocked notes an avatar entity's slot and its pose as of seq.

@@ -17,8 +17,11 @@ type RoomPresence = map[string][]codec.PresenceMeta
 // presence exactly.
 type PresenceUpdate struct {
 	// Seq is the update's number on this node: the one before it plus one.
-	Seq  uint64
-	Room string
+	Seq uint64
+	// RoomSeq numbers the updates of this room on this node, from 1; it
+	// starts again when the room starts again.
+	RoomSeq uint64
+	Room    string
 	// Joins and Leaves are the room's presence_diff: apply the joins, then
 	// the leaves, merging metas by phx_ref.
 	Joins, Leaves map[string]codec.PresenceEntry
@@ -34,6 +37,7 @@ type presenceHub struct {
 	mu       sync.Mutex // guards the following
 	seq      uint64
 	rooms    map[string]RoomPresence
+	roomSeqs map[string]uint64
 	watchers map[int]func(PresenceUpdate)
 	nextID   int
 }
@@ -43,15 +47,20 @@ type presenceHub struct {
 func (h *presenceHub) publish(room string, joins, leaves map[string]codec.PresenceEntry, gone bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.rooms == nil {
+		h.rooms = make(map[string]RoomPresence)
+		h.roomSeqs = make(map[string]uint64)
+	}
+	roomSeq := h.roomSeqs[room] + 1
 	if gone {
-		if _, ok := h.rooms[room]; !ok && len(joins) == 0 {
-			return // nothing of it was ever published
+		if _, ok := h.rooms[room]; !ok {
+			delete(h.roomSeqs, room)
+			return // it has no one to take away
 		}
 		delete(h.rooms, room)
+		delete(h.roomSeqs, room)
 	} else {
-		if h.rooms == nil {
-			h.rooms = make(map[string]RoomPresence)
-		}
+		h.roomSeqs[room] = roomSeq
 		state := h.rooms[room]
 		if state == nil {
 			state = make(RoomPresence)
@@ -63,7 +72,7 @@ func (h *presenceHub) publish(room string, joins, leaves map[string]codec.Presen
 		}
 	}
 	h.seq++
-	u := PresenceUpdate{Seq: h.seq, Room: room, Joins: joins, Leaves: leaves, Gone: gone}
+	u := PresenceUpdate{Seq: h.seq, RoomSeq: roomSeq, Room: room, Joins: joins, Leaves: leaves, Gone: gone}
 	for _, w := range h.watchers {
 		w(u)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/posecast/posecast/certs"
 	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/rooms"
+	"github.com/posecast/posecast/rooms/cluster"
 	"github.com/posecast/posecast/rooms/pgstore"
 	"github.com/posecast/posecast/transport"
 	"github.com/posecast/posecast/web"
@@ -58,6 +59,12 @@ type options struct {
 	poseRate, messageRate  float64
 	eventRate              float64
 	rateGrace              time.Duration
+	presenceInterval       time.Duration
+	natsURL                string
+	natsEmbed              bool
+	natsReplicas           int
+	nodeID                 string
+	advertiseURL           string
 }
 
 func main() {
@@ -92,6 +99,12 @@ func parseFlags(args []string) (*options, error) {
 	fs.Float64Var(&o.messageRate, "message-rate", 50, "control messages a session may send per second")
 	fs.Float64Var(&o.eventRate, "event-rate", 20, "room operations (events, entity changes, resyncs) a session may send per second")
 	fs.DurationVar(&o.rateGrace, "rate-grace", 5*time.Second, "how long a session may stay over a rate limit, its excess dropped, before it is closed")
+	fs.DurationVar(&o.presenceInterval, "presence-interval", 3*time.Second, "how often a presence subscription (subscribe_presence, /api/presence/stream) gets what changed, unless it asks for another interval")
+	fs.StringVar(&o.natsURL, "nats-url", "", "comma-separated NATS server URLs (nats://host:4222): run as a node of the cluster on them; needs --database-url and --auth-secret, the same on every node (without it: one node, no NATS)")
+	fs.BoolVar(&o.natsEmbed, "nats-embed", false, "run a NATS server with JetStream inside this process, on the host and port of the first --nats-url (default nats://127.0.0.1:4222), for other nodes to join: for development only")
+	fs.IntVar(&o.natsReplicas, "nats-replicas", 1, "NATS servers that keep each cluster directory bucket (3 in production, with three NATS servers)")
+	fs.StringVar(&o.nodeID, "node-id", "", "this node's name in the cluster (default: the host name and a random suffix); a restart with the same name replaces the process before at once")
+	fs.StringVar(&o.advertiseURL, "advertise-url", "", "the WebTransport URL other nodes hand out for this node (default https://<first LAN address>:<--listen port>/wt)")
 	fs.StringVar(&o.certFile, "cert", "", "PEM certificate chain file (with --key) instead of a self-signed certificate; reloaded when it changes")
 	fs.StringVar(&o.keyFile, "key", "", "PEM private key file for --cert")
 	fs.StringVar(&o.certHosts, "cert-hosts", "", "comma-separated names and addresses for the self-signed certificate (default: localhost, loopback, this machine's name and addresses)")
@@ -129,6 +142,26 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if (o.certFile == "") != (o.keyFile == "") {
 		return nil, errors.New("--cert and --key go together")
+	}
+	if o.natsEmbed && o.natsURL == "" {
+		o.natsURL = "nats://127.0.0.1:4222"
+	}
+	if o.natsURL != "" {
+		// A room must read on one node what another wrote, and a token
+		// minted for one node must open every other.
+		switch {
+		case o.databaseURL == "":
+			return nil, errors.New("--nats-url: a cluster needs a store its nodes share: give --database-url (or DATABASE_URL); with rooms in memory a room that moves to another node would come back empty")
+		case o.authSecret == "":
+			return nil, errors.New("--nats-url: a cluster needs --auth-secret, the same on every node: development mode's made-up secret differs per node, so a token from one node would fail on another")
+		}
+		if o.nodeID == "" {
+			host, _ := os.Hostname()
+			o.nodeID = defaultNodeID(host)
+		}
+		if !rooms.ValidID(o.nodeID) {
+			return nil, fmt.Errorf("--node-id %q: want 1 to 64 of A-Z a-z 0-9 _ . : @ -", o.nodeID)
+		}
 	}
 	return &o, nil
 }
@@ -182,13 +215,42 @@ func run(args []string) error {
 		return fmt.Errorf("certificate: %w", err)
 	}
 
-	store, ready, closeStore, err := openStore(ctx, o.databaseURL, log)
+	store, storeReady, closeStore, err := openStore(ctx, o.databaseURL, log)
 	if err != nil {
 		return err
 	}
 	defer closeStore()        // after the registry has written its last changes
-	var srv *transport.Server // the tick hook reports to its metrics once it exists
-	registry, err := rooms.NewRegistry(store, rooms.Config{
+	var srv *transport.Server // the hooks reach it once it exists
+	presence := rooms.NewCollector()
+	var registry *rooms.Registry
+	var node *cluster.Node
+	if o.natsURL != "" {
+		var leave func()
+		node, leave, err = joinCluster(o, presence, func() codec.Location { return advertise(o, srv) }, func() (int, int) {
+			return srv.Sessions(), len(registry.Rooms())
+		}, log)
+		if err != nil {
+			return err
+		}
+		defer leave() // after the registry has released its claims
+	}
+	ready := func(ctx context.Context) error {
+		if storeReady != nil {
+			if err := storeReady(ctx); err != nil {
+				return fmt.Errorf("store: %w", err)
+			}
+		}
+		if node != nil {
+			return node.Ready()
+		}
+		return nil
+	}
+	var placement rooms.Placement
+	if node != nil {
+		placement = node
+	}
+	registry, err = rooms.NewRegistry(store, rooms.Config{
+		Placement:      placement,
 		Tick:           o.tick,
 		RepeatTicks:    o.repeat,
 		Heartbeat:      o.heartbeat,
@@ -227,6 +289,9 @@ func run(args []string) error {
 		Ready:       ready,
 		Logger:      log,
 
+		Presence:         presence,
+		PresenceInterval: o.presenceInterval,
+
 		AuthSecret:       []byte(o.authSecret),
 		AllowedOrigins:   origins,
 		MaxSessionsPerIP: o.maxSessionsPerIP,
@@ -242,6 +307,13 @@ func run(args []string) error {
 		return err
 	}
 	logStart(log, srv, cm)
+	if node == nil {
+		presence.Follow("local", registry)
+	} else if err := startNode(ctx, node, registry, log); err != nil {
+		srv.Shutdown(context.Background())
+		registry.Close()
+		return err
+	}
 	if o.authSecret == "" {
 		log.Warn("development mode: no --auth-secret, so joins need no token: anyone who reaches this server can join any room, as a user it makes up; pages on localhost may connect")
 	} else {

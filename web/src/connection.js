@@ -5,22 +5,55 @@
 // avatar and the others see no one leave (docs/PROTOCOL.md §5): with the
 // token it was given, or else the one a server in development mode hands
 // back in its joined reply.
+//
+// A posecast cluster runs each room on one node. The page asks
+// /cert-hash?room= so that it goes straight to that node; when a room is not
+// (or no longer) where the page joined it, the server says where it lives
+// (code moved) and the page goes there at once, a few times in a row at most.
 import { encodeFrame, FrameReader } from './frames.js';
 import { DATAGRAM_PING, datagramKind, parsePing, pingDatagram } from './pose.js';
 
 // Refusals of a hello or a join that another try would get again.
 const FATAL = new Set(['invalid', 'forbidden', 'room_full', 'unauthorized', 'unsupported']);
 
+// Moves followed at once without a join in between; past that, the page
+// waits its backoff and asks /cert-hash?room= again, so that nodes that
+// disagree on where a room lives cannot keep it hopping between them.
+const MAX_MOVES = 3;
+
 // refusal returns the error for a server's error or goodbye message.
 function refusal(m) {
   const e = new Error(`${m.code}: ${m.message}`);
   e.code = m.code;
+  e.moved = m.moved;
   return e;
+}
+
+// destination names, for the status, the node a moved location is on, or
+// returns '' when the location has no WebTransport URL to go to.
+function destination(moved) {
+  try {
+    const u = new URL(moved.url);
+    if (u.protocol === 'https:') return moved.node || u.host;
+  } catch {
+    // no URL, or not one
+  }
+  return '';
+}
+
+// certHashes returns a /cert-hash answer's or a moved location's hashes as
+// WebTransport's serverCertificateHashes.
+function certHashes(info) {
+  return [info.current, info.next].filter(Boolean).map((h) => ({
+    algorithm: 'sha-256',
+    value: Uint8Array.from(atob(h.base64), (c) => c.charCodeAt(0)),
+  }));
 }
 
 export class Connection {
   // opts: base (the server's HTTP URL), join ({room, device, name, token},
-  // whose token is replaced by one the server hands back), wtURL (a WebTransport URL to use instead of the server's),
+  // whose token is replaced by one the server hands back), wtURL (a
+  // WebTransport URL to use instead of the one /cert-hash names),
   // onMessage(msg), onDatagram(bytes), onState(), and for tests fetch,
   // WebTransport, backoffMin, backoffMax, connectTimeout, pingEvery.
   constructor(opts) {
@@ -41,6 +74,7 @@ export class Connection {
     this.stopped = false;
     this.wake = null;
     this.goodbye = null; // the server's last word on the session, if it said one
+    this.location = null; // where a moved sent the next session, instead of /cert-hash
   }
 
   setState(state, detail = '') {
@@ -53,21 +87,34 @@ export class Connection {
   // a join that cannot succeed, or after stop.
   async run() {
     let attempt = 0;
+    let moves = 0; // moves followed since the last join
     while (!this.stopped) {
       this.setState(this.sessions ? 'reconnecting' : 'connecting', this.detail);
       let fatal = false;
+      let moved = null; // where the server said the room lives, refusing a join or saying goodbye
       try {
         this.goodbye = null;
-        await this.session(() => { attempt = 0; });
+        await this.session(() => { attempt = moves = 0; });
         this.detail = this.goodbye ? `${this.goodbye.code}: ${this.goodbye.message}` : 'session closed';
+        if (this.goodbye?.code === 'moved') moved = this.goodbye.moved || {};
       } catch (e) {
         this.detail = e.message;
         fatal = FATAL.has(e.code);
+        if (e.code === 'moved') moved = e.moved || {};
       }
+      this.location = null;
       if (this.stopped) break;
       if (fatal) {
         this.setState('failed', this.detail);
         return;
+      }
+      // The same join, at once, where the room lives: within the reconnect
+      // grace the server hands this device over as after any reconnect.
+      if (moved && destination(moved) && moves < MAX_MOVES) {
+        moves++;
+        this.location = moved;
+        this.detail = `moved to ${destination(moved)}`;
+        continue;
       }
       const wait = Math.min(this.opts.backoffMax, this.opts.backoffMin * 2 ** attempt++) * (0.5 + Math.random() / 2);
       this.setState('reconnecting', this.detail);
@@ -97,13 +144,11 @@ export class Connection {
   // session opens one session and joins; onJoined runs once joined. It
   // resolves when the session ends.
   async session(onJoined) {
-    const info = await this.certHash();
-    const hashes = [info.current, info.next].filter(Boolean).map((h) => ({
-      algorithm: 'sha-256',
-      value: Uint8Array.from(atob(h.base64), (c) => c.charCodeAt(0)),
-    }));
-    const urls = this.opts.wtURL ? [this.opts.wtURL] : [info.url, ...(info.alternates || [])];
-    const wt = await this.open(urls, hashes);
+    const moved = this.location;
+    const info = moved || await this.certHash();
+    // wt overrides the URLs /cert-hash names, not the one a move names.
+    const urls = this.opts.wtURL && !moved ? [this.opts.wtURL] : [info.url, ...(info.alternates || [])];
+    const wt = await this.open(urls, certHashes(info));
     if (this.stopped) {
       wt.close();
       return;
@@ -122,7 +167,7 @@ export class Connection {
       if (joined.token) j.token = joined.token;
       this.sessions++;
       onJoined();
-      this.setState('connected');
+      this.setState('connected', moved ? `moved to ${destination(moved)}` : '');
       const pinger = setInterval(() => this.ping(), this.opts.pingEvery);
       try {
         await Promise.race([ended, reading]);
@@ -139,9 +184,17 @@ export class Connection {
     }
   }
 
+  // certHash asks for the URL and certificate hashes of the node the room
+  // lives on.
   async certHash() {
-    const r = await this.fetch(new URL('/cert-hash', this.opts.base), { cache: 'no-store' });
-    if (!r.ok) throw new Error(`GET /cert-hash: ${r.status}`);
+    const url = new URL('/cert-hash', this.opts.base);
+    url.searchParams.set('room', this.opts.join.room);
+    const r = await this.fetch(url, { cache: 'no-store' });
+    if (!r.ok) {
+      // A server that cannot place the room says why.
+      const why = await r.json().then((b) => b?.error, () => '');
+      throw new Error(`GET /cert-hash: ${r.status}${why ? ` ${why}` : ''}`);
+    }
     return r.json();
   }
 

@@ -4,7 +4,8 @@
 //
 // URL parameters: room, name, rate (poses sent a second, 1 to 90, default
 // 30), token (a join token), wt (a WebTransport URL to use instead of the one
-// /cert-hash names).
+// /cert-hash names; a room that moves to another node is followed there all
+// the same).
 import { Connection } from './connection.js';
 import { DesktopControls } from './desktop.js';
 import { DATAGRAM_POSES, datagramKind, parsePoseUpdate, poseDatagram, poseTime } from './pose.js';
@@ -205,7 +206,8 @@ function frame(_, xrFrame) {
 function drawHud(now) {
   if (!conn) return;
   $('dot').className = conn.state;
-  $('status').textContent = conn.state === 'connected' ? 'connected' : `${conn.state}${conn.detail ? ': ' + conn.detail : ''}`;
+  // Connected has a detail only after a move: where the room went.
+  $('status').textContent = `${conn.state}${conn.detail ? ': ' + conn.detail : ''}`;
   const rtt = conn.rtt === null ? '–' : `${conn.rtt.toFixed(1)} ms`;
   $('stats').textContent = `rtt ${rtt} · tick ${view.tickMs} ms · ${view.updateRate(now).toFixed(1)} updates/s · sending ${rate}/s`;
   const items = [...(view.presence || [])].map(([user, metas]) => {

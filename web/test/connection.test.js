@@ -6,17 +6,31 @@ import { encodeFrame, FrameReader } from '../src/frames.js';
 const HASH = { hex: 'ab', base64: btoa('0123456789abcdef0123456789abcdef') };
 const CERT_HASH = { url: 'https://127.0.0.1:4433/wt', alternates: ['https://192.0.2.1:4433/wt'], current: HASH };
 
+// node returns the location of cluster node n, as a moved carries it.
+const node = (n) => ({
+  node: `node-${n}`,
+  url: `https://10.0.0.${n}:4433/wt`,
+  current: { hex: 'cd', base64: btoa(`current certificate of node ${n}`) },
+  next: { hex: 'ef', base64: btoa(`next certificate of node ${n}`) },
+});
+
+// bytes returns the hashes a session was opened with, as the text they encode.
+const bytes = (hashes) => hashes.map((h) => new TextDecoder().decode(h.value));
+
 // fakeServer answers hello and join as posecast does, over fake
 // WebTransport sessions that a test can drop; unready lists URLs whose
 // sessions never become ready; refuseHello says goodbye to a hello with
-// that code, refuseJoin answers a join with that error, and refuseResync
-// answers a resync with that error.
-function fakeServer({ unready = [], refuseHello = null, refuseJoin = null, refuseResync = null } = {}) {
-  const server = { sessions: [], hellos: 0, joins: [], resyncs: [], urls: [], hashes: [], tokens: new Map() };
+// that code, refuseJoin answers a join with that error, refuseResync
+// answers a resync with that error, and moved maps URLs to the location a
+// join there is refused with as moved (the room lives elsewhere). All the
+// URLs are one server's: a token works on every one.
+function fakeServer({ unready = [], refuseHello = null, refuseJoin = null, refuseResync = null, moved = {} } = {}) {
+  const server = { sessions: [], hellos: 0, joins: [], resyncs: [], urls: [], hashes: [], opened: [], tokens: new Map() };
   server.WebTransport = class {
     constructor(url, opts) {
       server.urls.push(url);
       server.hashes.push(opts.serverCertificateHashes);
+      server.opened.push(Date.now());
       let closeSession;
       this.closed = new Promise((resolve) => { closeSession = resolve; });
       this.ready = unready.includes(url) ? new Promise(() => {}) : Promise.resolve();
@@ -29,7 +43,8 @@ function fakeServer({ unready = [], refuseHello = null, refuseJoin = null, refus
         readable: new ReadableStream({ start: (c) => { dgClient = c; } }),
         writable: new WritableStream({ write: (d) => dgClient.enqueue(d) }), // every datagram echoed, as pings are
       };
-      this.goodbye = (code, message) => send({ type: 'goodbye', code, message });
+      this.goodbye = (code, message, where) => send({ type: 'goodbye', code, message, moved: where });
+      this.closed.then(() => { this.ended = true; });
       this.close = () => {
         try {
           toClient.close();
@@ -60,6 +75,10 @@ function fakeServer({ unready = [], refuseHello = null, refuseJoin = null, refus
               }
               if (m.type === 'join') {
                 server.joins.push(m);
+                if (moved[url]) {
+                  send({ type: 'error', ref: m.ref, code: 'moved', message: 'the room lives elsewhere', moved: moved[url] });
+                  continue;
+                }
                 if (refuseJoin) {
                   send({ type: 'error', ref: m.ref, code: refuseJoin, message: 'no' });
                   continue;
@@ -85,14 +104,16 @@ function fakeServer({ unready = [], refuseHello = null, refuseJoin = null, refus
   return server;
 }
 
+// connect runs a Connection to server; fetched lists the URLs it asked.
 function connect(server, opts = {}) {
   const messages = [];
   const states = [];
+  const fetched = [];
   const conn = new Connection({
     base: 'http://localhost:8080/?room=r',
     join: { room: 'r', device: 'web-1', name: 'Ada' },
     fetch: async (url) => {
-      assert.equal(String(url), 'http://localhost:8080/cert-hash');
+      fetched.push(String(url));
       return { ok: true, json: async () => CERT_HASH };
     },
     WebTransport: server.WebTransport,
@@ -105,7 +126,7 @@ function connect(server, opts = {}) {
     ...opts,
   });
   const running = conn.run();
-  return { conn, messages, states, running };
+  return { conn, messages, states, fetched, running };
 }
 
 async function until(what, cond, timeout = 2000) {
@@ -245,4 +266,104 @@ test('a request sent with ask carries a ref that its refusal answers', async () 
   assert.equal(conn.waiters.size, 0);
   conn.stop();
   await running;
+});
+
+test('it asks /cert-hash for the node of its room', async () => {
+  const server = fakeServer();
+  const { conn, fetched, running } = connect(server, { join: { room: 'team:a@b', device: 'web-1', name: 'Ada' } });
+  await until('connected', () => conn.state === 'connected');
+  assert.deepEqual(fetched, ['http://localhost:8080/cert-hash?room=team%3Aa%40b']);
+  conn.stop();
+  await running;
+});
+
+test('a server that cannot place the room says why', async () => {
+  const server = fakeServer();
+  const { conn, running } = connect(server, {
+    fetch: async () => ({ ok: false, status: 503, json: async () => ({ error: 'no node has room for it' }) }),
+  });
+  await until('the reason', () => conn.detail === 'GET /cert-hash: 503 no node has room for it');
+  assert.equal(server.urls.length, 0);
+  conn.stop();
+  await running;
+});
+
+// A backoff this long would fail the tests of moves that must be followed at
+// once: until gives up after 2 s.
+const NO_WAITING = { backoffMin: 5000, backoffMax: 5000 };
+
+test('a join refused as moved is made again at once where the room lives', async () => {
+  // No node name this time: the status names the host.
+  const where = { ...node(2) };
+  delete where.node;
+  const server = fakeServer({ moved: { [CERT_HASH.url]: where } });
+  const join = { room: 'r', device: 'web-1', name: 'Ada', token: 'pc1.x' };
+  const { conn, states, fetched, running } = connect(server, { ...NO_WAITING, join });
+  await until('connected', () => conn.state === 'connected');
+  assert.deepEqual(server.urls, [CERT_HASH.url, node(2).url]);
+  assert.deepEqual(bytes(server.hashes[1]), ['current certificate of node 2', 'next certificate of node 2']);
+  assert.ok(server.sessions[0].ended, 'the refused session is closed');
+  const [first, second] = server.joins.map(({ ref, ...j }) => j);
+  assert.deepEqual(second, first);
+  assert.deepEqual(second, { type: 'join', room: 'r', device: 'web-1', name: 'Ada', token: 'pc1.x' });
+  assert.equal(fetched.length, 1, 'the move is followed without asking /cert-hash again');
+  assert.ok(!states.includes('failed'));
+  assert.equal(conn.url, node(2).url);
+  assert.equal(conn.detail, 'moved to 10.0.0.2:4433');
+  conn.stop();
+  await running;
+});
+
+test('a goodbye moved reconnects at once where the room went, as the same user and device, every time', async () => {
+  const server = fakeServer();
+  const { conn, states, messages, fetched, running } = connect(server, { ...NO_WAITING, wtURL: 'https://127.0.0.1:9999/wt' });
+  await until('connected', () => conn.state === 'connected');
+  // More moves than are followed in a row: each join starts the count again.
+  for (let n = 1; n <= 4; n++) {
+    server.sessions.at(-1).goodbye('moved', 'the room moved', node(n));
+    await until(`session ${n + 1}`, () => conn.sessions === n + 1 && conn.state === 'connected');
+  }
+  assert.ok(states.includes('reconnecting'));
+  assert.deepEqual(server.urls, ['https://127.0.0.1:9999/wt', node(1).url, node(2).url, node(3).url, node(4).url], 'wt names the first node, not where a move goes');
+  assert.deepEqual(bytes(server.hashes[4]), ['current certificate of node 4', 'next certificate of node 4']);
+  assert.equal(fetched.length, 1);
+  assert.deepEqual(server.joins.map((j) => j.device), Array(5).fill('web-1'));
+  assert.deepEqual(server.joins.map((j) => j.token), [undefined, 'dev-u-1-1', 'dev-u-1-2', 'dev-u-1-3', 'dev-u-1-4']);
+  const joined = messages.filter((m) => m.type === 'joined');
+  assert.deepEqual(joined.map((m) => [m.user, m.resumed]), [['u-1', false], ...Array(4).fill(['u-1', true])]);
+  assert.equal(conn.detail, 'moved to node-4');
+  conn.stop();
+  await running;
+});
+
+test('past three moves in a row it waits its backoff and asks /cert-hash again', async () => {
+  // Every node says the room is on the next one.
+  const moved = { [CERT_HASH.url]: node(1) };
+  for (let n = 1; n < 9; n++) moved[node(n).url] = node(n + 1);
+  const server = fakeServer({ moved });
+  const { conn, states, fetched, running } = connect(server, { backoffMin: 300, backoffMax: 300 });
+  await until('a second round', () => server.urls.length === 5);
+  assert.deepEqual(server.urls, [CERT_HASH.url, node(1).url, node(2).url, node(3).url, CERT_HASH.url]);
+  assert.equal(fetched.length, 2);
+  assert.equal(fetched[1], 'http://localhost:8080/cert-hash?room=r');
+  const gaps = server.opened.slice(1).map((t, i) => t - server.opened[i]);
+  assert.ok(gaps.slice(0, 3).every((g) => g < 150), `the moves waited: ${gaps}`);
+  assert.ok(gaps[3] >= 140, `no backoff after the fourth move: ${gaps}`);
+  assert.ok(!states.includes('failed'));
+  assert.match(conn.detail, /^moved: /);
+  conn.stop();
+  await running;
+});
+
+test('a moved without a URL to go to waits its backoff and asks /cert-hash again', async () => {
+  for (const where of [{ node: 'node-4' }, { node: 'node-4', url: 'http://10.0.0.4:8080/' }]) {
+    const server = fakeServer({ moved: { [CERT_HASH.url]: where } });
+    const { conn, fetched, running } = connect(server, { backoffMin: 300, backoffMax: 300 });
+    await until('a second try', () => server.urls.length === 2);
+    assert.deepEqual(server.urls, [CERT_HASH.url, CERT_HASH.url]);
+    assert.equal(fetched.length, 2);
+    assert.ok(server.opened[1] - server.opened[0] >= 140, 'no backoff');
+    conn.stop();
+    await running;
+  }
 });

@@ -204,3 +204,21 @@ func (g *Registry) Evict(id string, owner *codec.Location) {
 		r.evict(owner)
 	}
 }
+
+// evictFenced evicts a room whose writes the store refused for a newer
+// claim, telling its members where the room went when the placement knows.
+func (g *Registry) evictFenced(id string) {
+	var owner *codec.Location
+	c, err := g.claim(context.Background(), id)
+	var elsewhere *ElsewhereError
+	switch {
+	case errors.As(err, &elsewhere):
+		owner = &elsewhere.Owner
+	case err == nil:
+		// The newer owner is gone already: the claim is ours again, but
+		// this instance is stale. Give it back; the members' next join
+		// starts the room afresh wherever it lands.
+		g.release(id, c)
+	}
+	g.Evict(id, owner)
+}

@@ -72,6 +72,12 @@ type Config struct {
 	// PresenceInterval is how often a presence subscription gets what
 	// changed, unless it asks for another interval. Defaults to 3s.
 	PresenceInterval time.Duration
+	// AdvertiseURL, when set, returns the WebTransport URL that the nodes of
+	// a cluster hand out for this one: /cert-hash?room= answers with it for
+	// rooms that live here, so that every node names a room's node alike.
+	// Without it the answer is this node's URL on the host the request
+	// came to, as for /cert-hash.
+	AdvertiseURL func() string
 	// Ready, when set, tells /readyz whether the server's dependencies (its
 	// store, its cluster) can be reached.
 	Ready func(context.Context) error
@@ -456,6 +462,11 @@ func (s *Server) handleCertHash(w http.ResponseWriter, r *http.Request) {
 			return
 		case !here:
 			writeJSON(w, http.StatusOK, CertHashResponse{Node: owner.Node, URL: owner.URL, Current: owner.Current, Next: owner.Next})
+			return
+		case s.cfg.AdvertiseURL != nil:
+			resp := CertHashResponse{URL: s.cfg.AdvertiseURL()}
+			resp.Current, resp.Next = s.CertHashes()
+			writeJSON(w, http.StatusOK, resp)
 			return
 		}
 	}

@@ -156,6 +156,15 @@ func embedNATS(natsURL string, log *slog.Logger) (stop func(), err error) {
 	return stop, nil
 }
 
+// advertiseURL returns, for a node of a cluster, what tells the
+// transport the URL that other nodes hand out for this one.
+func advertiseURL(o *options, node *cluster.Node, srv **transport.Server) func() string {
+	if node == nil {
+		return nil
+	}
+	return func() string { return advertise(o, *srv).URL }
+}
+
 // advertise is where other nodes send clients for this node's rooms.
 func advertise(o *options, srv *transport.Server) codec.Location {
 	u := o.advertiseURL

@@ -291,6 +291,7 @@ func run(args []string) error {
 
 		Presence:         presence,
 		PresenceInterval: o.presenceInterval,
+		AdvertiseURL:     advertiseURL(o, node, &srv),
 
 		AuthSecret:       []byte(o.authSecret),
 		AllowedOrigins:   origins,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/posecast/posecast/codec"
@@ -30,6 +31,8 @@ func (n *Node) Claim(ctx context.Context, room string) (rooms.Claim, error) {
 	switch {
 	case fatal != nil:
 		return rooms.Claim{}, fmt.Errorf("%w: %w", rooms.ErrUnavailable, fatal)
+	case n.nc.Status() != nats.CONNECTED:
+		return rooms.Claim{}, fmt.Errorf("%w: NATS unreachable (%s): new rooms cannot be placed", rooms.ErrUnavailable, n.nc.Status())
 	case rev == 0:
 		return rooms.Claim{}, fmt.Errorf("%w: this node holds no cluster lease (is NATS reachable?): %v", rooms.ErrUnavailable, why)
 	}

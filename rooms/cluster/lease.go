@@ -19,9 +19,12 @@ func (n *Node) leaseLoop() {
 	var renewed time.Time // when the lease was last written
 	for {
 		if n.nc.Status() == nats.CONNECTED {
-			n.keepLease(&renewed)
-			beat++
-			n.nc.Publish(n.subj.hb, encode(heartbeat{Inc: n.inc, Beat: beat, Seq: n.published.Load()}))
+			// Only the holder of the lease speaks for the node id: a
+			// duplicate that was refused says nothing.
+			if n.keepLease(&renewed) {
+				beat++
+				n.nc.Publish(n.subj.hb, encode(heartbeat{Inc: n.inc, Beat: beat, Seq: n.published.Load()}))
+			}
 		} else {
 			n.lapseIfExpired(renewed)
 		}
@@ -34,18 +37,19 @@ func (n *Node) leaseLoop() {
 }
 
 // keepLease takes the lease when the node holds none and renews it when it
-// is due. renewed is when it was last written.
-func (n *Node) keepLease(renewed *time.Time) {
+// is due. renewed is when it was last written. It reports whether the node
+// holds its lease.
+func (n *Node) keepLease(renewed *time.Time) bool {
 	if err := n.bind(); err != nil {
 		n.setLeaseErr(err)
-		return
+		return false
 	}
 	n.mu.Lock()
 	rev, fatal := n.leaseRev, n.fatal
 	n.mu.Unlock()
 	switch {
 	case fatal != nil:
-		return
+		return false
 	case rev == 0:
 		lapsed := !renewed.IsZero()
 		if n.acquire() {
@@ -62,6 +66,9 @@ func (n *Node) keepLease(renewed *time.Time) {
 			n.lapseIfExpired(*renewed)
 		}
 	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.leaseRev != 0
 }
 
 // bind finds or makes the directory's buckets.

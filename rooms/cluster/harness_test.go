@@ -522,9 +522,9 @@ func (h *harness) tryNode(name string, server int) (*testNode, error) {
 		EmptyGrace:     3 * time.Second,
 		// Clients of these tests send no poses: their avatars must not go
 		// stale and back, which are presence changes of their own.
-		StaleAfter: time.Hour,
-		StoreTimeout:   2 * time.Second,
-		Logger:         log,
+		StaleAfter:   time.Hour,
+		StoreTimeout: 2 * time.Second,
+		Logger:       log,
 	})
 	if err != nil {
 		return nil, err

@@ -107,10 +107,24 @@ func (g *Registry) DescribeRoom(ctx context.Context, id string) (RoomView, error
 // changes are written before the room is deleted, so none of them lands in
 // a room of the same id created after. Joins to the id wait until the
 // delete is done, then start a new room. It returns ErrRoomNotFound for a
-// room the store does not hold.
+// room the store does not hold. In a cluster the node claims the room for
+// the time of the delete, so that no node starts it meanwhile; a room that
+// another node runs is not deleted here: *ElsewhereError.
 func (g *Registry) DeleteRoom(ctx context.Context, id string) error {
 	if !ValidID(id) {
 		return fmt.Errorf("%w: room id %q", ErrInvalid, id)
+	}
+	if g.cfg.Placement != nil {
+		c, err := g.claim(ctx, id)
+		if err != nil {
+			return err
+		}
+		g.mu.Lock()
+		if g.claims[id] == nil {
+			g.claims[id] = &heldClaim{claim: c}
+		}
+		g.mu.Unlock()
+		defer g.releaseUnlessLive(id)
 	}
 	var prev *Room
 	var done chan struct{}

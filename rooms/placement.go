@@ -150,13 +150,31 @@ func (g *Registry) releaseIfIdle(r *Room) {
 	}
 	g.mu.Lock()
 	h := g.claims[r.id]
-	if _, live := g.rooms[r.id]; live || h == nil || h.claim != r.claim || g.closed {
+	_, live := g.rooms[r.id]
+	_, deleting := g.deleting[r.id]
+	if live || deleting || h == nil || h.claim != r.claim || g.closed {
 		g.mu.Unlock()
 		return
 	}
 	delete(g.claims, r.id)
 	g.mu.Unlock()
 	g.release(r.id, r.claim)
+}
+
+// releaseUnlessLive gives up this node's claim of a room that has no live
+// instance here (a delete is done with it).
+func (g *Registry) releaseUnlessLive(id string) {
+	g.mu.Lock()
+	h := g.claims[id]
+	_, live := g.rooms[id]
+	_, draining := g.draining[id]
+	if h == nil || live || draining || h.reserved != nil || g.closed {
+		g.mu.Unlock()
+		return
+	}
+	delete(g.claims, id)
+	g.mu.Unlock()
+	g.release(id, h.claim)
 }
 
 // release gives a claim up, logging a failure: an unreleased claim only

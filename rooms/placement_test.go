@@ -348,3 +348,31 @@ func TestPresenceUpdatesFollowASnapshotInOrder(t *testing.T) {
 		}
 	})
 }
+
+func TestADeleteInAClusterHoldsTheRoomsClaim(t *testing.T) {
+	d := newDirectory()
+	store := &rooms.MemoryStore{}
+	inBubble(t, clusterConfig(d), store, func(t *testing.T, w *world) {
+		ctx := context.Background()
+		for _, id := range []string{"mine", "theirs"} {
+			if _, err := store.CreateRoom(ctx, rooms.RoomInfo{ID: id, Name: id}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		d.claimFor("there", "theirs")
+		var elsewhere *rooms.ElsewhereError
+		if err := w.reg.DeleteRoom(ctx, "theirs"); !errors.As(err, &elsewhere) {
+			t.Errorf("deleting a room another node runs = %v, want elsewhere", err)
+		}
+		if _, err := store.Room(ctx, "theirs"); err != nil {
+			t.Errorf("the room another node runs was deleted: %v", err)
+		}
+		if err := w.reg.DeleteRoom(ctx, "mine"); err != nil {
+			t.Fatal(err)
+		}
+		claims, released := d.log()
+		if fmt.Sprint(claims) != "[mine]" || fmt.Sprint(released) != "[mine@2]" {
+			t.Errorf("claims %v, released %v: want mine claimed for the delete and released after", claims, released)
+		}
+	})
+}

@@ -235,7 +235,7 @@ func (a *api) failRooms(w http.ResponseWriter, err error) {
 		status = http.StatusBadRequest
 	case errors.Is(err, rooms.ErrRoomNotFound):
 		status = http.StatusNotFound
-	case errors.Is(err, rooms.ErrRoomBusy):
+	case errors.Is(err, rooms.ErrRoomBusy), errors.As(err, new(*rooms.ElsewhereError)):
 		status = http.StatusConflict
 	case errors.Is(err, rooms.ErrUnavailable), errors.Is(err, rooms.ErrClosed):
 		status = http.StatusServiceUnavailable

@@ -355,6 +355,22 @@ func (c *Client) dial(ctx context.Context) error {
 	return nil
 }
 
+// Location returns where the client is connected: the server's
+// WebTransport URL and the certificate hashes it accepts.
+func (c *Client) Location() codec.Location {
+	loc := codec.Location{URL: c.cfg.URL}
+	for i, h := range c.cfg.CertHashes {
+		j := HashJSON{Hex: h.Hex(), Base64: h.Base64()}
+		switch i {
+		case 0:
+			loc.Current = j
+		case 1:
+			loc.Next = &j
+		}
+	}
+	return loc
+}
+
 // Welcome returns the server's answer to hello.
 func (c *Client) Welcome() codec.Welcome {
 	c.mu.Lock()

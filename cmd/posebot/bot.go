@@ -12,7 +12,6 @@ import (
 
 	"github.com/quic-go/quic-go"
 
-	"github.com/posecast/posecast/certs"
 	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/transport"
 )
@@ -44,10 +43,16 @@ func (c *config) clients() int { return c.rooms * c.perRoom }
 // room is one room of the run: its name and, as they join, its bots.
 type room struct {
 	name string
+	// at is where the room was last found (a *codec.Location), so that
+	// bots go there without asking; nil until one bot has joined.
+	at atomic.Pointer[codec.Location]
 
 	mu      sync.Mutex // guards members
 	members []*botClient
 }
+
+// where returns where the room was last found, or nil.
+func (r *room) where() *codec.Location { return r.at.Load() }
 
 func (r *room) add(b *botClient) {
 	r.mu.Lock()
@@ -63,12 +68,13 @@ func (r *room) snapshot() []*botClient {
 
 // botClient is one simulated headset.
 type botClient struct {
-	id       int
-	room     *room
-	run      *loadTest
-	client   *transport.Client
-	slot     int          // set before the bot joins its room's members
-	ownSlot  atomic.Int32 // the slot as the datagram goroutine reads it, -1 before
+	id      int
+	room    *room
+	run     *loadTest
+	client  *transport.Client
+	ownSlot atomic.Int32 // its avatar's slot, -1 before it joins
+	// before is the traffic of the sessions it had before a move.
+	before   transport.Traffic
 	joinedAt time.Time
 	// newest holds, by slot, the sender timestamp of the newest pose this
 	// bot received for that avatar (0 for none yet).
@@ -78,8 +84,6 @@ type botClient struct {
 // loadTest is one run in progress.
 type loadTest struct {
 	cfg     config
-	url     string
-	hashes  []certs.Hash
 	tickMS  atomic.Int64
 	stats   counters
 	latency histogram
@@ -120,30 +124,15 @@ func (r *loadTest) startBot(ctx context.Context, id int, rm *room, tr *quic.Tran
 	case <-ctx.Done():
 		return
 	}
-	b := &botClient{id: id, room: rm, run: r, slot: -1, newest: make([]atomic.Uint32, r.cfg.perRoom*2+64)}
+	b := &botClient{id: id, room: rm, run: r, newest: make([]atomic.Uint32, r.cfg.perRoom*2+64)}
 	b.ownSlot.Store(-1)
 	began := time.Now()
 	jctx, cancel := context.WithTimeout(ctx, r.cfg.joinTimeout)
 	defer cancel()
-	c, err := transport.Dial(jctx, transport.ClientConfig{
-		URL:        r.url,
-		CertHashes: r.hashes,
-		Name:       "posebot",
-		Transport:  tr,
-		OnPoses:    b.onPoses,
-		SkipPoses:  true,
-	})
-	if err != nil {
-		if ctx.Err() == nil {
-			r.stats.fail(classify(jctx, errDial))
-		}
-		return
-	}
-	b.client = c
-	defer c.Close()
 	join := codec.Join{Room: rm.name, Name: fmt.Sprintf("bot %d", id)}
 	if r.cfg.authSecret != "" {
 		// Valid for the whole run and then some; the server checks it at join.
+		var err error
 		join.Token, err = transport.SignToken([]byte(r.cfg.authSecret), transport.Claims{
 			Room: join.Room, User: fmt.Sprintf("bot-%d", id), Name: join.Name, Expires: time.Now().Add(r.cfg.duration + time.Hour).Unix(),
 		})
@@ -152,15 +141,17 @@ func (r *loadTest) startBot(ctx context.Context, id int, rm *room, tr *quic.Tran
 			return
 		}
 	}
-	joined, err := c.Join(jctx, join)
+	c, joined, err := b.connect(jctx, tr, join, rm.where())
 	if err != nil {
 		if ctx.Err() == nil {
-			r.stats.fail(classify(jctx, errJoin))
+			r.stats.fail(err.Error())
 		}
 		return
 	}
 	cancel()
-	b.slot, b.joinedAt = joined.Slot, time.Now()
+	b.client = c
+	defer func() { b.client.Close() }()
+	b.joinedAt = time.Now()
 	b.ownSlot.Store(int32(joined.Slot))
 	r.tickMS.Store(joined.TickMillis)
 	r.joins.record(time.Since(began).Milliseconds())
@@ -185,19 +176,86 @@ func (r *loadTest) startBot(ctx context.Context, id int, rm *room, tr *quic.Tran
 		case <-ctx.Done():
 			r.finish(b)
 			return
-		case <-c.Done():
-			r.stats.fail(errStream)
-			r.finish(b)
-			return
+		case <-b.client.Done():
+			if !b.follow(ctx, tr, join) {
+				r.stats.fail(errStream)
+				r.finish(b)
+				return
+			}
 		case now := <-tick.C:
 			p := m.pose(now)
-			if err := c.SendPose(&p); err != nil {
+			if err := b.client.SendPose(&p); err != nil {
 				r.stats.fail(errSend)
 				continue
 			}
 			r.stats.posesSent.Add(1)
 		}
 	}
+}
+
+// connect opens a session where the room lives, starting at where (nil:
+// ask the server) and following moved answers, and joins. Its error is the
+// kind of failure, to count.
+func (b *botClient) connect(ctx context.Context, tr *quic.Transport, join codec.Join, where *codec.Location) (*transport.Client, *codec.Joined, error) {
+	c, joined, err := transport.Connect(ctx, transport.ConnectConfig{
+		HTTP:     b.run.cfg.server,
+		Location: where,
+		Client: transport.ClientConfig{
+			Name:      "posebot",
+			Transport: tr,
+			OnPoses:   b.onPoses,
+			SkipPoses: true,
+		},
+		Join: join,
+	})
+	var rerr *transport.RequestError
+	switch {
+	case err == nil:
+		loc := c.Location()
+		b.room.at.Store(&loc)
+		return c, joined, nil
+	case errors.As(err, &rerr):
+		return nil, nil, errors.New(classify(ctx, errJoin))
+	}
+	return nil, nil, errors.New(classify(ctx, errDial))
+}
+
+// follow takes a bot whose session ended with a goodbye moved to where its
+// room went, and reports whether it is back in.
+func (b *botClient) follow(ctx context.Context, tr *quic.Transport, join codec.Join) bool {
+	r := b.run
+	g := b.client.View().Goodbye
+	if g == nil || g.Code != codec.CodeMoved || ctx.Err() != nil {
+		return false
+	}
+	r.stats.moved.Add(1)
+	r.finish(b)
+	b.client.Close()
+	t := b.client.Traffic()
+	b.before.DatagramsSent += t.DatagramsSent
+	b.before.DatagramsReceived += t.DatagramsReceived
+	b.before.BytesSent += t.BytesSent
+	b.before.BytesReceived += t.BytesReceived
+	jctx, cancel := context.WithTimeout(ctx, r.cfg.joinTimeout)
+	defer cancel()
+	c, joined, err := b.connect(jctx, tr, join, g.Moved)
+	if err != nil {
+		return false
+	}
+	b.client = c
+	b.ownSlot.Store(int32(joined.Slot))
+	return true
+}
+
+// traffic returns what the bot's sessions sent and received. Call it once
+// the bot has stopped.
+func (b *botClient) traffic() transport.Traffic {
+	t := b.client.Traffic()
+	t.DatagramsSent += b.before.DatagramsSent
+	t.DatagramsReceived += b.before.DatagramsReceived
+	t.BytesSent += b.before.BytesSent
+	t.BytesReceived += b.before.BytesReceived
+	return t
 }
 
 // finish counts what a bot's view says went wrong.
@@ -232,10 +290,11 @@ func (r *loadTest) sampleStaleness(now time.Time) {
 		members := rm.snapshot()
 		for _, rx := range members {
 			for _, tx := range members {
-				if tx == rx || tx.slot >= len(rx.newest) {
+				slot := int(tx.ownSlot.Load())
+				if tx == rx || slot < 0 || slot >= len(rx.newest) {
 					continue
 				}
-				if t := rx.newest[tx.slot].Load(); t != 0 {
+				if t := rx.newest[slot].Load(); t != 0 {
 					r.stale.record(int64(int32(nowMS - t)))
 					continue
 				}

@@ -127,7 +127,7 @@ func parseFlags(args []string) (config, string, error) {
 // execute does one run and returns its report.
 func execute(ctx context.Context, cfg config, out io.Writer) (*report, error) {
 	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	info, hashes, err := transport.FetchCertHash(fctx, cfg.server)
+	_, _, err := transport.FetchCertHash(fctx, cfg.server)
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -139,7 +139,7 @@ func execute(ctx context.Context, cfg config, out io.Writer) (*report, error) {
 	}
 	defer closeSockets()
 
-	r := &loadTest{cfg: cfg, url: info.URL, hashes: hashes, started: time.Now()}
+	r := &loadTest{cfg: cfg, started: time.Now()}
 	usage := newServerUsage(cfg.serverPID, cfg.server)
 	usage.begin(ctx)
 	rooms := make([]*room, cfg.rooms)
@@ -209,13 +209,14 @@ func (r *loadTest) report(elapsed time.Duration, usage *serverUsage) *report {
 		PosesSent:       r.stats.posesSent.Load(),
 		UpdatesReceived: r.stats.updatesReceived.Load(),
 		Resyncs:         r.stats.resyncs.Load(),
+		Moved:           r.stats.moved.Load(),
 		Errors:          errs,
 		TickMS:          r.tickMS.Load(),
 		DurationS:       round1(elapsed.Seconds()),
 	}
 	r.mu.Lock()
 	for _, b := range r.clients {
-		t := b.client.Traffic()
+		t := b.traffic()
 		rep.DatagramsSent += t.DatagramsSent
 		rep.DatagramsReceived += t.DatagramsReceived
 		rep.BytesSent += t.BytesSent

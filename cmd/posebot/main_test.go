@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/posecast/posecast/certs"
+	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/rooms"
 	"github.com/posecast/posecast/transport"
 )
@@ -76,7 +77,7 @@ func TestARunReportsEveryField(t *testing.T) {
 		"clients": nil, "joined": nil, "join_ms": {"p50", "p99"},
 		"latency_ms": {"p50", "p90", "p99", "max"}, "staleness_ms": {"p50", "p99", "max"},
 		"poses_sent": nil, "updates_received": nil, "datagrams_sent": nil, "datagrams_received": nil,
-		"bytes_sent": nil, "bytes_received": nil, "errors": nil, "tick_ms": nil, "duration_s": nil,
+		"bytes_sent": nil, "bytes_received": nil, "moved": nil, "errors": nil, "tick_ms": nil, "duration_s": nil,
 		"server_cpu_s": nil, "server_rss_mb": nil,
 	}
 	for name, sub := range fields {
@@ -244,5 +245,76 @@ func TestHistogramQuantiles(t *testing.T) {
 	var empty histogram
 	if empty.quantile(0.5) != 0 {
 		t.Error("an empty histogram has a median")
+	}
+}
+
+// elsewhere is a placement by which every room lives at one location.
+type elsewhere struct{ owner codec.Location }
+
+func (e elsewhere) Claim(_ context.Context, room string) (rooms.Claim, error) {
+	return rooms.Claim{}, &rooms.ElsewhereError{Room: room, Owner: e.owner}
+}
+
+func (elsewhere) Release(context.Context, string, rooms.Claim) error { return nil }
+
+func TestBotsFollowTheirRoomToWhereItLives(t *testing.T) {
+	// The bots are sent to a node whose rooms all live on another; midway
+	// the room moves (its node evicts it), and they follow.
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	start := func(placement rooms.Placement) (*transport.Server, *rooms.Registry) {
+		cm, err := certs.NewSelfSigned(certs.SelfSignedConfig{Hosts: []string{"127.0.0.1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg, err := rooms.NewRegistry(&rooms.MemoryStore{}, rooms.Config{Tick: 100 * time.Millisecond, Placement: placement, Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := transport.NewServer(transport.Config{Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0", Certs: cm, Registry: reg, Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			srv.Shutdown(ctx)
+			reg.Close()
+		})
+		return srv, reg
+	}
+	owner, ownerRooms := start(nil)
+	loc := codec.Location{Node: "owner", URL: owner.URL()}
+	loc.Current, loc.Next = owner.CertHashes()
+	front, _ := start(elsewhere{loc})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		time.Sleep(2 * time.Second)
+		ownerRooms.Evict("bots0", &loc)
+	}()
+	out := filepath.Join(t.TempDir(), "run.json")
+	var live bytes.Buffer
+	err := run(ctx, []string{"--server", front.HTTPURL(), "--rooms", "1", "--per-room", "4", "--hz", "20",
+		"--duration", "4s", "--ramp", "300ms", "--room-prefix", "bots", "--server-pid", "0", "--json", out}, &live)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, live.String())
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r report
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Joined != 4 || r.Moved != 4 || len(r.Errors) != 0 {
+		t.Errorf("joined %d, moved %d, errors %v; want 4 joined at the owner, 4 moved, no errors", r.Joined, r.Moved, r.Errors)
+	}
+	if r.UpdatesReceived == 0 {
+		t.Error("the bots received no pose updates")
 	}
 }

@@ -20,27 +20,30 @@ type quantiles struct {
 
 // report is a run's result; its JSON field names are posebot's interface.
 type report struct {
-	Clients           int               `json:"clients"`
-	Joined            int               `json:"joined"`
-	Rooms             int               `json:"rooms"`
-	PerRoom           int               `json:"per_room"`
-	Hz                float64           `json:"hz"`
-	Hands             bool              `json:"hands"`
-	JoinMS            quantiles         `json:"join_ms"`
-	LatencyMS         quantiles         `json:"latency_ms"`
-	StalenessMS       quantiles         `json:"staleness_ms"`
-	PosesSent         uint64            `json:"poses_sent"`
-	UpdatesReceived   uint64            `json:"updates_received"`
-	DatagramsSent     uint64            `json:"datagrams_sent"`
-	DatagramsReceived uint64            `json:"datagrams_received"`
-	BytesSent         uint64            `json:"bytes_sent"`
-	BytesReceived     uint64            `json:"bytes_received"`
-	Resyncs           uint64            `json:"resyncs"`
-	Errors            map[string]uint64 `json:"errors"`
-	TickMS            int64             `json:"tick_ms"`
-	DurationS         float64           `json:"duration_s"`
-	ServerCPUS        *float64          `json:"server_cpu_s,omitempty"`
-	ServerRSSMB       *float64          `json:"server_rss_mb,omitempty"`
+	Clients           int       `json:"clients"`
+	Joined            int       `json:"joined"`
+	Rooms             int       `json:"rooms"`
+	PerRoom           int       `json:"per_room"`
+	Hz                float64   `json:"hz"`
+	Hands             bool      `json:"hands"`
+	JoinMS            quantiles `json:"join_ms"`
+	LatencyMS         quantiles `json:"latency_ms"`
+	StalenessMS       quantiles `json:"staleness_ms"`
+	PosesSent         uint64    `json:"poses_sent"`
+	UpdatesReceived   uint64    `json:"updates_received"`
+	DatagramsSent     uint64    `json:"datagrams_sent"`
+	DatagramsReceived uint64    `json:"datagrams_received"`
+	BytesSent         uint64    `json:"bytes_sent"`
+	BytesReceived     uint64    `json:"bytes_received"`
+	Resyncs           uint64    `json:"resyncs"`
+	// Moved counts the sessions that ended with a goodbye moved and went on
+	// at the node the room moved to.
+	Moved       uint64            `json:"moved"`
+	Errors      map[string]uint64 `json:"errors"`
+	TickMS      int64             `json:"tick_ms"`
+	DurationS   float64           `json:"duration_s"`
+	ServerCPUS  *float64          `json:"server_cpu_s,omitempty"`
+	ServerRSSMB *float64          `json:"server_rss_mb,omitempty"`
 }
 
 func ptr(v float64) *float64 { return &v }
@@ -69,6 +72,7 @@ func (r *report) writeSummary(w io.Writer) {
 	row("datagrams", "sent %d  received %d", r.DatagramsSent, r.DatagramsReceived)
 	row("bytes", "sent %d  received %d", r.BytesSent, r.BytesReceived)
 	row("resyncs", "%d", r.Resyncs)
+	row("moved", "%d", r.Moved)
 	row("errors", "%s", errorSummary(r.Errors))
 	row("server tick", "%d ms", r.TickMS)
 	if r.ServerCPUS != nil {

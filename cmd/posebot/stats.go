@@ -87,6 +87,7 @@ type counters struct {
 	updatesReceived atomic.Uint64
 	joined          atomic.Int64
 	resyncs         atomic.Uint64
+	moved           atomic.Uint64
 
 	mu     sync.Mutex // guards errors
 	errors map[string]uint64

@@ -22,6 +22,10 @@ build: ## Build posecast into bin/.
 run: ## Run the server on its embedded defaults (in-memory store, one node, self-signed certificate).
 	$(GO) run ./cmd/posecast $(ARGS)
 
+.PHONY: run-cluster
+run-cluster: ## Three nodes as one cluster on this machine's PostgreSQL, NATS embedded in the first (NATS_URL=... for your own).
+	bash scripts/run-cluster.sh
+
 .PHONY: test
 test: lint postgres ## Vet, staticcheck, and every test with the race detector, PostgreSQL's included.
 	$(GO) test -race -shuffle=on -timeout 8m $(PKGS)
@@ -80,6 +84,7 @@ web-test: web chromium ## The browser client's unit tests, and its test in headl
 # The page is built before the server is built or run, and tested with the rest.
 build: web
 run: web
+run-cluster: web
 test: web-test fuzz-smoke
 
 .PHONY: clean

@@ -345,13 +345,15 @@ func run(args []string) error {
 	return nil
 }
 
-// mintToken prints a join token: posecast token --room R --user U --ttl 1h.
-// The secret comes from --auth-secret or POSECAST_AUTH_SECRET.
+// mintToken prints a join token (posecast token --room R --user U --ttl 1h)
+// or a presence token (posecast token --watch '^lobby:'). The secret comes
+// from --auth-secret or POSECAST_AUTH_SECRET.
 func mintToken(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("posecast token", flag.ContinueOnError)
 	room := fs.String("room", "", "the room the token admits to")
 	user := fs.String("user", "", "the user id the token's holder joins as")
 	name := fs.String("name", "", "the display name (default: the client's choice)")
+	watch := fs.String("watch", "", "instead of a join token, a presence token for subscribe_presence with exactly this match (a Go regular expression)")
 	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid")
 	secret := fs.String("auth-secret", os.Getenv("POSECAST_AUTH_SECRET"), "the server's --auth-secret (default $POSECAST_AUTH_SECRET)")
 	if err := fs.Parse(args); err != nil {
@@ -363,7 +365,7 @@ func mintToken(args []string, out io.Writer) error {
 	if *ttl <= 0 {
 		return errors.New("token: --ttl must be positive")
 	}
-	tok, err := transport.SignToken([]byte(*secret), transport.Claims{Room: *room, User: *user, Name: *name, Expires: time.Now().Add(*ttl).Unix()})
+	tok, err := transport.SignToken([]byte(*secret), transport.Claims{Room: *room, User: *user, Name: *name, Watch: *watch, Expires: time.Now().Add(*ttl).Unix()})
 	if err != nil {
 		return err
 	}

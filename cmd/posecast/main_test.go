@@ -31,6 +31,11 @@ func TestFlagsComeFromTheEnvironmentUnlessGiven(t *testing.T) {
 		{"a datagram limit QUIC cannot carry is an error", nil, []string{"--max-datagram", "1400"}, 0, true},
 		{"a datagram limit below the floor is an error", map[string]string{"POSECAST_MAX_DATAGRAM": "500"}, nil, 0, true},
 		{"a datagram limit in range", nil, []string{"--max-datagram", "1100"}, 200 * time.Millisecond, false},
+		{"a cluster without a database is refused", map[string]string{"DATABASE_URL": ""}, []string{"--nats-url", "nats://127.0.0.1:4222", "--auth-secret", "s"}, 0, true},
+		{"a cluster without a secret is refused", nil, []string{"--nats-url", "nats://127.0.0.1:4222", "--database-url", "postgres://a/db"}, 0, true},
+		{"a cluster with both", nil, []string{"--nats-url", "nats://127.0.0.1:4222", "--database-url", "postgres://a/db", "--auth-secret", "s"}, 200 * time.Millisecond, false},
+		{"--nats-embed is a cluster too", map[string]string{"DATABASE_URL": ""}, []string{"--nats-embed", "--auth-secret", "s"}, 0, true},
+		{"a node id that is not an id", nil, []string{"--nats-url", "nats://x", "--database-url", "postgres://a/db", "--auth-secret", "s", "--node-id", "a b"}, 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -184,6 +189,13 @@ func TestTokenMintsWhatTheServerAccepts(t *testing.T) {
 	c, err := transport.VerifyToken([]byte("s3cret"), strings.TrimSpace(out.String()), time.Now())
 	if err != nil || c.Room != "lobby" || c.User != "ada" || c.Expires > time.Now().Add(11*time.Minute).Unix() {
 		t.Errorf("minted token: %+v, %v", c, err)
+	}
+	out.Reset()
+	if err := mintToken([]string{"--watch", "^lobby:"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := transport.VerifyToken([]byte("s3cret"), strings.TrimSpace(out.String()), time.Now()); err != nil || c.Watch != "^lobby:" || c.Room != "" {
+		t.Errorf("minted presence token: %+v, %v", c, err)
 	}
 	t.Setenv("POSECAST_AUTH_SECRET", "")
 	if err := mintToken([]string{"--room", "lobby", "--user", "ada"}, &out); err == nil {

@@ -51,7 +51,7 @@ for i in 1 2 3; do
   args=(--node-id "node$i" --nats-url "$nats" --listen "127.0.0.1:$((4432 + i))" --http "127.0.0.1:$((8079 + i))"
         --advertise-url "https://127.0.0.1:$((4432 + i))/wt" --allowed-origins "${origins%,}")
   [ "$i" = 1 ] && args+=("${embed[@]}")
-  bin/posecast "${args[@]}" > >(sed "s/^/node$i | /") 2>&1 &
+  bin/posecast "${args[@]}" > >(sed -u "s/^/node$i | /") 2>&1 &
   pids+=($!)
   # The first node may embed NATS: the others need it up.
   [ "$i" = 1 ] && sleep 2

@@ -405,24 +405,35 @@ func (g *udpGate) upLoop(up *net.UDPConn, client *net.UDPAddr) {
 
 // harness is one test's cluster: its prefix, its database and its nodes.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	prefix string
 	dbURL  string
 	secret []byte
-	// leaseTTL is the nodes' lease TTL (testLeaseTTL unless a test needs a
-	// lease that cannot be what explains what it sees).
-	leaseTTL time.Duration
+	// Timings of the nodes: the tests' shrunk ones unless a test needs
+	// others (a lease that cannot be what explains what it sees, or the
+	// defaults, for benchmarks).
+	leaseTTL, heartbeat, suspect, interval, idle time.Duration
+	// nats are the NATS servers the nodes use, with replicas per bucket:
+	// the in-process cluster unless a benchmark names another server.
+	nats     [3]string
+	replicas int
 }
 
 var prefixes atomic.Int64
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	return &harness{
-		t:        t,
-		prefix:   fmt.Sprintf("t%d", prefixes.Add(1)),
-		dbURL:    pgtest.Database(t),
-		secret:   []byte("cluster test secret"),
-		leaseTTL: testLeaseTTL,
+		t:         t,
+		prefix:    fmt.Sprintf("t%d", prefixes.Add(1)),
+		dbURL:     pgtest.Database(t),
+		secret:    []byte("cluster test secret"),
+		leaseTTL:  testLeaseTTL,
+		heartbeat: testHeartbeat,
+		suspect:   testSuspect,
+		interval:  testInterval,
+		idle:      testIdle,
+		nats:      [3]string{nats3.url(0), nats3.url(1), nats3.url(2)},
+		replicas:  3,
 	}
 }
 
@@ -471,7 +482,7 @@ func (h *harness) tryNode(name string, server int) (*testNode, error) {
 	n := &testNode{name: name, h: h, store: store, collector: rooms.NewCollector()}
 	var urls []string
 	for i := range 3 {
-		p := startProxy(t, nats3.url((server+i)%3))
+		p := startProxy(t, h.nats[(server+i)%3])
 		n.proxies = append(n.proxies, p)
 		urls = append(urls, p.URL())
 	}
@@ -503,9 +514,9 @@ func (h *harness) tryNode(name string, server int) (*testNode, error) {
 			return loc
 		},
 		Prefix:            h.prefix,
-		Replicas:          3,
-		HeartbeatInterval: testHeartbeat,
-		SuspectAfter:      testSuspect,
+		Replicas:          h.replicas,
+		HeartbeatInterval: h.heartbeat,
+		SuspectAfter:      h.suspect,
 		LeaseTTL:          h.leaseTTL,
 		RequestTimeout:    time.Second,
 		Logger:            log,
@@ -538,10 +549,11 @@ func (h *harness) tryNode(name string, server int) (*testNode, error) {
 		HTTP:             "127.0.0.1:0",
 		Certs:            cm,
 		Registry:         n.reg,
-		IdleTimeout:      testIdle,
+		IdleTimeout:      h.idle,
+		MaxSessionsPerIP: 1000, // every test client is on 127.0.0.1
 		AuthSecret:       h.secret,
 		Presence:         n.collector,
-		PresenceInterval: testInterval,
+		PresenceInterval: h.interval,
 		AdvertiseURL:     func() string { return fmt.Sprintf("https://127.0.0.1:%d/wt", gatePort.Load()) },
 		Ready:            func(context.Context) error { return n.node.Ready() },
 		Logger:           log,
@@ -622,7 +634,7 @@ func (h *harness) joinToken(room, user string) string {
 	return tok
 }
 
-func testContext(t *testing.T) context.Context {
+func testContext(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx
@@ -642,7 +654,7 @@ func (h *harness) connect(via *testNode, room, user string) (*transport.Client, 
 func (h *harness) tryConnect(via *testNode, room, user string) (*transport.Client, *codec.Joined, error) {
 	c, joined, err := transport.Connect(testContext(h.t), transport.ConnectConfig{
 		HTTP:   via.HTTP(),
-		Client: transport.ClientConfig{Name: user, IdleTimeout: testIdle},
+		Client: transport.ClientConfig{Name: user, IdleTimeout: h.idle},
 		Join:   codec.Join{Room: room, Device: user + "-device", Token: h.joinToken(room, user)},
 	})
 	if err == nil {
@@ -677,7 +689,7 @@ func (n *testNode) dial() *transport.Client {
 	t := n.h.t
 	t.Helper()
 	current, _ := n.certs.Hashes()
-	c, err := transport.Dial(testContext(t), transport.ClientConfig{URL: n.URL(), CertHashes: []certs.Hash{current}, Name: "test", IdleTimeout: testIdle})
+	c, err := transport.Dial(testContext(t), transport.ClientConfig{URL: n.URL(), CertHashes: []certs.Hash{current}, Name: "test", IdleTimeout: n.h.idle})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -686,7 +698,7 @@ func (n *testNode) dial() *transport.Client {
 }
 
 // eventually polls cond until it holds, failing the test after a while.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
@@ -698,7 +710,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 // getStatus returns the status and body of a GET.
-func getStatus(t *testing.T, url string) (int, string) {
+func getStatus(t testing.TB, url string) (int, string) {
 	t.Helper()
 	r, err := http.Get(url)
 	if err != nil {

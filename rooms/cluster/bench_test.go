@@ -35,9 +35,11 @@ func percentile(sorted []time.Duration, q float64) float64 {
 
 // BenchmarkClaim measures claiming a room in the directory: one
 // compare-and-swap create on a JetStream KV bucket of three replicas,
-// across the in-process NATS cluster. Each op claims a new room.
+// across the in-process NATS cluster (or of one, on POSECAST_BENCH_NATS).
+// Each op claims a new room.
 func BenchmarkClaim(b *testing.B) {
 	h := newHarness(b)
+	withDefaults(h)
 	a := h.startNode("a", 0)
 	var took []time.Duration
 	ctx := context.Background()

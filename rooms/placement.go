@@ -64,9 +64,15 @@ func (g *Registry) Locate(ctx context.Context, id string) (owner codec.Location,
 	}
 	_, live := g.rooms[id]
 	_, held := g.claims[id]
+	claims := len(g.claims)
 	g.mu.Unlock()
 	if live || held {
 		return owner, true, nil
+	}
+	if claims >= g.cfg.MaxRooms {
+		// Each claim is a directory entry: asking for rooms never joined
+		// must not grow them without bound.
+		return owner, false, fmt.Errorf("%w: %d rooms are claimed by this node", ErrTooManyRooms, claims)
 	}
 	c, err := g.claim(ctx, id)
 	var elsewhere *ElsewhereError
@@ -104,12 +110,13 @@ type heldClaim struct {
 // Config.EmptyGrace unless a room of that id started in the meantime.
 func (g *Registry) reserve(id string, c Claim) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	if g.closed {
-		g.wg.Go(func() { g.release(id, c) })
+		g.mu.Unlock()
+		g.release(id, c)
 		return
 	}
-	if h := g.claims[id]; h != nil {
+	if g.claims[id] != nil {
+		g.mu.Unlock()
 		return // a join claimed it meanwhile: the same claim
 	}
 	h := &heldClaim{claim: c}
@@ -125,6 +132,7 @@ func (g *Registry) reserve(id string, c Claim) {
 		g.wg.Go(func() { g.release(id, c) })
 	})
 	g.claims[id] = h
+	g.mu.Unlock()
 }
 
 // holdClaimLocked returns the claim this node holds for a room, if any, and

@@ -376,3 +376,23 @@ func TestADeleteInAClusterHoldsTheRoomsClaim(t *testing.T) {
 		}
 	})
 }
+
+func TestRoomsLocatedButNeverJoinedAreBounded(t *testing.T) {
+	d := newDirectory()
+	cfg := clusterConfig(d)
+	cfg.MaxRooms = 2
+	inBubble(t, cfg, nil, func(t *testing.T, w *world) {
+		ctx := context.Background()
+		for _, id := range []string{"a", "b"} {
+			if _, here, err := w.reg.Locate(ctx, id); err != nil || !here {
+				t.Fatalf("Locate(%s) = %v, %v", id, here, err)
+			}
+		}
+		if _, _, err := w.reg.Locate(ctx, "c"); !errors.Is(err, rooms.ErrTooManyRooms) {
+			t.Errorf("a third room located = %v, want ErrTooManyRooms", err)
+		}
+		if _, here, err := w.reg.Locate(ctx, "a"); err != nil || !here {
+			t.Errorf("a room held already = %v, %v; want here", here, err)
+		}
+	})
+}

@@ -101,8 +101,12 @@ func (n *Node) Release(ctx context.Context, room string, c rooms.Claim) error {
 		delete(n.held, room)
 	}
 	n.mu.Unlock()
-	if claims == nil {
+	switch {
+	case claims == nil:
 		return errors.New("no directory")
+	case n.nc.Status() != nats.CONNECTED:
+		// Waiting would only slow a shutdown: the claim dies with the lease.
+		return fmt.Errorf("NATS unreachable (%s): the claim lapses with this node's lease", n.nc.Status())
 	}
 	err := claims.Delete(ctx, token(room), jetstream.LastRevision(c.Epoch))
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {

@@ -43,22 +43,22 @@ func (v view) apply(msg *codec.PresenceCollection) view {
 		return v
 	}
 	for room, users := range msg.Joins {
-		state := rooms.RoomPresence{}
-		for user, e := range v[room] {
-			state[user] = e.Metas
-		}
-		rooms.ApplyPresence(state, users, nil)
-		v.set(room, state)
+		v.applyRoom(room, users, nil)
 	}
 	for room, users := range msg.Leaves {
-		state := rooms.RoomPresence{}
-		for user, e := range v[room] {
-			state[user] = e.Metas
-		}
-		rooms.ApplyPresence(state, nil, users)
-		v.set(room, state)
+		v.applyRoom(room, nil, users)
 	}
 	return v
+}
+
+// applyRoom applies one room's joins and leaves.
+func (v view) applyRoom(room string, joins, leaves map[string]codec.PresenceEntry) {
+	state := rooms.RoomPresence{}
+	for user, e := range v[room] {
+		state[user] = e.Metas
+	}
+	rooms.ApplyPresence(state, joins, leaves)
+	v.set(room, state)
 }
 
 func (v view) set(room string, state rooms.RoomPresence) {

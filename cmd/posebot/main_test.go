@@ -138,14 +138,7 @@ func TestAServerThatStopsMidRunFailsTheRun(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the bot hangs after its server stopped")
 	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r report
-	if err := json.Unmarshal(b, &r); err != nil {
-		t.Fatal(err)
-	}
+	r := readReport(t, out)
 	if r.Errors[errStream] != 4 {
 		t.Errorf("errors %v, want stream=4", r.Errors)
 	}
@@ -303,7 +296,19 @@ func TestBotsFollowTheirRoomToWhereItLives(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, live.String())
 	}
-	b, err := os.ReadFile(out)
+	r := readReport(t, out)
+	if r.Joined != 4 || r.Moved != 4 || len(r.Errors) != 0 {
+		t.Errorf("joined %d, moved %d, errors %v; want 4 joined at the owner, 4 moved, no errors", r.Joined, r.Moved, r.Errors)
+	}
+	if r.UpdatesReceived == 0 {
+		t.Error("the bots received no pose updates")
+	}
+}
+
+// readReport reads a run's JSON report.
+func readReport(t *testing.T, path string) report {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,10 +316,5 @@ func TestBotsFollowTheirRoomToWhereItLives(t *testing.T) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
 	}
-	if r.Joined != 4 || r.Moved != 4 || len(r.Errors) != 0 {
-		t.Errorf("joined %d, moved %d, errors %v; want 4 joined at the owner, 4 moved, no errors", r.Joined, r.Moved, r.Errors)
-	}
-	if r.UpdatesReceived == 0 {
-		t.Error("the bots received no pose updates")
-	}
+	return r
 }

@@ -259,9 +259,7 @@ func (n *Node) WaitLease(ctx context.Context) error {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
-		n.mu.Lock()
-		rev, fatal, why := n.leaseRev, n.fatal, n.leaseErr
-		n.mu.Unlock()
+		rev, fatal, why := n.leaseState()
 		switch {
 		case fatal != nil:
 			return fatal
@@ -279,9 +277,7 @@ func (n *Node) WaitLease(ctx context.Context) error {
 // Ready reports whether the node can place new rooms: it is connected to
 // NATS and holds its lease. Rooms it runs are served either way.
 func (n *Node) Ready() error {
-	n.mu.Lock()
-	rev, fatal, why := n.leaseRev, n.fatal, n.leaseErr
-	n.mu.Unlock()
+	rev, fatal, why := n.leaseState()
 	switch {
 	case fatal != nil:
 		return fatal
@@ -291,6 +287,14 @@ func (n *Node) Ready() error {
 		return fmt.Errorf("no cluster lease: new rooms cannot be placed: %w", why)
 	}
 	return nil
+}
+
+// leaseState returns the lease's revision (0 when the node holds none),
+// why it holds none, and the fatal error that stopped the node, if any.
+func (n *Node) leaseState() (rev uint64, fatal, why error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.leaseRev, n.fatal, n.leaseErr
 }
 
 // Close leaves the cluster in good order: it says bye (the others drop

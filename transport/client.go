@@ -781,21 +781,17 @@ func (c *Client) applyCollectionLocked(m *codec.PresenceCollection) {
 		col[room] = make(rooms.RoomPresence)
 		rooms.ApplyPresence(col[room], users, nil)
 	}
-	for _, diff := range []struct {
-		joins, leaves map[string]map[string]codec.PresenceEntry
-	}{{m.Joins, nil}, {nil, m.Leaves}} {
-		for room, users := range diff.joins {
-			if col[room] == nil {
-				col[room] = make(rooms.RoomPresence)
-			}
-			rooms.ApplyPresence(col[room], users, nil)
+	for room, users := range m.Joins {
+		if col[room] == nil {
+			col[room] = make(rooms.RoomPresence)
 		}
-		for room, users := range diff.leaves {
-			if state := col[room]; state != nil {
-				rooms.ApplyPresence(state, nil, users)
-				if len(state) == 0 {
-					delete(col, room)
-				}
+		rooms.ApplyPresence(col[room], users, nil)
+	}
+	for room, users := range m.Leaves {
+		if state := col[room]; state != nil {
+			rooms.ApplyPresence(state, nil, users)
+			if len(state) == 0 {
+				delete(col, room)
 			}
 		}
 	}

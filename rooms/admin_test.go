@@ -22,11 +22,11 @@ type batchStore struct {
 	sizes []int
 }
 
-func (s *batchStore) Apply(ctx context.Context, room string, epoch uint64, changes []rooms.Change) error {
+func (s *batchStore) Apply(ctx context.Context, room string, claim rooms.Claim, changes []rooms.Change) error {
 	s.mu.Lock()
 	s.sizes = append(s.sizes, len(changes))
 	s.mu.Unlock()
-	return s.MemoryStore.Apply(ctx, room, epoch, changes)
+	return s.MemoryStore.Apply(ctx, room, claim, changes)
 }
 
 func (s *batchStore) batches() []int {

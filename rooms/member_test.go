@@ -361,7 +361,7 @@ func (s *gatedStore) release() {
 
 // Apply implements rooms.Store. A held-up Apply ignores ctx, as a stuck
 // network call might.
-func (s *gatedStore) Apply(ctx context.Context, room string, epoch uint64, changes []rooms.Change) error {
+func (s *gatedStore) Apply(ctx context.Context, room string, claim rooms.Claim, changes []rooms.Change) error {
 	s.mu.Lock()
 	gate, down := s.gate, s.down
 	s.tries++
@@ -372,7 +372,7 @@ func (s *gatedStore) Apply(ctx context.Context, room string, epoch uint64, chang
 	if down {
 		return errors.New("store is down")
 	}
-	if err := s.MemoryStore.Apply(ctx, room, epoch, changes); err != nil {
+	if err := s.MemoryStore.Apply(ctx, room, claim, changes); err != nil {
 		return err
 	}
 	s.mu.Lock()

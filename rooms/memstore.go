@@ -17,7 +17,7 @@ type MemoryStore struct {
 type memRoom struct {
 	info     RoomInfo
 	entities map[string]Components
-	epoch    uint64 // of the newest claim that fenced the room
+	fenced   Claim // the newest claim that fenced the room
 }
 
 var _ Store = (*MemoryStore)(nil)
@@ -125,7 +125,7 @@ func (s *MemoryStore) entities(ctx context.Context, room, component string) (map
 }
 
 // Apply implements Store.
-func (s *MemoryStore) Apply(ctx context.Context, room string, epoch uint64, changes []Change) error {
+func (s *MemoryStore) Apply(ctx context.Context, room string, claim Claim, changes []Change) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -135,7 +135,7 @@ func (s *MemoryStore) Apply(ctx context.Context, room string, epoch uint64, chan
 	if !ok {
 		return ErrRoomNotFound
 	}
-	if epoch != 0 && epoch != r.epoch {
+	if !claim.IsZero() && claim != r.fenced {
 		return ErrFenced
 	}
 	for _, ch := range changes {
@@ -145,7 +145,7 @@ func (s *MemoryStore) Apply(ctx context.Context, room string, epoch uint64, chan
 }
 
 // Fence implements Store.
-func (s *MemoryStore) Fence(ctx context.Context, room string, epoch uint64) error {
+func (s *MemoryStore) Fence(ctx context.Context, room string, claim Claim) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -155,10 +155,10 @@ func (s *MemoryStore) Fence(ctx context.Context, room string, epoch uint64) erro
 	if !ok {
 		return ErrRoomNotFound
 	}
-	if epoch < r.epoch {
+	if claim.Before(r.fenced) {
 		return ErrFenced
 	}
-	r.epoch = epoch
+	r.fenced = claim
 	return nil
 }
 

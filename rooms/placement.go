@@ -23,13 +23,25 @@ type Placement interface {
 	Release(ctx context.Context, room string, c Claim) error
 }
 
-// Claim is a node's hold on a room.
+// Claim is a node's hold on a room. Claims are ordered by Generation, then
+// Epoch: every claim of a room is greater than the claims before it. The
+// store refuses writes of a room from any claim but the one that fenced it
+// last (Store.Fence), so a node that lost its claim cannot overwrite the
+// new owner's world. The zero Claim is a node without claims.
 type Claim struct {
-	// Epoch numbers the claim: every claim of a room has a higher epoch
-	// than the claims before it. The store refuses writes of a room from
-	// an epoch older than the newest one it has seen (Store.Fence), so a
-	// node that lost its claim cannot overwrite the new owner's world.
+	// Generation numbers the directory the claim was made in: a directory
+	// made anew (its epochs start again) has a higher one than any before.
+	Generation int64
+	// Epoch numbers the claims of a room within a directory.
 	Epoch uint64
+}
+
+// IsZero reports whether c is the claim of a node without claims.
+func (c Claim) IsZero() bool { return c == Claim{} }
+
+// Before reports whether c is older than d.
+func (c Claim) Before(d Claim) bool {
+	return c.Generation < d.Generation || c.Generation == d.Generation && c.Epoch < d.Epoch
 }
 
 // ElsewhereError reports a room that lives on another node.
@@ -191,7 +203,7 @@ func (g *Registry) release(id string, c Claim) {
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
 	defer cancel()
 	if err := g.cfg.Placement.Release(ctx, id, c); err != nil {
-		g.cfg.Logger.Warn("room claim not released", "room", id, "epoch", c.Epoch, "err", err)
+		g.cfg.Logger.Warn("room claim not released", "room", id, "generation", c.Generation, "epoch", c.Epoch, "err", err)
 	}
 }
 

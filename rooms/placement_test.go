@@ -263,7 +263,7 @@ func TestARoomWhoseStoreIsFencedEvictsItself(t *testing.T) {
 		// Another node takes the room over (this one looked dead to it) and
 		// fences the store; this node has not heard.
 		c := d.takeOver("there", "lobby")
-		if err := store.Fence(context.Background(), "lobby", c.Epoch); err != nil {
+		if err := store.Fence(context.Background(), "lobby", c); err != nil {
 			t.Fatal(err)
 		}
 		alice.clear()

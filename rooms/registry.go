@@ -191,7 +191,7 @@ func (g *Registry) start(r *Room, prev *Room, deleted <-chan struct{}) {
 		} else {
 			g.cfg.Logger.Error("room failed to start", "room", r.id, "err", r.loadErr)
 		}
-		if r.claim.Epoch != 0 {
+		if !r.claim.IsZero() {
 			g.releaseIfIdle(r)
 		}
 		return
@@ -219,7 +219,7 @@ func (g *Registry) takeClaim(r *Room) error {
 		g.mu.Unlock()
 	}
 	r.claim = c
-	r.syncer.epoch = c.Epoch
+	r.syncer.claim = c
 	return nil
 }
 

@@ -160,12 +160,12 @@ func (r *Room) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("room %s: read: %w", r.id, err)
 	}
-	if r.claim.Epoch != 0 {
+	if !r.claim.IsZero() {
 		// From here on the store takes this room's writes from this claim
 		// alone, and what it holds now includes every write of the claims
 		// before it.
-		if err := r.reg.store.Fence(ctx, r.id, r.claim.Epoch); err != nil {
-			return fmt.Errorf("room %s: fence at epoch %d: %w", r.id, r.claim.Epoch, err)
+		if err := r.reg.store.Fence(ctx, r.id, r.claim); err != nil {
+			return fmt.Errorf("room %s: fence at %+v: %w", r.id, r.claim, err)
 		}
 	}
 	entities, err := r.reg.store.Entities(ctx, r.id)

@@ -68,17 +68,15 @@ type Store interface {
 	// component, with all their components.
 	EntitiesWith(ctx context.Context, room, component string) (map[string]Components, error)
 	// Apply applies changes to a room's entities in order, all or none, for
-	// the owner of the room's claim with the given epoch. It returns
-	// ErrRoomNotFound for a room that does not exist, and ErrFenced, writing
-	// nothing, unless epoch is the one that fenced the room last (see
-	// Fence). Epoch 0 is a writer without claims (a node on its own) and is
-	// never refused.
-	Apply(ctx context.Context, room string, epoch uint64, changes []Change) error
-	// Fence records that the claim with the given epoch (above 0) owns the
-	// room from now on: Apply calls of older epochs fail with ErrFenced,
-	// and an Apply in flight when Fence is called has either committed
-	// before it returns or is refused. It returns ErrFenced when a higher
-	// epoch fenced the room already, and ErrRoomNotFound for a room that
-	// does not exist.
-	Fence(ctx context.Context, room string, epoch uint64) error
+	// the holder of claim. It returns ErrRoomNotFound for a room that does
+	// not exist, and ErrFenced, writing nothing, unless claim is the one
+	// that fenced the room last (see Fence). The zero Claim is a writer
+	// without claims (a node on its own) and is never refused.
+	Apply(ctx context.Context, room string, claim Claim, changes []Change) error
+	// Fence records that claim (not zero) owns the room from now on: Apply
+	// calls of other claims fail with ErrFenced, and an Apply in flight when
+	// Fence is called has either committed before it returns or is refused.
+	// It returns ErrFenced when a greater claim fenced the room already,
+	// and ErrRoomNotFound for a room that does not exist.
+	Fence(ctx context.Context, room string, claim Claim) error
 }

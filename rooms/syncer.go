@@ -20,7 +20,7 @@ const maxSyncBatch = 500
 type syncer struct {
 	store Store
 	room  string
-	epoch uint64 // of the room's claim; set before loop starts
+	claim Claim // the room's; set before loop starts
 	// fenced is called, from loop, when the store refused a batch because
 	// a newer claim owns the room; the changes were dropped.
 	fenced   func()
@@ -194,7 +194,7 @@ func (s *syncer) writeBatch() (int, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
-	err := s.store.Apply(ctx, s.room, s.epoch, batch)
+	err := s.store.Apply(ctx, s.room, s.claim, batch)
 	switch {
 	case errors.Is(err, ErrRoomNotFound):
 		// The room was deleted from the store under us: nothing can hold
@@ -204,7 +204,7 @@ func (s *syncer) writeBatch() (int, error) {
 		// Another node owns the room now and has read the store: nothing
 		// of this instance may land there any more.
 		dropped := s.dropAll()
-		s.log.Error("store sync: another node owns the room now; dropping changes", "room", s.room, "epoch", s.epoch, "changes", dropped, "err", err)
+		s.log.Error("store sync: another node owns the room now; dropping changes", "room", s.room, "claim", s.claim, "changes", dropped, "err", err)
 		if s.fenced != nil {
 			s.fenced()
 		}

@@ -23,7 +23,7 @@ const maxClaimRounds = 5
 // entry owns it. An entry of a node whose lease is gone, or names another
 // incarnation, is taken over with a compare-and-swap, so that one node wins
 // however many try at once. The claim's epoch is the entry's revision,
-// which only grows.
+// which only grows within the bucket, after the bucket's generation.
 func (n *Node) Claim(ctx context.Context, room string) (rooms.Claim, error) {
 	n.mu.Lock()
 	claims, rev, fatal, why := n.claims, n.leaseRev, n.fatal, n.leaseErr
@@ -86,9 +86,9 @@ func unavailable(what, room string, err error) error {
 // hold records a claim of this node.
 func (n *Node) hold(room string, rev uint64) rooms.Claim {
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	n.held[room] = rev
-	n.mu.Unlock()
-	return rooms.Claim{Epoch: rev}
+	return rooms.Claim{Generation: n.generation, Epoch: rev}
 }
 
 // Release implements rooms.Placement: it deletes the room's entry only if

@@ -145,8 +145,10 @@ type Node struct {
 	events    chan any                  // to followLoop: messages and results
 
 	mu sync.Mutex // guards the following
-	// nodes and claims are the buckets, once bound.
+	// nodes and claims are the buckets, once bound; generation is the
+	// claims bucket's (its creation time).
 	nodes, claims jetstream.KeyValue
+	generation    int64
 	leaseRev      uint64 // revision of our lease; 0 while we hold none
 	leaseErr      error  // why we hold none
 	held          map[string]uint64

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/rooms"
 	"github.com/posecast/posecast/rooms/cluster"
@@ -454,3 +457,50 @@ func TestWithoutNatsANodeServesItsRoomsAndRefusesNewOnes(t *testing.T) {
 }
 
 func decodeJSON(r *http.Response, v any) error { return json.NewDecoder(r.Body).Decode(v) }
+
+func TestADirectoryMadeAnewStillPlacesItsRooms(t *testing.T) {
+	// NATS lost its buckets (a new server, an embedded one restarted): the
+	// claims' revisions start again, lower than the ones the store fenced
+	// with, and the rooms must still start.
+	h := newHarness(t)
+	a := h.startNode("a", 0)
+	for i := range 5 { // the room's claim comes after others: a higher revision
+		h.connect(a, fmt.Sprint("other", i), "x")
+	}
+	ada, _ := h.connect(a, "lobby", "ada")
+	if _, err := ada.CreateEntity(testContext(t), codec.Components{"kept": true}); err != nil {
+		t.Fatal(err)
+	}
+	a.stop()
+	nc, err := nats.Connect(nats3.url(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bucket := range []string{h.prefix + "_rooms", h.prefix + "_nodes"} {
+		if err := js.DeleteKeyValue(testContext(t), bucket); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := h.startNode("b", 1)
+	bob, _ := h.connect(b, "lobby", "bob")
+	eventually(t, "the kept entity in the room", func() bool {
+		for _, c := range bob.View().Entities {
+			if c["kept"] == true {
+				return true
+			}
+		}
+		return false
+	})
+	if _, err := bob.CreateEntity(testContext(t), codec.Components{"after": true}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the new change in the store", func() bool {
+		e, err := b.store.EntitiesWith(testContext(t), "lobby", "after")
+		return err == nil && len(e) == 1
+	})
+}

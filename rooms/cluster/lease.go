@@ -99,8 +99,21 @@ func (n *Node) bind() error {
 	if err != nil {
 		return fmt.Errorf("bucket %s_rooms: %w", p, err)
 	}
+	// The claims' revisions start again in a bucket made anew; its
+	// creation time keeps them greater than the old bucket's in the store's
+	// fence.
+	ctx, cancel := n.ctx()
+	status, err := claims.Status(ctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("bucket %s_rooms: %w", p, err)
+	}
+	bs, ok := status.(*jetstream.KeyValueBucketStatus)
+	if !ok || bs.StreamInfo() == nil {
+		return fmt.Errorf("bucket %s_rooms: no creation time in its status", p)
+	}
 	n.mu.Lock()
-	n.nodes, n.claims = nodes, claims
+	n.nodes, n.claims, n.generation = nodes, claims, bs.StreamInfo().Created.UnixNano()
 	n.mu.Unlock()
 	return nil
 }

@@ -59,7 +59,7 @@ func BenchmarkApply(b *testing.B) {
 				for j := range batch {
 					batch[j] = benchChange(changes + j)
 				}
-				if err := s.Apply(ctx, "hall", 0, batch); err != nil {
+				if err := s.Apply(ctx, "hall", rooms.Claim{}, batch); err != nil {
 					b.Fatal(err)
 				}
 				changes += size

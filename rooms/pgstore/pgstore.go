@@ -208,7 +208,7 @@ func (s *Store) entities(ctx context.Context, room, sql string, args ...any) (ma
 
 // Statements of Apply: the hold, then one or two per change.
 const (
-	sqlHold = `SELECT posecast_hold($1, $2)`
+	sqlHold = `SELECT posecast_hold($1, $2, $3)`
 	sqlSet  = `INSERT INTO components (room_id, entity_id, component_name, value)
 		SELECT $1, $2, key, value FROM jsonb_each($3::jsonb)
 		ON CONFLICT (room_id, entity_id, component_name) DO UPDATE SET value = EXCLUDED.value`
@@ -228,9 +228,9 @@ const (
 // row (posecast_hold), so that a concurrent DeleteRoom or Fence waits for
 // the batch, and a batch from a claim that is not the newest, or for a room
 // that is gone, fails there and writes nothing.
-func (s *Store) Apply(ctx context.Context, room string, epoch uint64, changes []rooms.Change) error {
+func (s *Store) Apply(ctx context.Context, room string, claim rooms.Claim, changes []rooms.Change) error {
 	b := &pgx.Batch{}
-	b.Queue(sqlHold, room, int64(epoch))
+	b.Queue(sqlHold, room, claim.Generation, int64(claim.Epoch))
 	for _, ch := range changes {
 		queueChange(b, room, ch)
 	}
@@ -256,21 +256,24 @@ func (s *Store) Apply(ctx context.Context, room string, epoch uint64, changes []
 
 // Fence implements rooms.Store. The update waits for the batches that hold
 // the room's row, so none of an older claim commits after it.
-func (s *Store) Fence(ctx context.Context, room string, epoch uint64) error {
-	var current int64
+func (s *Store) Fence(ctx context.Context, room string, claim rooms.Claim) error {
+	var fenced bool
+	var gen, epoch *int64
 	err := s.pool.QueryRow(ctx, `WITH fenced AS (
-			UPDATE rooms SET epoch = $2 WHERE id = $1 AND epoch <= $2 RETURNING epoch)
-		SELECT coalesce((SELECT epoch FROM fenced), (SELECT epoch FROM rooms WHERE id = $1), -1)`,
-		room, int64(epoch)).Scan(&current)
+			UPDATE rooms SET epoch_generation = $2, epoch = $3
+			WHERE id = $1 AND (epoch_generation, epoch) <= ($2, $3) RETURNING 1)
+		SELECT EXISTS (SELECT 1 FROM fenced), r.epoch_generation, r.epoch
+		FROM (SELECT 1) one LEFT JOIN rooms r ON r.id = $1`,
+		room, claim.Generation, int64(claim.Epoch)).Scan(&fenced, &gen, &epoch)
 	switch {
 	case err != nil:
-		return fmt.Errorf("pgstore: fence %s at epoch %d: %w", room, epoch, err)
-	case current < 0:
+		return fmt.Errorf("pgstore: fence %s at %+v: %w", room, claim, err)
+	case fenced:
+		return nil
+	case gen == nil:
 		return rooms.ErrRoomNotFound
-	case current != int64(epoch):
-		return fmt.Errorf("pgstore: fence %s at epoch %d: %w at epoch %d", room, epoch, rooms.ErrFenced, current)
 	}
-	return nil
+	return fmt.Errorf("pgstore: fence %s at %+v: %w by generation %d epoch %d", room, claim, rooms.ErrFenced, *gen, *epoch)
 }
 
 // queueChange adds the statements of one change to b.

@@ -210,7 +210,7 @@ func testUnknownRoom(t *testing.T, s rooms.Store) {
 	if _, err := s.EntitiesWith(c, "nope", "x"); !errors.Is(err, rooms.ErrRoomNotFound) {
 		t.Errorf("EntitiesWith = %v", err)
 	}
-	if err := s.Apply(c, "nope", 0, []rooms.Change{{Entity: "e", Set: rooms.Components{"x": 1.0}}}); !errors.Is(err, rooms.ErrRoomNotFound) {
+	if err := s.Apply(c, "nope", rooms.Claim{}, []rooms.Change{{Entity: "e", Set: rooms.Components{"x": 1.0}}}); !errors.Is(err, rooms.ErrRoomNotFound) {
 		t.Errorf("Apply = %v", err)
 	}
 }
@@ -295,7 +295,7 @@ func testApplyInOrder(t *testing.T, s rooms.Store) {
 		},
 	}
 	for _, st := range steps {
-		if err := s.Apply(c, "r", 0, st.changes); err != nil {
+		if err := s.Apply(c, "r", rooms.Claim{}, st.changes); err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
 		got, err := s.Entities(c, "r")
@@ -323,7 +323,7 @@ func testValues(t *testing.T, s rooms.Store) {
 	if _, err := s.CreateRoom(c, info("r", time.Now()), nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Apply(c, "r", 0, []rooms.Change{{Entity: "e", Set: rooms.Components{"v": value, "s": "plain"}}}); err != nil {
+	if err := s.Apply(c, "r", rooms.Claim{}, []rooms.Change{{Entity: "e", Set: rooms.Components{"v": value, "s": "plain"}}}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Entities(c, "r")
@@ -368,7 +368,7 @@ func testConcurrentApply(t *testing.T, s rooms.Store) {
 	for i := range rooms_ {
 		wg.Go(func() {
 			for n := range changes {
-				if err := s.Apply(c, fmt.Sprint("r", i), 0, []rooms.Change{{Entity: "counter", Set: rooms.Components{"n": float64(n)}}}); err != nil {
+				if err := s.Apply(c, fmt.Sprint("r", i), rooms.Claim{}, []rooms.Change{{Entity: "counter", Set: rooms.Components{"n": float64(n)}}}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -392,7 +392,7 @@ func testBatchSizes(t *testing.T, s rooms.Store) {
 	if _, err := s.CreateRoom(c, info("r", time.Now()), map[string]rooms.Components{"keep": {"n": 0.0}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Apply(c, "r", 0, nil); err != nil {
+	if err := s.Apply(c, "r", rooms.Claim{}, nil); err != nil {
 		t.Fatalf("an empty batch: %v", err)
 	}
 	const n = 2000
@@ -409,7 +409,7 @@ func testBatchSizes(t *testing.T, s rooms.Store) {
 	}
 	batch = append(batch, rooms.Change{Entity: "e0", Delete: true})
 	delete(want, "e0")
-	if err := s.Apply(c, "r", 0, batch); err != nil {
+	if err := s.Apply(c, "r", rooms.Claim{}, batch); err != nil {
 		t.Fatalf("a batch of %d: %v", len(batch), err)
 	}
 	got, err := s.Entities(c, "r")
@@ -437,7 +437,7 @@ func testEntitiesWithFollowsChanges(t *testing.T, s rooms.Store) {
 		{"a deleted entity is not", rooms.Change{Entity: "pad", Delete: true}, nil},
 	}
 	for _, st := range steps {
-		if err := s.Apply(c, "r", 0, []rooms.Change{st.change}); err != nil {
+		if err := s.Apply(c, "r", rooms.Claim{}, []rooms.Change{st.change}); err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
 		got, err := s.EntitiesWith(c, "r", "spawn_point")
@@ -463,7 +463,7 @@ func testDeleteWhileApplying(t *testing.T, s rooms.Store) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for i := 0; ; i++ {
-			err := s.Apply(c, "r", 0, []rooms.Change{{Entity: fmt.Sprint("e", i), Set: rooms.Components{"n": float64(i)}}})
+			err := s.Apply(c, "r", rooms.Claim{}, []rooms.Change{{Entity: fmt.Sprint("e", i), Set: rooms.Components{"n": float64(i)}}})
 			if errors.Is(err, rooms.ErrRoomNotFound) {
 				return
 			}
@@ -506,9 +506,9 @@ func testCancelledContext(t *testing.T, s rooms.Store) {
 		{"Entities", func() error { _, err := s.Entities(c, "r"); return err }},
 		{"EntitiesWith", func() error { _, err := s.EntitiesWith(c, "r", "x"); return err }},
 		{"Apply", func() error {
-			return s.Apply(c, "r", 0, []rooms.Change{{Entity: "e", Set: rooms.Components{"x": 1.0}}})
+			return s.Apply(c, "r", rooms.Claim{}, []rooms.Change{{Entity: "e", Set: rooms.Components{"x": 1.0}}})
 		}},
-		{"Fence", func() error { return s.Fence(c, "r", 1) }},
+		{"Fence", func() error { return s.Fence(c, "r", at(1)) }},
 	}
 	for _, call := range calls {
 		if err := call.call(); !errors.Is(err, context.Canceled) {
@@ -520,8 +520,12 @@ func testCancelledContext(t *testing.T, s rooms.Store) {
 	}
 }
 
+// at is the claim of epoch e in the directory of generation 1.
+func at(e uint64) rooms.Claim { return rooms.Claim{Generation: 1, Epoch: e} }
+
 func testFence(t *testing.T, s rooms.Store) {
 	c := ctx(t)
+	anew := rooms.Claim{Generation: 2, Epoch: 1} // a directory made anew
 	if _, err := s.CreateRoom(c, info("r", time.Now()), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -533,18 +537,22 @@ func testFence(t *testing.T, s rooms.Store) {
 		call func() error
 		want error
 	}{
-		{"an unfenced writer writes", func() error { return s.Apply(c, "r", 0, set("free")) }, nil},
-		{"a claim that has not fenced may not write", func() error { return s.Apply(c, "r", 5, set("early")) }, rooms.ErrFenced},
-		{"claim 5 fences", func() error { return s.Fence(c, "r", 5) }, nil},
-		{"claim 5 fences again", func() error { return s.Fence(c, "r", 5) }, nil},
-		{"claim 5 writes", func() error { return s.Apply(c, "r", 5, set("five")) }, nil},
-		{"claim 4 may not write", func() error { return s.Apply(c, "r", 4, set("four")) }, rooms.ErrFenced},
-		{"claim 3 may not fence", func() error { return s.Fence(c, "r", 3) }, rooms.ErrFenced},
-		{"claim 9 fences", func() error { return s.Fence(c, "r", 9) }, nil},
-		{"claim 5 may write no more", func() error { return s.Apply(c, "r", 5, set("five-late")) }, rooms.ErrFenced},
-		{"claim 9 writes", func() error { return s.Apply(c, "r", 9, set("nine")) }, nil},
-		{"an unknown room is not fenced", func() error { return s.Fence(c, "nope", 1) }, rooms.ErrRoomNotFound},
-		{"an unknown room takes no writes", func() error { return s.Apply(c, "nope", 1, set("x")) }, rooms.ErrRoomNotFound},
+		{"an unfenced writer writes", func() error { return s.Apply(c, "r", rooms.Claim{}, set("free")) }, nil},
+		{"a claim that has not fenced may not write", func() error { return s.Apply(c, "r", at(5), set("early")) }, rooms.ErrFenced},
+		{"claim 5 fences", func() error { return s.Fence(c, "r", at(5)) }, nil},
+		{"claim 5 fences again", func() error { return s.Fence(c, "r", at(5)) }, nil},
+		{"claim 5 writes", func() error { return s.Apply(c, "r", at(5), set("five")) }, nil},
+		{"claim 4 may not write", func() error { return s.Apply(c, "r", at(4), set("four")) }, rooms.ErrFenced},
+		{"claim 3 may not fence", func() error { return s.Fence(c, "r", at(3)) }, rooms.ErrFenced},
+		{"claim 9 fences", func() error { return s.Fence(c, "r", at(9)) }, nil},
+		{"claim 5 may write no more", func() error { return s.Apply(c, "r", at(5), set("five-late")) }, rooms.ErrFenced},
+		{"claim 9 writes", func() error { return s.Apply(c, "r", at(9), set("nine")) }, nil},
+		{"the first claim of a directory made anew fences", func() error { return s.Fence(c, "r", anew) }, nil},
+		{"it writes", func() error { return s.Apply(c, "r", anew, set("anew")) }, nil},
+		{"claim 9 of the old directory may write no more", func() error { return s.Apply(c, "r", at(9), set("nine-late")) }, rooms.ErrFenced},
+		{"claim 12 of the old directory may not fence", func() error { return s.Fence(c, "r", at(12)) }, rooms.ErrFenced},
+		{"an unknown room is not fenced", func() error { return s.Fence(c, "nope", at(1)) }, rooms.ErrRoomNotFound},
+		{"an unknown room takes no writes", func() error { return s.Apply(c, "nope", at(1), set("x")) }, rooms.ErrRoomNotFound},
 	}
 	for _, st := range steps {
 		if err := st.call(); !errors.Is(err, st.want) || (st.want == nil && err != nil) {
@@ -560,7 +568,7 @@ func testFence(t *testing.T, s rooms.Store) {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	if want := []string{"five", "free", "nine"}; !slices.Equal(ids, want) {
+	if want := []string{"anew", "five", "free", "nine"}; !slices.Equal(ids, want) {
 		t.Errorf("entities %v, want %v: a refused batch wrote", ids, want)
 	}
 }
@@ -570,7 +578,7 @@ func testFenceRacesWrites(t *testing.T, s rooms.Store) {
 	if _, err := s.CreateRoom(c, info("r", time.Now()), nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Fence(c, "r", 1); err != nil {
+	if err := s.Fence(c, "r", at(1)); err != nil {
 		t.Fatal(err)
 	}
 	// Writers of claim 1 write one entity each while claim 2 fences. Every
@@ -589,7 +597,7 @@ func testFenceRacesWrites(t *testing.T, s rooms.Store) {
 			for i := 0; ; i++ {
 				began := time.Now().UnixNano()
 				id := fmt.Sprintf("w%d-%d", w, i)
-				err := s.Apply(c, "r", 1, []rooms.Change{{Entity: id, Set: rooms.Components{"n": float64(i)}}})
+				err := s.Apply(c, "r", at(1), []rooms.Change{{Entity: id, Set: rooms.Components{"n": float64(i)}}})
 				if errors.Is(err, rooms.ErrFenced) {
 					return
 				}
@@ -608,7 +616,7 @@ func testFenceRacesWrites(t *testing.T, s rooms.Store) {
 	}
 	close(start)
 	time.Sleep(20 * time.Millisecond)
-	if err := s.Fence(c, "r", 2); err != nil {
+	if err := s.Fence(c, "r", at(2)); err != nil {
 		t.Fatal(err)
 	}
 	fencedAt.Store(time.Now().UnixNano())

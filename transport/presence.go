@@ -46,7 +46,8 @@ func (ss *session) handleSubscribePresence(m *codec.SubscribePresence) {
 	}
 	if !ss.srv.devMode() {
 		claims, err := VerifyToken(ss.srv.joinSecret, m.Token, time.Now())
-		if err == nil && claims.Watch != m.Match {
+		if err == nil && (claims.Watch == "" || claims.Watch != m.Match) {
+			// A join token (no pattern) watches nothing, not even "".
 			err = ErrTokenWatch
 		}
 		if err != nil {

@@ -167,6 +167,11 @@ func TestPresenceAcrossRoomsNeedsATokenWithASecret(t *testing.T) {
 			}
 		})
 	}
+	// A join token has no pattern: it watches nothing, not even the empty
+	// pattern that matches every room.
+	if _, err := c.SubscribePresence(ctx, codec.SubscribePresence{Match: "", Token: joinToken}); err == nil {
+		t.Error("a join token watches every room")
+	}
 	// A presence token joins nothing.
 	if _, err := c.Join(ctx, codec.Join{Room: "lobby", Token: sign("^lobby")}); err == nil {
 		t.Error("a presence token joined a room")

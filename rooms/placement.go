@@ -207,21 +207,31 @@ func (g *Registry) release(id string, c Claim) {
 	}
 }
 
-// Evict stops a room this node no longer owns: its members get a goodbye
-// moved naming owner (nil when it is not known: clients ask /cert-hash
-// again), its changes not yet written are dropped when the store refuses
-// them (the new owner fenced it), and its claim is forgotten without a
-// release. The cluster calls it when it finds that another node holds the
-// room's claim; a room whose writes the store fences calls it itself.
-func (g *Registry) Evict(id string, owner *codec.Location) {
+// Evict stops a room this node no longer owns under claim: its members get
+// a goodbye moved naming owner (nil when it is not known: clients ask
+// /cert-hash again), its changes not yet written are dropped when the
+// store refuses them (the new owner fenced it), and the claim is forgotten
+// without a release. Nothing happens when this node's claim of the room is
+// not claim (it claimed the room again since). The cluster calls it when
+// it finds that another node holds the room; a room whose writes the store
+// fences calls it itself. Without a Placement, claim is the zero Claim and
+// the room stops all the same (to move it by hand).
+func (g *Registry) Evict(id string, claim Claim, owner *codec.Location) {
 	g.mu.Lock()
 	if h := g.claims[id]; h != nil {
+		if h.claim != claim {
+			g.mu.Unlock()
+			return
+		}
 		if h.reserved != nil {
 			h.reserved.Stop()
 		}
 		delete(g.claims, id)
 	}
 	r := g.rooms[id]
+	if r != nil && r.claim != claim && !r.claim.IsZero() {
+		r = nil // an instance under another claim: not this eviction's
+	}
 	if r != nil {
 		// A room still starting fails its start when it finds itself gone
 		// from g.rooms; one that runs drains like a retired room.
@@ -243,20 +253,21 @@ func (g *Registry) Evict(id string, owner *codec.Location) {
 	}
 }
 
-// evictFenced evicts a room whose writes the store refused for a newer
-// claim, telling its members where the room went when the placement knows.
-func (g *Registry) evictFenced(id string) {
+// evictFenced evicts a room whose writes under claim the store refused for
+// a newer claim, telling its members where the room went when the
+// placement knows.
+func (g *Registry) evictFenced(id string, claim Claim) {
 	var owner *codec.Location
 	c, err := g.claim(context.Background(), id)
 	var elsewhere *ElsewhereError
 	switch {
 	case errors.As(err, &elsewhere):
 		owner = &elsewhere.Owner
-	case err == nil:
-		// The newer owner is gone already: the claim is ours again, but
-		// this instance is stale. Give it back; the members' next join
-		// starts the room afresh wherever it lands.
+	case err == nil && c != claim:
+		// The newer owner is gone already and the room is free: this
+		// instance is stale all the same. Give the new claim back; the
+		// members' next join starts the room afresh wherever it lands.
 		g.release(id, c)
 	}
-	g.Evict(id, owner)
+	g.Evict(id, claim, owner)
 }

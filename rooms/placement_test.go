@@ -213,7 +213,12 @@ func TestAnEvictedRoomSaysWhereItWentAndStops(t *testing.T) {
 
 		d.takeOver("there", "lobby")
 		owner := codec.Location{Node: "there", URL: "https://there:4433/wt"}
-		w.reg.Evict("lobby", &owner)
+		w.reg.Evict("lobby", rooms.Claim{Epoch: 2}, &owner) // a claim of another time: nothing
+		synctest.Wait()
+		if w.reg.Room("lobby") == nil {
+			t.Fatal("an eviction under another claim stopped the room")
+		}
+		w.reg.Evict("lobby", rooms.Claim{Epoch: 1}, &owner)
 		synctest.Wait()
 		for _, m := range []*fakeMember{alice, bob} {
 			frames := m.takeFrames()

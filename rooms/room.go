@@ -138,7 +138,7 @@ func newRoom(reg *Registry, id string) *Room {
 	}
 	r.roster.Store(&roster{})
 	r.listeners = []listenerEntry{{id: -2, l: r.diff.record}, {id: -1, l: r.relay}}
-	r.syncer.fenced = func() { reg.evictFenced(id) }
+	r.syncer.fenced = func() { reg.evictFenced(id, r.claim) }
 	return r
 }
 

@@ -287,7 +287,7 @@ func TestBotsFollowTheirRoomToWhereItLives(t *testing.T) {
 	defer cancel()
 	go func() {
 		time.Sleep(2 * time.Second)
-		ownerRooms.Evict("bots0", &loc)
+		ownerRooms.Evict("bots0", rooms.Claim{}, &loc)
 	}()
 	out := filepath.Join(t.TempDir(), "run.json")
 	var live bytes.Buffer

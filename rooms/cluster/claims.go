@@ -86,8 +86,15 @@ func unavailable(what, room string, err error) error {
 // hold records a claim of this node.
 func (n *Node) hold(room string, rev uint64) rooms.Claim {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	n.held[room] = rev
+	n.mu.Unlock()
+	return n.claimOf(rev)
+}
+
+// claimOf is the claim of revision rev in the directory bound now.
+func (n *Node) claimOf(rev uint64) rooms.Claim {
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	return rooms.Claim{Generation: n.generation, Epoch: rev}
 }
 
@@ -161,9 +168,9 @@ func (n *Node) verifyClaims() {
 			n.leaseRev = 0 // acquire runs again, and so does this check
 			n.mu.Unlock()
 			return
-		case decode(e.Value(), &owner) == nil && owner.Node == n.cfg.NodeID && owner.Inc == n.inc && e.Revision() == rev:
+		case decode(e.Value(), &owner) == nil && owner.Node == n.cfg.NodeID && owner.Inc == n.inc:
 			cancel()
-			continue // still ours
+			continue // still ours (claimed again meanwhile, maybe)
 		}
 		var where *codec.Location
 		if owner.Node != "" {
@@ -179,7 +186,7 @@ func (n *Node) verifyClaims() {
 		n.mu.Unlock()
 		lost++
 		n.log.Warn("another node owns a room of this node now; moving its members there", "room", room, "owner", owner.Node)
-		n.reg.Evict(room, where)
+		n.reg.Evict(room, n.claimOf(rev), where)
 	}
 	n.log.Info("checked this node's rooms against the directory", "rooms", len(held), "lost", lost)
 }

@@ -139,8 +139,10 @@ type Node struct {
 	subj struct{ hb, bye, presence, rpc, hbAll, byeAll, presenceAll string }
 
 	// published is the seq of the latest presence update handed to NATS
-	// (or given up on): heartbeats carry it.
+	// (or given up on): heartbeats carry it. It only grows.
 	published atomic.Uint64
+	// verifying is set while verifyClaims runs.
+	verifying atomic.Bool
 	updates   chan rooms.PresenceUpdate // to publishLoop
 	events    chan any                  // to followLoop: messages and results
 
@@ -241,7 +243,7 @@ func (n *Node) Start(reg *rooms.Registry) error {
 		case n.updates <- u:
 		default:
 			// The others see the gap in the numbers and ask for a snapshot.
-			n.published.Store(u.Seq)
+			n.markPublished(u.Seq)
 		}
 	})
 	n.wg.Go(n.leaseLoop)
@@ -309,12 +311,15 @@ func (n *Node) Close() {
 		return
 	}
 	n.closed = true
-	rev, nodes := n.leaseRev, n.nodes
-	n.leaseRev = 0
 	n.mu.Unlock()
 	close(n.quit)
 	n.cancelBase()
 	n.wg.Wait()
+	// leaseLoop has stopped: the lease's revision is its last.
+	n.mu.Lock()
+	rev, nodes := n.leaseRev, n.nodes
+	n.leaseRev = 0
+	n.mu.Unlock()
 	if n.nc.Status() == nats.CONNECTED {
 		n.nc.Publish(n.subj.bye, encode(bye{Inc: n.inc}))
 		if rev != 0 && nodes != nil {
@@ -325,6 +330,16 @@ func (n *Node) Close() {
 			cancel()
 		}
 		n.nc.Flush()
+	}
+}
+
+// markPublished raises published to seq.
+func (n *Node) markPublished(seq uint64) {
+	for {
+		cur := n.published.Load()
+		if seq <= cur || n.published.CompareAndSwap(cur, seq) {
+			return
+		}
 	}
 }
 

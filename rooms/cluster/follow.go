@@ -331,7 +331,12 @@ func (n *Node) requestPresence(node string) snapshotDone {
 			res.err = errors.New("chunks of two snapshots")
 			return res
 		}
-		maps.Copy(res.rooms, c.Rooms)
+		for room, users := range c.Rooms {
+			if res.rooms[room] == nil {
+				res.rooms[room] = rooms.RoomPresence{}
+			}
+			maps.Copy(res.rooms[room], users)
+		}
 		got++
 	}
 	return res

@@ -54,9 +54,14 @@ func (n *Node) keepLease(renewed *time.Time) bool {
 		lapsed := !renewed.IsZero()
 		if n.acquire() {
 			*renewed = time.Now()
-			if lapsed {
+			if lapsed && !n.verifying.Swap(true) {
 				// Others may have taken our rooms while we held no lease.
-				n.verifyClaims()
+				// One read per room can outlast a lease: renewals go on
+				// meanwhile.
+				n.wg.Go(func() {
+					defer n.verifying.Store(false)
+					n.verifyClaims()
+				})
 			}
 		}
 	case time.Since(*renewed) >= n.cfg.LeaseTTL/3:
@@ -274,7 +279,7 @@ func (n *Node) fail(err error) {
 	n.held = make(map[string]uint64)
 	n.mu.Unlock()
 	n.log.Error("leaving the cluster", "err", err)
-	for room := range held {
-		n.reg.Evict(room, nil)
+	for room, rev := range held {
+		n.reg.Evict(room, n.claimOf(rev), nil)
 	}
 }

@@ -3,6 +3,7 @@ package cluster
 import (
 	"github.com/nats-io/nats.go"
 
+	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/rooms"
 )
 
@@ -21,10 +22,13 @@ func (n *Node) publishLoop() {
 			// While NATS is away the client buffers a little; past that the
 			// update is lost, and the others repair it by snapshot when
 			// the next heartbeat shows its number.
+			if _, fatal, _ := n.leaseState(); fatal != nil {
+				continue // another process speaks for this node id now
+			}
 			if err := n.nc.Publish(n.subj.presence+token(u.Room), encode(msg)); err != nil {
 				n.log.Debug("presence update not published", "room", u.Room, "seq", u.Seq, "err", err)
 			}
-			n.published.Store(u.Seq)
+			n.markPublished(u.Seq)
 		}
 	}
 }
@@ -37,20 +41,27 @@ const chunkBytes = 256 << 10
 // at one update number, in as many chunks as it takes, each sent to the
 // requester's inbox. Runs in a NATS callback.
 func (n *Node) answerPresence(req *nats.Msg) {
-	if req.Reply == "" {
+	// Only the holder of the node's lease speaks for it.
+	if rev, fatal, _ := n.leaseState(); req.Reply == "" || rev == 0 || fatal != nil {
 		return
 	}
 	seq, state := n.reg.PresenceSnapshot(nil)
+	// Chunks split rooms between users, so that no room is too big for one.
 	var chunks []map[string]rooms.RoomPresence
 	cur, size := map[string]rooms.RoomPresence{}, 0
 	for room, users := range state {
-		s := presenceSize(room, users)
-		if size > 0 && size+s > chunkBytes {
-			chunks = append(chunks, cur)
-			cur, size = map[string]rooms.RoomPresence{}, 0
+		for user, metas := range users {
+			s := presenceSize(room, user, metas)
+			if size > 0 && size+s > chunkBytes {
+				chunks = append(chunks, cur)
+				cur, size = map[string]rooms.RoomPresence{}, 0
+			}
+			if cur[room] == nil {
+				cur[room] = rooms.RoomPresence{}
+			}
+			cur[room][user] = metas
+			size += s
 		}
-		cur[room] = users
-		size += s
 	}
 	chunks = append(chunks, cur)
 	for i, rooms := range chunks {
@@ -62,14 +73,11 @@ func (n *Node) answerPresence(req *nats.Msg) {
 	}
 }
 
-// presenceSize estimates the encoded size of a room's presence.
-func presenceSize(room string, users rooms.RoomPresence) int {
-	size := len(room) + 8
-	for user, metas := range users {
-		size += len(user) + 8
-		for _, m := range metas {
-			size += 64 + len(m.Ref) + len(m.PrevRef) + len(m.Name) + len(m.Device) + len(encode(m.Meta))
-		}
+// presenceSize estimates the encoded size of a user's presence in a room.
+func presenceSize(room, user string, metas []codec.PresenceMeta) int {
+	size := len(room) + len(user) + 16
+	for _, m := range metas {
+		size += 64 + len(m.Ref) + len(m.PrevRef) + len(m.Name) + len(m.Device) + len(encode(m.Meta))
 	}
 	return size
 }

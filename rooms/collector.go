@@ -45,13 +45,84 @@ func CompileMatch(pattern string) (*regexp.Regexp, error) {
 	return re, nil
 }
 
-// Follow feeds the collector with this registry's presence, as node, until
-// the returned cancel is called.
-func (c *Collector) Follow(node string, g *Registry) (cancel func()) {
-	return g.WatchPresence(
-		func(_ uint64, state map[string]RoomPresence) { c.SetNode(node, state) },
-		func(u PresenceUpdate) { c.Apply(node, u) },
-	)
+// maxFollowQueue bounds the presence updates waiting for Follow's
+// goroutine; past it they are dropped and a snapshot takes their place.
+const maxFollowQueue = 1 << 16
+
+// Follow feeds the collector with this registry's presence, as node, from
+// a goroutine of its own: a room's tick hands its update over and goes on,
+// never waiting on the collector's subscribers. stop ends the feed and
+// waits for the goroutine.
+func (c *Collector) Follow(node string, g *Registry) (stop func()) {
+	f := &follower{c: c, g: g, node: node, wake: make(chan struct{}, 1), quit: make(chan struct{})}
+	cancel := g.WatchPresence(func(_ uint64, state map[string]RoomPresence) {
+		f.mu.Lock()
+		f.start = state
+		f.mu.Unlock()
+		poke(f.wake)
+	}, func(u PresenceUpdate) {
+		f.mu.Lock()
+		switch {
+		case f.overflow:
+		case len(f.queue) >= maxFollowQueue:
+			f.overflow, f.queue = true, nil
+		default:
+			f.queue = append(f.queue, u)
+		}
+		f.mu.Unlock()
+		poke(f.wake)
+	})
+	var wg sync.WaitGroup
+	wg.Go(f.loop)
+	return func() {
+		cancel()
+		close(f.quit)
+		wg.Wait()
+	}
+}
+
+// follower is Follow's queue between a registry's rooms and a collector.
+type follower struct {
+	c    *Collector
+	g    *Registry
+	node string
+	wake chan struct{}
+	quit chan struct{}
+
+	mu       sync.Mutex // guards the following
+	start    map[string]RoomPresence
+	queue    []PresenceUpdate
+	overflow bool
+}
+
+// loop applies what the rooms handed over, in order. Runs in its own
+// goroutine until stopped.
+func (f *follower) loop() {
+	var skip uint64 // updates up to it are in a snapshot applied already
+	for {
+		select {
+		case <-f.quit:
+			return
+		case <-f.wake:
+		}
+		f.mu.Lock()
+		start, queue, overflow := f.start, f.queue, f.overflow
+		f.start, f.queue, f.overflow = nil, nil, false
+		f.mu.Unlock()
+		if start != nil {
+			f.c.SetNode(f.node, start)
+		}
+		if overflow {
+			var state map[string]RoomPresence
+			skip, state = f.g.PresenceSnapshot(nil)
+			f.c.SetNode(f.node, state)
+		}
+		for _, u := range queue {
+			if u.Seq > skip {
+				f.c.Apply(f.node, u)
+			}
+		}
+	}
 }
 
 // SetNode replaces what the collector holds of node with state, the node's

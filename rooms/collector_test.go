@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 
 	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/rooms"
@@ -234,10 +235,11 @@ func TestACollectionFollowsTheRegistry(t *testing.T) {
 		w.join("lobby:1", "ada", newMember(t, "ada"))
 		w.ticks(1)
 		c := rooms.NewCollector()
-		cancel := c.Follow("here", w.reg)
-		defer cancel()
+		stop := c.Follow("here", w.reg)
+		defer stop()
 		sub := c.Subscribe(regexp.MustCompile(`^lobby:`))
 		defer sub.Close()
+		synctest.Wait() // the feed has what the registry held
 		v := view{}.apply(sub.Take())
 		mb := w.join("lobby:2", "bob", newMember(t, "bob"))
 		w.join("game:1", "cy", newMember(t, "cy"))

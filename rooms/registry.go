@@ -303,10 +303,19 @@ func (g *Registry) Close() {
 	claims := g.claims
 	g.claims = map[string]*heldClaim{}
 	g.mu.Unlock()
+	// Some at a time, each bounded by the store timeout: thousands of rooms
+	// must not make a stop slow.
+	var releases sync.WaitGroup
+	slots := make(chan struct{}, 32)
 	for id, h := range claims {
 		if h.reserved != nil {
 			h.reserved.Stop()
 		}
-		g.release(id, h.claim)
+		slots <- struct{}{}
+		releases.Go(func() {
+			defer func() { <-slots }()
+			g.release(id, h.claim)
+		})
 	}
+	releases.Wait()
 }

@@ -7,6 +7,8 @@
 #   DATABASE_URL=postgres://... the shared store (default: database posecast
 #                               on 127.0.0.1:5432 as postgres, made if missing)
 #   POSECAST_AUTH_SECRET=...    the shared secret (default: a random one)
+#   NATS_REPLICAS=3             copies of the directory's buckets (default 1;
+#                               3 for a NATS_URL of three servers)
 #   ROOM=lobby                  the room the printed links open
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,7 +50,7 @@ stop() {
 trap stop INT TERM EXIT
 
 for i in 1 2 3; do
-  args=(--node-id "node$i" --nats-url "$nats" --listen "127.0.0.1:$((4432 + i))" --http "127.0.0.1:$((8079 + i))"
+  args=(--node-id "node$i" --nats-url "$nats" --nats-replicas "${NATS_REPLICAS:-1}" --listen "127.0.0.1:$((4432 + i))" --http "127.0.0.1:$((8079 + i))"
         --advertise-url "https://127.0.0.1:$((4432 + i))/wt" --allowed-origins "${origins%,}")
   [ "$i" = 1 ] && args+=("${embed[@]}")
   bin/posecast "${args[@]}" > >(sed -u "s/^/node$i | /") 2>&1 &

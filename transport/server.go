@@ -109,9 +109,9 @@ type Config struct {
 	// MessageRate bounds the control messages a session may send per second,
 	// in bursts of up to a second's worth. Defaults to 50.
 	MessageRate float64
-	// EventRate bounds the room operations (events, entity changes,
-	// resyncs) among those messages, per second, in bursts of up to a
-	// second's worth. Defaults to 20.
+	// EventRate bounds the room operations (joins, events, entity changes,
+	// resyncs, presence subscriptions) among those messages, per second, in
+	// bursts of up to a second's worth. Defaults to 20.
 	EventRate float64
 	// RateGrace is how long a session may stay over a rate limit, its excess
 	// dropped, before it is closed. Defaults to 5s.

@@ -234,7 +234,6 @@ func (b *botClient) follow(ctx context.Context, tr *quic.Transport, join codec.J
 	if g == nil || g.Code != codec.CodeMoved || ctx.Err() != nil {
 		return false
 	}
-	r.stats.moved.Add(1)
 	r.finish(b)
 	b.client.Close()
 	t := b.client.Traffic()
@@ -248,6 +247,7 @@ func (b *botClient) follow(ctx context.Context, tr *quic.Transport, join codec.J
 	if err != nil {
 		return false
 	}
+	r.stats.moved.Add(1)
 	b.client = c
 	b.ownSlot.Store(int32(joined.Slot))
 	return true

@@ -78,7 +78,7 @@ func parseFlags(args []string) (*options, error) {
 	var o options
 	fs := flag.NewFlagSet("posecast", flag.ContinueOnError)
 	fs.StringVar(&o.listen, "listen", ":4433", "UDP address of the WebTransport (HTTP/3) listener")
-	fs.StringVar(&o.httpAddr, "http", ":8080", "TCP address of the HTTP server: the page, /cert-hash, /healthz, /metrics")
+	fs.StringVar(&o.httpAddr, "http", ":8080", "TCP address of the HTTP server: the page, /cert-hash, /healthz, /readyz, /metrics, /api/")
 	fs.DurationVar(&o.tick, "tick", 200*time.Millisecond, "how often each room sends what changed")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 5*time.Second, "how long a silent client keeps its session (QUIC idle timeout)")
 	fs.DurationVar(&o.reconnectGrace, "reconnect-grace", 5*time.Second, "how long a dropped user's avatar waits for a reconnect, counted from when it was last heard")
@@ -97,13 +97,13 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.maxRooms, "max-rooms", 10000, "live rooms on this node")
 	fs.Float64Var(&o.poseRate, "pose-rate", 240, "pose datagrams a session may send per second (twice a 120 Hz headset)")
 	fs.Float64Var(&o.messageRate, "message-rate", 50, "control messages a session may send per second")
-	fs.Float64Var(&o.eventRate, "event-rate", 20, "room operations (events, entity changes, resyncs) a session may send per second")
+	fs.Float64Var(&o.eventRate, "event-rate", 20, "room operations (joins, events, entity changes, resyncs, presence subscriptions) a session may send per second")
 	fs.DurationVar(&o.rateGrace, "rate-grace", 5*time.Second, "how long a session may stay over a rate limit, its excess dropped, before it is closed")
 	fs.DurationVar(&o.presenceInterval, "presence-interval", 3*time.Second, "how often a presence subscription (subscribe_presence, /api/presence/stream) gets what changed, unless it asks for another interval")
 	fs.StringVar(&o.natsURL, "nats-url", "", "comma-separated NATS server URLs (nats://host:4222): run as a node of the cluster on them; needs --database-url and --auth-secret, the same on every node (without it: one node, no NATS)")
 	fs.BoolVar(&o.natsEmbed, "nats-embed", false, "run a NATS server with JetStream inside this process, on the host and port of the first --nats-url (default nats://127.0.0.1:4222), for other nodes to join: for development only")
 	fs.IntVar(&o.natsReplicas, "nats-replicas", 1, "NATS servers that keep each cluster directory bucket (3 in production, with three NATS servers)")
-	fs.StringVar(&o.nodeID, "node-id", "", "this node's name in the cluster (default: the host name and a random suffix); a restart with the same name replaces the process before at once")
+	fs.StringVar(&o.nodeID, "node-id", "", "this node's name in the cluster (default: the host name and a random suffix); a restart with the same name takes over from the process before once it has been silent for 3 s, and its users are dropped at once")
 	fs.StringVar(&o.advertiseURL, "advertise-url", "", "the WebTransport URL other nodes hand out for this node (default https://<first LAN address>:<--listen port>/wt)")
 	fs.StringVar(&o.certFile, "cert", "", "PEM certificate chain file (with --key) instead of a self-signed certificate; reloaded when it changes")
 	fs.StringVar(&o.keyFile, "key", "", "PEM private key file for --cert")
@@ -309,7 +309,7 @@ func run(args []string) error {
 	}
 	logStart(log, srv, cm)
 	if node == nil {
-		presence.Follow("local", registry)
+		defer presence.Follow("local", registry)()
 	} else if err := startNode(ctx, node, registry, log); err != nil {
 		srv.Shutdown(context.Background())
 		registry.Close()

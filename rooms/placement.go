@@ -21,6 +21,9 @@ type Placement interface {
 	// Release gives up a claim this node holds. The room's last changes are
 	// in the store by then.
 	Release(ctx context.Context, room string, c Claim) error
+	// Lookup tells, without claiming anything, whether another live node
+	// owns the room, and where it is.
+	Lookup(ctx context.Context, room string) (owner codec.Location, elsewhere bool, err error)
 }
 
 // Claim is a node's hold on a room. Claims are ordered by Generation, then
@@ -58,11 +61,13 @@ func (e *ElsewhereError) Error() string {
 // newer claim has replaced.
 var ErrFenced = errors.New("room claimed by a newer owner")
 
-// Locate tells where the room with the id lives: ok is true when it is, or
-// now will be, this node (a room no node runs is claimed for this node, for
-// Config.EmptyGrace, so that the join that follows finds it here); otherwise
-// owner names the node. Without a Placement every room is here.
-func (g *Registry) Locate(ctx context.Context, id string) (owner codec.Location, here bool, err error) {
+// Locate tells where the room with the id lives: here is true when it is,
+// or now will be, this node; otherwise owner names the node. With reserve,
+// a room no node runs is claimed for this node, for Config.EmptyGrace, so
+// that the join that follows finds it here; without, it is only looked up
+// (here, then, means that no other node runs it now). Without a Placement
+// every room is here.
+func (g *Registry) Locate(ctx context.Context, id string, reserve bool) (owner codec.Location, here bool, err error) {
 	if !ValidID(id) {
 		return owner, false, fmt.Errorf("%w: room id %q", ErrInvalid, id)
 	}
@@ -80,6 +85,15 @@ func (g *Registry) Locate(ctx context.Context, id string) (owner codec.Location,
 	g.mu.Unlock()
 	if live || held {
 		return owner, true, nil
+	}
+	if !reserve {
+		lctx, cancel := context.WithTimeout(ctx, g.cfg.StoreTimeout)
+		defer cancel()
+		owner, elsewhere, err := g.cfg.Placement.Lookup(lctx, id)
+		if err != nil {
+			return owner, false, fmt.Errorf("%w: find room %s: %w", ErrUnavailable, id, err)
+		}
+		return owner, !elsewhere, nil
 	}
 	if claims >= g.cfg.MaxRooms {
 		// Each claim is a directory entry: asking for rooms never joined

@@ -63,6 +63,15 @@ func (d *directory) takeOver(node, room string) rooms.Claim {
 	return rooms.Claim{Epoch: d.epoch}
 }
 
+func (d *directory) Lookup(ctx context.Context, room string) (codec.Location, bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if owner := d.owners[room]; owner != "" && owner != "here" {
+		return codec.Location{Node: owner, URL: "https://" + owner + ":4433/wt"}, true, nil
+	}
+	return codec.Location{}, false, nil
+}
+
 func (d *directory) Release(ctx context.Context, room string, c rooms.Claim) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -101,7 +110,7 @@ func TestAJoinToARoomOfAnotherNodeIsToldWhere(t *testing.T) {
 		if _, err := store.Room(context.Background(), "lobby"); !errors.Is(err, rooms.ErrRoomNotFound) {
 			t.Errorf("a room that runs elsewhere was loaded here: %v", err)
 		}
-		owner, here, err := w.reg.Locate(context.Background(), "lobby")
+		owner, here, err := w.reg.Locate(context.Background(), "lobby", true)
 		if err != nil || here || owner.Node != "there" {
 			t.Errorf("Locate = %+v, %v, %v; want there", owner, here, err)
 		}
@@ -143,7 +152,7 @@ func TestLocateReservesARoomForTheJoinToCome(t *testing.T) {
 	d := newDirectory()
 	inBubble(t, clusterConfig(d), nil, func(t *testing.T, w *world) {
 		// A room located and then joined is claimed once.
-		if _, here, err := w.reg.Locate(context.Background(), "lobby"); err != nil || !here {
+		if _, here, err := w.reg.Locate(context.Background(), "lobby", true); err != nil || !here {
 			t.Fatalf("Locate(lobby) = %v, %v; want here", here, err)
 		}
 		if _, err := d.claimFor("there", "lobby"); err == nil {
@@ -155,7 +164,7 @@ func TestLocateReservesARoomForTheJoinToCome(t *testing.T) {
 		}
 
 		// A room located and never joined is released after the empty grace.
-		if _, here, err := w.reg.Locate(context.Background(), "hall"); err != nil || !here {
+		if _, here, err := w.reg.Locate(context.Background(), "hall", true); err != nil || !here {
 			t.Fatalf("Locate(hall) = %v, %v; want here", here, err)
 		}
 		time.Sleep(w.cfg.EmptyGrace - time.Second)
@@ -191,7 +200,7 @@ func TestANodeWithoutItsDirectoryServesItsRoomsAndRefusesNewOnes(t *testing.T) {
 		if !errors.Is(err, rooms.ErrUnavailable) {
 			t.Errorf("join of a new room without the directory = %v, want ErrUnavailable", err)
 		}
-		if _, _, err := w.reg.Locate(context.Background(), "hall"); !errors.Is(err, rooms.ErrUnavailable) {
+		if _, _, err := w.reg.Locate(context.Background(), "hall", true); !errors.Is(err, rooms.ErrUnavailable) {
 			t.Errorf("Locate of a new room without the directory = %v, want ErrUnavailable", err)
 		}
 	})
@@ -389,15 +398,35 @@ func TestRoomsLocatedButNeverJoinedAreBounded(t *testing.T) {
 	inBubble(t, cfg, nil, func(t *testing.T, w *world) {
 		ctx := context.Background()
 		for _, id := range []string{"a", "b"} {
-			if _, here, err := w.reg.Locate(ctx, id); err != nil || !here {
+			if _, here, err := w.reg.Locate(ctx, id, true); err != nil || !here {
 				t.Fatalf("Locate(%s) = %v, %v", id, here, err)
 			}
 		}
-		if _, _, err := w.reg.Locate(ctx, "c"); !errors.Is(err, rooms.ErrTooManyRooms) {
+		if _, _, err := w.reg.Locate(ctx, "c", true); !errors.Is(err, rooms.ErrTooManyRooms) {
 			t.Errorf("a third room located = %v, want ErrTooManyRooms", err)
 		}
-		if _, here, err := w.reg.Locate(ctx, "a"); err != nil || !here {
+		if _, here, err := w.reg.Locate(ctx, "a", true); err != nil || !here {
 			t.Errorf("a room held already = %v, %v; want here", here, err)
+		}
+	})
+}
+
+func TestALookupClaimsNothing(t *testing.T) {
+	d := newDirectory()
+	d.claimFor("there", "theirs")
+	inBubble(t, clusterConfig(d), nil, func(t *testing.T, w *world) {
+		ctx := context.Background()
+		if owner, here, err := w.reg.Locate(ctx, "theirs", false); err != nil || here || owner.Node != "there" {
+			t.Errorf("Locate(theirs) = %+v, %v, %v; want there", owner, here, err)
+		}
+		if _, here, err := w.reg.Locate(ctx, "free", false); err != nil || !here {
+			t.Errorf("Locate(free) = %v, %v; want here", here, err)
+		}
+		if claims, _ := d.log(); len(claims) != 0 {
+			t.Errorf("a lookup claimed %v", claims)
+		}
+		if _, err := d.claimFor("there", "free"); err != nil {
+			t.Errorf("the room looked up is not free for others: %v", err)
 		}
 	})
 }

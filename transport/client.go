@@ -152,9 +152,14 @@ func FetchCertHash(ctx context.Context, httpURL string) (CertHashResponse, []cer
 
 // LocateRoom asks a server's HTTP address (http://host:port) where a room
 // lives: the WebTransport URL and certificate hashes of the node that runs
-// it, or will run it once joined.
-func LocateRoom(ctx context.Context, httpURL, room string) (codec.Location, error) {
-	resp, _, err := fetchCertHash(ctx, httpURL+"/cert-hash?room="+url.QueryEscape(room))
+// it, or will run it once joined. token, a join token for the room, lets a
+// server with an auth secret hold the room for the join.
+func LocateRoom(ctx context.Context, httpURL, room, token string) (codec.Location, error) {
+	q := url.Values{"room": {room}}
+	if token != "" {
+		q.Set("token", token)
+	}
+	resp, _, err := fetchCertHash(ctx, httpURL+"/cert-hash?"+q.Encode())
 	return codec.Location{Node: resp.Node, URL: resp.URL, Current: resp.Current, Next: resp.Next}, err
 }
 
@@ -227,7 +232,7 @@ func Connect(ctx context.Context, cfg ConnectConfig) (*Client, *codec.Joined, er
 	loc := cfg.Location
 	for moves := 0; ; moves++ {
 		if loc == nil || loc.URL == "" {
-			l, err := LocateRoom(ctx, cfg.HTTP, cfg.Join.Room)
+			l, err := LocateRoom(ctx, cfg.HTTP, cfg.Join.Room, cfg.Join.Token)
 			if err != nil {
 				return nil, nil, err
 			}

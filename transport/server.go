@@ -452,7 +452,15 @@ func (s *Server) handleCertHash(w http.ResponseWriter, r *http.Request) {
 	if room := r.URL.Query().Get("room"); room != "" {
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 		defer cancel()
-		owner, here, err := s.cfg.Registry.Locate(ctx, room)
+		// A node claims a room no node runs for the join to come; with an
+		// auth secret only for someone who may join it, so that asking
+		// for random rooms claims nothing.
+		reserve := s.devMode()
+		if !reserve {
+			claims, err := VerifyToken(s.joinSecret, r.URL.Query().Get("token"), time.Now())
+			reserve = err == nil && claims.Room == room
+		}
+		owner, here, err := s.cfg.Registry.Locate(ctx, room, reserve)
 		switch {
 		case errors.Is(err, rooms.ErrInvalid):
 			writeJSON(w, http.StatusBadRequest, APIError{Error: err.Error()})

@@ -250,6 +250,10 @@ func (e elsewhere) Claim(_ context.Context, room string) (rooms.Claim, error) {
 
 func (elsewhere) Release(context.Context, string, rooms.Claim) error { return nil }
 
+func (e elsewhere) Lookup(context.Context, string) (codec.Location, bool, error) {
+	return e.owner, true, nil
+}
+
 func TestBotsFollowTheirRoomToWhereItLives(t *testing.T) {
 	// The bots are sent to a node whose rooms all live on another; midway
 	// the room moves (its node evicts it), and they follow.

@@ -122,6 +122,32 @@ func (n *Node) Release(ctx context.Context, room string, c rooms.Claim) error {
 	return err
 }
 
+// Lookup implements rooms.Placement: it reads the room's claim and its
+// owner's lease.
+func (n *Node) Lookup(ctx context.Context, room string) (codec.Location, bool, error) {
+	n.mu.Lock()
+	claims := n.claims
+	n.mu.Unlock()
+	if claims == nil || n.nc.Status() != nats.CONNECTED {
+		return codec.Location{}, false, fmt.Errorf("NATS unreachable (%s)", n.nc.Status())
+	}
+	e, err := claims.Get(ctx, token(room))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return codec.Location{}, false, nil
+	}
+	if err != nil {
+		return codec.Location{}, false, err
+	}
+	var owner claimEntry
+	if err := decode(e.Value(), &owner); err != nil {
+		return codec.Location{}, false, err
+	}
+	if owner.Node == n.cfg.NodeID && owner.Inc == n.inc {
+		return codec.Location{}, false, nil
+	}
+	return n.lookup(ctx, owner)
+}
+
 // lookup finds the lease of a claim's owner: alive when it exists and
 // names the same incarnation, and then where clients reach that node.
 func (n *Node) lookup(ctx context.Context, owner claimEntry) (codec.Location, bool, error) {

@@ -85,9 +85,18 @@ func TestAClaimIsExclusive(t *testing.T) {
 		t.Errorf("the owner holds %d users, want 20", s.Users)
 	}
 	// Another room goes to the node asked first.
-	loc, err := transport.LocateRoom(testContext(t), nodes[1].HTTP(), "r2")
+	loc, err := transport.LocateRoom(testContext(t), nodes[1].HTTP(), "r2", h.joinToken("r2", "x"))
 	if err != nil || loc.URL != nodes[1].URL() {
 		t.Errorf("r2 asked of b is placed at %+v, %v; want b", loc, err)
+	}
+	// Asked without a token (with an auth secret), a node claims nothing:
+	// asking for random rooms does not fill the directory.
+	if _, err := transport.LocateRoom(testContext(t), nodes[1].HTTP(), "r3", ""); err != nil {
+		t.Fatal(err)
+	}
+	h.connect(nodes[2], "r3", "u")
+	if got := owners("r3", nodes...); fmt.Sprint(got) != "[c]" {
+		t.Errorf("r3, looked up at b and joined through c, runs on %v; want c", got)
 	}
 }
 
@@ -100,7 +109,7 @@ func TestCertHashForARoomNamesItsOwnerOnEveryNode(t *testing.T) {
 	}
 	current, next := a.srv.CertHashes()
 	for _, n := range []*testNode{a, b, c} {
-		loc, err := transport.LocateRoom(testContext(t), n.HTTP(), "lobby")
+		loc, err := transport.LocateRoom(testContext(t), n.HTTP(), "lobby", "")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -189,6 +189,8 @@ export class Connection {
   async certHash() {
     const url = new URL('/cert-hash', this.opts.base);
     url.searchParams.set('room', this.opts.join.room);
+    // With a token the node may hold the room for this join.
+    if (this.opts.join.token) url.searchParams.set('token', this.opts.join.token);
     const r = await this.fetch(url, { cache: 'no-store' });
     if (!r.ok) {
       // A server that cannot place the room says why.

@@ -277,6 +277,15 @@ test('it asks /cert-hash for the node of its room', async () => {
   await running;
 });
 
+test('with a token it asks /cert-hash to hold its room', async () => {
+  const server = fakeServer();
+  const { conn, fetched, running } = connect(server, { join: { room: 'lobby', device: 'web-1', name: 'Ada', token: 'pc1.x.y' } });
+  await until('connected', () => conn.state === 'connected');
+  assert.deepEqual(fetched, ['http://localhost:8080/cert-hash?room=lobby&token=pc1.x.y']);
+  conn.stop();
+  await running;
+});
+
 test('a server that cannot place the room says why', async () => {
   const server = fakeServer();
   const { conn, running } = connect(server, {

@@ -239,8 +239,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s.presence = cfg.Presence
 	if s.presence == nil {
-		s.presence = rooms.NewCollector()
-		s.stopPresence = s.presence.Follow("local", cfg.Registry)
+		s.presence = rooms.NewCollector() // fed from Start to Shutdown
 	}
 	origins, err := newOriginChecker(cfg.AllowedOrigins, s.devMode(), func() string {
 		return strconv.Itoa(s.tcp.Addr().(*net.TCPAddr).Port)
@@ -329,6 +328,9 @@ func (s *Server) Start() error {
 		return fmt.Errorf("transport: quic listener: %w", err)
 	}
 	s.udp, s.tcp, s.ln, s.started = udp, tcp, ln, time.Now()
+	if s.cfg.Presence == nil {
+		s.stopPresence = s.presence.Follow("local", s.cfg.Registry)
+	}
 	s.accepting.Store(true)
 	s.wg.Go(s.acceptLoop)
 	s.wg.Go(func() {

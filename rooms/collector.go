@@ -52,7 +52,7 @@ const maxFollowQueue = 1 << 16
 // Follow feeds the collector with this registry's presence, as node, from
 // a goroutine of its own: a room's tick hands its update over and goes on,
 // never waiting on the collector's subscribers. stop ends the feed and
-// waits for the goroutine.
+// waits for the goroutine; it may be called more than once.
 func (c *Collector) Follow(node string, g *Registry) (stop func()) {
 	f := &follower{c: c, g: g, node: node, wake: make(chan struct{}, 1), quit: make(chan struct{})}
 	cancel := g.WatchPresence(func(_ uint64, state map[string]RoomPresence) {
@@ -74,10 +74,13 @@ func (c *Collector) Follow(node string, g *Registry) (stop func()) {
 	})
 	var wg sync.WaitGroup
 	wg.Go(f.loop)
+	var once sync.Once
 	return func() {
-		cancel()
-		close(f.quit)
-		wg.Wait()
+		once.Do(func() {
+			cancel()
+			close(f.quit)
+			wg.Wait()
+		})
 	}
 }
 

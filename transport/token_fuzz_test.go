@@ -14,8 +14,9 @@ import (
 // tokens of arbitrary claims signed with the server's secret, so that the
 // fuzzer reaches what lies past the signature check. It must never panic,
 // must refuse with one of the token errors and no claims, and what it
-// accepts must grant valid room and user ids, not yet expired, that hold
-// for this secret alone.
+// accepts must grant valid room and user ids (a join token) or a pattern
+// alone (a presence token), not yet expired, that hold for this secret
+// alone.
 //
 // A signature has one spelling, SignToken's, so an accepted token ends in
 // it; but an issuer may write its JSON claims in any order and spacing, so
@@ -52,6 +53,7 @@ func FuzzVerifyToken(f *testing.F) {
 		{"pc1..", []byte(`{"room":"lobby","user":"ada","exp":"soon"}`)},
 		{"pc1.!!.!!", []byte(`{"room":"lobby","user":"` + strings.Repeat("a", 300) + `","exp":1800003600}`)},
 		{"hello", []byte{0xff, 0xfe}},
+		{token(secret, Claims{Watch: "^lobby:", Expires: exp}), []byte(`{"watch":"^lobby:","user":"ada","exp":1800003600}`)},
 		{tokenPrefix + strings.Repeat("A", 3000), []byte(`{"room":"lobby","user":"ada","name":"\ud800\u0000<>","exp":1800003600}`)},
 	}
 	for _, s := range seeds {
@@ -85,8 +87,10 @@ func checkVerifyToken(t *testing.T, secret []byte, now time.Time, token string) 
 		}
 		t.Fatalf("refused %q with %v, not a token error", token, err)
 	}
-	if !rooms.ValidID(c.Room) || !rooms.ValidID(c.User) {
-		t.Fatalf("accepted %q with room %q and user %q", token, c.Room, c.User)
+	join := rooms.ValidID(c.Room) && rooms.ValidID(c.User) && c.Watch == ""
+	watch := c.Room == "" && c.User == "" && c.Watch != "" && len(c.Watch) <= rooms.MaxMatchLength
+	if !join && !watch {
+		t.Fatalf("accepted %q with room %q, user %q and watch %q: neither a join nor a presence token", token, c.Room, c.User, c.Watch)
 	}
 	if c.Expires <= now.Unix() {
 		t.Fatalf("accepted %q, expired at %d, at %d", token, c.Expires, now.Unix())

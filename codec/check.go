@@ -10,13 +10,7 @@ import (
 // recursion and rejects any declared length that the remaining bytes cannot
 // hold, so a decoder run after it never allocates for elements that are not
 // there.
-func CheckValue(b []byte, maxDepth int) error { return checkValue(b, maxDepth, true) }
-
-// checkMessage is CheckValue for a control message body, which carries no
-// binary values and no extension types.
-func checkMessage(b []byte) error { return checkValue(b, MaxDepth, false) }
-
-func checkValue(b []byte, maxDepth int, opaqueOK bool) error {
+func CheckValue(b []byte, maxDepth int) error {
 	// pending counts the values still to read at each open level.
 	var stackBuf [16]int
 	stack := stackBuf[:0]
@@ -55,9 +49,6 @@ func checkValue(b []byte, maxDepth int, opaqueOK bool) error {
 			n, size, ok := lengthAfter(c, b[pos:])
 			if !ok {
 				return fmt.Errorf("%w: bad or truncated type %#02x at byte %d", ErrMalformed, c, pos-1)
-			}
-			if !opaqueOK && (c >= 0xc4 && c <= 0xc9 || c >= 0xd4 && c <= 0xd8) {
-				return fmt.Errorf("%w: a binary or extension value at byte %d; control messages carry none", ErrMalformed, pos-1)
 			}
 			pos += size
 			rest -= size

@@ -80,53 +80,17 @@ func ReadFrame(r io.Reader, buf []byte, max int) ([]byte, error) {
 	return buf, nil
 }
 
-// Decode decodes one control message body (a frame without its length). It
-// checks the structure first, so deep nesting and lengths that the bytes
-// cannot hold are refused before anything is allocated, and checks that every
-// free-form value (event data, components, meta) is one JSON could hold.
+// Decode decodes one control message body (a frame without its length):
+// Peek's check, then one decode, so deep nesting, too many values and
+// lengths that the bytes cannot hold are refused before anything is
+// allocated, and every free-form value (event data, components, meta) is
+// one JSON could hold.
 func Decode(body []byte) (Message, error) {
-	if err := checkMessage(body); err != nil {
+	p, err := Peek(body)
+	if err != nil {
 		return nil, err
 	}
-	var h wideHeader
-	if err := unmarshal(body, &h); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if h.Ref > math.MaxUint32 {
-		return nil, fmt.Errorf("%w: ref %d past 32 bits", ErrMalformed, h.Ref)
-	}
-	m := newMessage(h.Type)
-	if m == nil {
-		return nil, fmt.Errorf("%w: %q", ErrUnknownType, h.Type)
-	}
-	if err := unmarshal(body, m); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, h.Type, err)
-	}
-	if err := checkValues(m); err != nil {
-		return nil, fmt.Errorf("%s: %w", h.Type, err)
-	}
-	return m, nil
-}
-
-// PeekRef returns the ref of a control message body that does not decode as
-// a message (an unknown type, a field of the wrong type), so that the error
-// answering it can carry the ref; 0 when there is none that can be read.
-func PeekRef(body []byte) uint32 {
-	if checkMessage(body) != nil {
-		return 0
-	}
-	var h wideHeader
-	if unmarshal(body, &h) != nil || h.Ref > math.MaxUint32 {
-		return 0
-	}
-	return uint32(h.Ref)
-}
-
-// wideHeader reads a message's header with room for a ref that does not
-// fit its 32 bits, which the decoder would otherwise cut short.
-type wideHeader struct {
-	Type string `msgpack:"type"`
-	Ref  uint64 `msgpack:"ref"`
+	return DecodePeeked(body, p)
 }
 
 func unmarshal(b []byte, v any) error {
@@ -183,20 +147,6 @@ func newMessage(t string) Message {
 		return &UnsubscribePresence{}
 	case TypePresenceCollection:
 		return &PresenceCollection{}
-	}
-	return nil
-}
-
-func checkValues(m Message) error {
-	switch m := m.(type) {
-	case *Join:
-		return CheckJSON(m.Meta)
-	case *Event:
-		return CheckJSON(m.Data)
-	case *Create:
-		return CheckJSON(m.Components)
-	case *Update:
-		return CheckJSON(m.Components)
 	}
 	return nil
 }

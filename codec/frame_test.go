@@ -2,6 +2,7 @@ package codec
 
 import (
 	"bytes"
+	"math"
 	"encoding/json"
 	"errors"
 	"io"
@@ -213,25 +214,107 @@ func BenchmarkEncodeFrame(b *testing.B) {
 	}
 }
 
-func TestPeekRefReadsTheRefOfWhatDoesNotDecode(t *testing.T) {
+func TestPeekReadsTheRefOfWhatDoesNotDecode(t *testing.T) {
+	refThenDeep := append([]byte{0x82, 0xa3, 'r', 'e', 'f', 0x05, 0xa1, 'x'}, bytes.Repeat([]byte{0x91}, 100)...)
+	refThenTruncated := []byte{0x82, 0xa3, 'r', 'e', 'f', 0x03, 0xa4, 't', 'y', 'p', 'e', 0xa5, 'l', 'e'}
 	tests := []struct {
-		name string
-		body []byte
-		want uint32
+		name   string
+		body   []byte
+		want   uint32
+		peekOK bool // Peek accepts it; Decode then refuses it
 	}{
-		{"an unknown type", marshal(t, map[string]any{"type": "teleport", "ref": 7}), 7},
-		{"a field of the wrong type", marshal(t, map[string]any{"type": "join", "room": 5, "ref": 8}), 8},
-		{"no ref", marshal(t, map[string]any{"type": "teleport"}), 0},
-		{"a ref of the wrong type", marshal(t, map[string]any{"type": "leave", "ref": "nine"}), 0},
-		{"a ref past 32 bits", marshal(t, map[string]any{"type": "leave", "ref": int64(1)<<40 + 5}), 0},
-		{"not msgpack", []byte{0xc1}, 0},
-		{"truncated", marshal(t, map[string]any{"type": "leave", "ref": 3})[:4], 0},
-		{"nested too deep", append([]byte{0x82, 0xa3, 'r', 'e', 'f', 0x05, 0xa1, 'x'}, bytes.Repeat([]byte{0x91}, 100)...), 0},
+		{"an unknown type", marshal(t, map[string]any{"type": "teleport", "ref": 7}), 7, true},
+		{"a field of the wrong type", marshal(t, map[string]any{"type": "join", "room": 5, "ref": 8}), 8, true},
+		{"no ref", marshal(t, map[string]any{"type": "teleport"}), 0, true},
+		{"a ref of the wrong type", marshal(t, map[string]any{"type": "leave", "ref": "nine"}), 0, false},
+		{"a ref past 32 bits", marshal(t, map[string]any{"type": "leave", "ref": int64(1)<<40 + 5}), 0, false},
+		{"not msgpack", []byte{0xc1}, 0, false},
+		{"nested too deep, after the ref", refThenDeep, 5, false},
+		{"truncated after the ref", refThenTruncated, 3, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := PeekRef(tt.body); got != tt.want {
-				t.Errorf("PeekRef = %d, want %d", got, tt.want)
+			p, err := Peek(tt.body)
+			if p.Ref != tt.want || (err == nil) != tt.peekOK {
+				t.Errorf("Peek = %+v, %v; want ref %d, accepted %v", p, err, tt.want, tt.peekOK)
+			}
+			if _, err := Decode(tt.body); err == nil {
+				t.Error("Decode accepted it")
+			}
+		})
+	}
+}
+
+func TestPeekBoundsWhatADecodeMayAllocate(t *testing.T) {
+	event := func(data any) []byte { return marshal(t, map[string]any{"type": "event", "name": "x", "data": data}) }
+	many := func(n int, v any) []any {
+		out := make([]any, n)
+		for i := range out {
+			out[i] = v
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		body []byte
+		want error
+	}{
+		{"values at the limit", event(many(MaxItems-8, 1)), nil},
+		{"one value too many", event(many(MaxItems, 1)), ErrTooLarge},
+		{"containers at the limit", event(many(MaxContainers-2, map[string]any{})), nil},
+		{"one container too many", event(many(MaxContainers, []any{})), ErrTooLarge},
+		{"a map key that is not a string", []byte{0x82, 0xa4, 't', 'y', 'p', 'e', 0xa4, 'p', 'i', 'n', 'g', 0x01, 0x02}, ErrMalformed},
+		{"a string with NUL", event("a\x00b"), ErrMalformed},
+		{"a string that is not UTF-8", event("\xff"), ErrMalformed},
+		{"an infinite float", event(math.Inf(1)), ErrMalformed},
+		{"not a map", marshal(t, []any{"type", "ping"}), ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Peek(tt.body)
+			if (tt.want == nil) != (err == nil) || (tt.want != nil && !errors.Is(err, tt.want)) {
+				t.Errorf("Peek = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+// BenchmarkDecodeWorstCase decodes the costliest control messages a
+// client may send within the limits: 64 KiB of values nested as a decoder
+// must allocate for them, and what Peek refuses of the same size.
+func BenchmarkDecodeWorstCase(b *testing.B) {
+	many := func(n int, v any) []any {
+		out := make([]any, n)
+		for i := range out {
+			out[i] = v
+		}
+		return out
+	}
+	body := func(data any) []byte {
+		raw, err := msgpack.Marshal(map[string]any{"type": "event", "name": "x", "data": data})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return raw
+	}
+	cases := []struct {
+		name string
+		body []byte
+		ok   bool
+	}{
+		{"containers_at_the_limit", body(many(MaxContainers/2-2, map[string]any{"k": []any{}})), true},
+		{"values_at_the_limit", body(many(MaxItems-8, int64(1<<40))), true},
+		{"strings_at_the_limit", body(many(MaxItems-8, "abcdef")), true},
+		{"65000_empty_maps_refused", body(many(65000, map[string]any{})), false},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(c.body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Decode(c.body); (err == nil) != c.ok {
+					b.Fatalf("Decode: %v", err)
+				}
 			}
 		})
 	}

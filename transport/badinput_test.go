@@ -116,6 +116,7 @@ func TestMalformedControlMessagesGetAnErrorAndTheSessionGoesOn(t *testing.T) {
 		{"wrong field type", marshal(t, map[string]any{"type": "create", "components": "lots", "ref": 43}), 43},
 		{"a ref past 32 bits", marshal(t, map[string]any{"type": "leave", "ref": int64(1) << 40}), 0},
 		{"a map of a million entries in ten bytes", []byte{0xdf, 0x00, 0x0f, 0x42, 0x40, 0xa1, 'x', 0xc0}, 0},
+		{"nesting too deep after the ref", append([]byte{0x82, 0xa3, 'r', 'e', 'f', 44, 0xa4, 'd', 'a', 't', 'a'}, bytes.Repeat([]byte{0x91}, 200)...), 44},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -124,8 +125,8 @@ func TestMalformedControlMessagesGetAnErrorAndTheSessionGoesOn(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitFor(t, c, "an error answer", func(v *View) bool { return len(v.Errors) > errorsBefore })
-			if e := c.View().Errors[errorsBefore]; e.Code != codec.CodeBadMessage || e.Ref != tt.ref {
-				t.Errorf("error %+v, want %s with ref %d", e, codec.CodeBadMessage, tt.ref)
+			if e := c.View().Errors[errorsBefore]; e.Code != codec.CodeBadMessage && e.Code != codec.CodeTooLarge || e.Ref != tt.ref {
+				t.Errorf("error %+v, want %s or %s with ref %d", e, codec.CodeBadMessage, codec.CodeTooLarge, tt.ref)
 			}
 			if _, err := c.Request(testContext(t), &codec.Ping{Time: int64(i)}); err != nil {
 				t.Fatalf("session after %s: %v", tt.name, err)
@@ -245,5 +246,37 @@ func TestExtraStreamsAreResetAndTheSessionGoesOn(t *testing.T) {
 	}
 	if _, err := c.Request(ctx, &codec.Ping{}); err != nil {
 		t.Fatalf("the session after an extra stream: %v", err)
+	}
+}
+
+func TestADecodeBombIsRefusedBeforeItIsDecoded(t *testing.T) {
+	ts := startServer(t)
+	c := dial(t, ts) // said hello, joined nothing
+	tests := []struct {
+		name string
+		body []byte
+		code string
+	}{
+		// Outside a room a room operation is refused by its type: its
+		// payload, here one that would not even decode, is never read.
+		{"a room operation outside a room", marshal(t, map[string]any{"type": "create", "ref": 5, "components": "not a map"}), codec.CodeNotJoined},
+		// Past the items a decode may allocate for, a message is refused
+		// whole, in or out of a room.
+		{"65 000 empty maps", marshal(t, map[string]any{"type": "ping", "ref": 6, "t": 1, "x": make([]map[string]any, 65000)}), codec.CodeTooLarge},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			errorsBefore := len(c.View().Errors)
+			if err := c.SendRaw(frameOf(tt.body)); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, c, "an error answer", func(v *View) bool { return len(v.Errors) > errorsBefore })
+			if e := c.View().Errors[errorsBefore]; e.Code != tt.code || e.Ref != uint32(5+i) {
+				t.Errorf("error %+v, want %s with ref %d", e, tt.code, 5+i)
+			}
+			if _, err := c.Request(testContext(t), &codec.Ping{Time: int64(i)}); err != nil {
+				t.Fatalf("session after %s: %v", tt.name, err)
+			}
+		})
 	}
 }

@@ -296,14 +296,34 @@ func (ss *session) process(body []byte, rs *readState) bool {
 	if rs.hello && !rs.messages.allow(now) {
 		return ss.dropped(rs.messages, now, "control message", 0)
 	}
-	msg, err := codec.Decode(body)
+	// One walk checks the message and finds its type; a room operation
+	// outside a room is refused before its payload is decoded.
+	peeked, err := codec.Peek(body)
+	var msg codec.Message
+	if err == nil {
+		if rs.hello && roomOperation(peeked.Type) {
+			if !rs.operations.allow(now) {
+				return ss.dropped(rs.operations, now, "room operation", peeked.Ref)
+			}
+			if needsRoom(peeked.Type) && ss.membership.Load() == nil {
+				ss.srv.metrics.rejNotJoined.Inc()
+				ss.sendError(peeked.Ref, codec.CodeNotJoined, "join a room first")
+				return true
+			}
+		}
+		msg, err = codec.DecodePeeked(body, peeked)
+	}
 	if err != nil {
 		ss.srv.metrics.rejBadMessage.Inc()
 		if !rs.hello {
 			ss.goodbye(codec.CodeBadMessage, err.Error(), CloseProtocolError)
 			return false
 		}
-		ss.sendError(codec.PeekRef(body), codec.CodeBadMessage, err.Error())
+		code := codec.CodeBadMessage
+		if errors.Is(err, codec.ErrTooLarge) {
+			code = codec.CodeTooLarge // too many values, or too deep
+		}
+		ss.sendError(peeked.Ref, code, err.Error())
 		return true
 	}
 	if !rs.hello {
@@ -319,9 +339,6 @@ func (ss *session) process(body []byte, rs *readState) bool {
 		rs.hello = true
 		ss.handleHello(h)
 		return true
-	}
-	if roomOperation(msg) && !rs.operations.allow(now) {
-		return ss.dropped(rs.operations, now, "room operation", codec.RefOf(msg))
 	}
 	ss.handle(msg)
 	return true
@@ -342,12 +359,22 @@ func (ss *session) dropped(l *rateLimit, now time.Time, what string, ref uint32)
 	return true
 }
 
-// roomOperation reports whether a message changes a room, fans out to it or
-// makes it encode its world, and so falls under the stricter of the two
-// message limits.
-func roomOperation(m codec.Message) bool {
-	switch m.(type) {
-	case *codec.Join, *codec.Event, *codec.Create, *codec.Update, *codec.Delete, *codec.Resync, *codec.SubscribePresence:
+// roomOperation reports whether a message of the type changes a room, fans
+// out to it, makes it encode its world or watches rooms, and so falls under
+// the stricter of the two message limits.
+func roomOperation(typ string) bool {
+	switch typ {
+	case codec.TypeJoin, codec.TypeEvent, codec.TypeCreate, codec.TypeUpdate, codec.TypeDelete, codec.TypeResync, codec.TypeSubscribePresence:
+		return true
+	}
+	return false
+}
+
+// needsRoom reports whether a message of the type is only for a session in
+// a room.
+func needsRoom(typ string) bool {
+	switch typ {
+	case codec.TypeEvent, codec.TypeCreate, codec.TypeUpdate, codec.TypeDelete, codec.TypeResync:
 		return true
 	}
 	return false

@@ -252,6 +252,10 @@ func TestExtraStreamsAreResetAndTheSessionGoesOn(t *testing.T) {
 func TestADecodeBombIsRefusedBeforeItIsDecoded(t *testing.T) {
 	ts := startServer(t)
 	c := dial(t, ts) // said hello, joined nothing
+	emptyMaps := make([]any, 65000)
+	for i := range emptyMaps {
+		emptyMaps[i] = map[string]any{}
+	}
 	tests := []struct {
 		name string
 		body []byte
@@ -262,7 +266,7 @@ func TestADecodeBombIsRefusedBeforeItIsDecoded(t *testing.T) {
 		{"a room operation outside a room", marshal(t, map[string]any{"type": "create", "ref": 5, "components": "not a map"}), codec.CodeNotJoined},
 		// Past the items a decode may allocate for, a message is refused
 		// whole, in or out of a room.
-		{"65 000 empty maps", marshal(t, map[string]any{"type": "ping", "ref": 6, "t": 1, "x": make([]map[string]any, 65000)}), codec.CodeTooLarge},
+		{"65 000 empty maps", marshal(t, map[string]any{"type": "ping", "ref": 6, "t": 1, "x": emptyMaps}), codec.CodeTooLarge},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,6 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -348,5 +352,89 @@ func TestMalformedMessagesCountAgainstTheMessageRate(t *testing.T) {
 	}
 	if n := len(c.View().Errors); n > 200 {
 		t.Errorf("%d error answers to a flood of garbage; the limit is 20 a second", n)
+	}
+}
+
+func TestANodeFullOfSessionsRefusesMoreSayingWhy(t *testing.T) {
+	ts := startServer(t, func(c *Config, _ *rooms.Config) { c.MaxSessions = 2 })
+	dial(t, ts)
+	dial(t, ts)
+	current, _ := ts.certs.Hashes()
+	c, err := Dial(testContext(t), ClientConfig{URL: ts.URL(), CertHashes: []certs.Hash{current}})
+	if err == nil {
+		c.Close()
+		t.Fatal("a third session on a node of two was let in")
+	}
+	if !strings.Contains(err.Error(), "--max-sessions") {
+		t.Errorf("refused with %v, which does not say why", err)
+	}
+}
+
+// readToEnd reads from c until it is closed, or fails the test after a
+// while.
+func readToEnd(t *testing.T, c net.Conn, what string) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, c); err != nil {
+		t.Fatalf("%s was not closed: %v", what, err)
+	}
+}
+
+func TestAnHTTPRequestThatTricklesIsCut(t *testing.T) {
+	ts := startServer(t, func(c *Config, _ *rooms.Config) { c.HTTPTimeout = 300 * time.Millisecond })
+	c, err := net.Dial("tcp", ts.HTTPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprint(c, "POST /api/rooms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // a byte every 100 ms: it would take 100 s
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+				if _, err := c.Write([]byte(" ")); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	readToEnd(t, c, "a trickling request")
+}
+
+func TestHTTPConnectionsFromOneAddressAreBounded(t *testing.T) {
+	ts := startServer(t, func(c *Config, _ *rooms.Config) { c.MaxHTTPConnsPerIP = 3 })
+	var held []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", ts.HTTPAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+	extra, err := net.Dial("tcp", ts.HTTPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	readToEnd(t, extra, "a connection past the address's bound")
+	for _, c := range held {
+		c.Close()
+	}
+	waitUntil(t, "/healthz once the held connections closed", func() bool {
+		r, err := http.Get(ts.HTTPURL() + "/healthz")
+		if err != nil {
+			return false
+		}
+		r.Body.Close()
+		return r.StatusCode == http.StatusOK
+	})
+	m := scrape(t, ts)
+	if !strings.Contains(m, `posecast_rejected_total{reason="http_connections_per_ip"}`) {
+		t.Error("the refused connection is not counted")
 	}
 }

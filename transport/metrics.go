@@ -49,6 +49,8 @@ const (
 	rejectMessageTooLarge = "message_too_large"
 	rejectRequest         = "request_refused"
 	rejectSessionsPerIP   = "sessions_per_ip"
+	rejectSessions        = "sessions"
+	rejectHTTPPerIP       = "http_connections_per_ip"
 	rejectUpgrade         = "upgrade_refused"
 	rejectPoseRate        = "pose_rate"
 	rejectMessageRate     = "message_rate"

@@ -180,8 +180,10 @@ func (a *presenceAPI) handlePresenceStream(w http.ResponseWriter, r *http.Reques
 		a.fail(w, http.StatusInternalServerError, "streaming unsupported")
 		return
 	}
-	// The server's write timeout does not apply to a stream.
-	http.NewResponseController(w).SetWriteDeadline(time.Time{})
+	// The server's read and write timeouts do not apply to a stream.
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Time{})
+	rc.SetWriteDeadline(time.Time{})
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)

@@ -102,6 +102,15 @@ type Config struct {
 	// open at once from one address (an IPv6 /64 counts as one). Defaults
 	// to 64.
 	MaxSessionsPerIP int
+	// MaxSessions bounds the QUIC connections, and so the sessions, open at
+	// once on the node. Defaults to 10000.
+	MaxSessions int
+	// MaxHTTPConnsPerIP bounds the HTTP connections open at once from one
+	// address (an IPv6 /64 counts as one). Defaults to 64.
+	MaxHTTPConnsPerIP int
+	// HTTPTimeout bounds reading a whole HTTP request and writing its
+	// answer (server-sent event streams excepted). Defaults to 30s.
+	HTTPTimeout time.Duration
 	// PoseRate bounds the pose datagrams a session may send per second, in
 	// bursts of up to a second's worth. Defaults to 240, twice a 120 Hz
 	// headset.
@@ -151,6 +160,15 @@ func (c Config) withDefaults() (Config, error) {
 	c.MaxDatagram = max(codec.MinDatagramSize, min(codec.MaxDatagramSize, c.MaxDatagram))
 	if c.MaxSessionsPerIP == 0 {
 		c.MaxSessionsPerIP = 64
+	}
+	if c.MaxSessions == 0 {
+		c.MaxSessions = 10000
+	}
+	if c.MaxHTTPConnsPerIP == 0 {
+		c.MaxHTTPConnsPerIP = 64
+	}
+	if c.HTTPTimeout == 0 {
+		c.HTTPTimeout = 30 * time.Second
 	}
 	if c.PoseRate == 0 {
 		c.PoseRate = 240
@@ -213,6 +231,7 @@ type Server struct {
 	mu       sync.Mutex // guards the following
 	sessions map[*session]struct{}
 	perIP    map[string]int      // open connections by remote address (IPv6 by /64)
+	conns    int                 // open connections
 	hasSess  map[*quic.Conn]bool // connections that opened a session
 	closing  bool
 }
@@ -295,7 +314,17 @@ func NewServer(cfg Config) (*Server, error) {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
+	s.httpSrv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		// A request that trickles in, or an answer read slowly, holds a
+		// connection no longer than this.
+		ReadTimeout:    cfg.HTTPTimeout,
+		WriteTimeout:   cfg.HTTPTimeout,
+		IdleTimeout:    time.Minute,
+		MaxHeaderBytes: 16 << 10,
+		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
 	return s, nil
 }
 
@@ -334,7 +363,8 @@ func (s *Server) Start() error {
 	s.accepting.Store(true)
 	s.wg.Go(s.acceptLoop)
 	s.wg.Go(func() {
-		if err := s.httpSrv.Serve(withTLSSniffing(tcp, s.cfg.Certs.TLSConfig())); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		limited := limitPerAddress(tcp, s.cfg.MaxHTTPConnsPerIP, func() { s.metrics.rejected.WithLabelValues(rejectHTTPPerIP).Inc() })
+		if err := s.httpSrv.Serve(withTLSSniffing(limited, s.cfg.Certs.TLSConfig())); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("http listener stopped", "err", err)
 		}
 	})
@@ -358,14 +388,31 @@ func (s *Server) acceptLoop() {
 		}
 		key := addressKey(conn.RemoteAddr())
 		s.mu.Lock()
-		full := s.perIP[key] >= s.cfg.MaxSessionsPerIP
-		if !full {
+		fromThere, full := s.perIP[key] >= s.cfg.MaxSessionsPerIP, s.conns >= s.cfg.MaxSessions
+		if !fromThere && !full {
 			s.perIP[key]++
+			s.conns++
 		}
 		s.mu.Unlock()
-		if full {
+		switch {
+		case full:
+			s.metrics.rejected.WithLabelValues(rejectSessions).Inc()
+			// A reason reaches the client only once the handshake is done
+			// (a close during it carries none): wait for it, a little.
+			s.wg.Go(func() {
+				t := time.NewTimer(s.cfg.HelloTimeout)
+				defer t.Stop()
+				select {
+				case <-conn.HandshakeComplete():
+				case <-conn.Context().Done():
+				case <-t.C:
+				}
+				conn.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeExcessiveLoad), fmt.Sprintf("this server is full: %d sessions (--max-sessions)", s.cfg.MaxSessions))
+			})
+			continue
+		case fromThere:
 			s.metrics.rejected.WithLabelValues(rejectSessionsPerIP).Inc()
-			conn.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeExcessiveLoad), "too many connections from this address")
+			conn.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeExcessiveLoad), fmt.Sprintf("too many connections from this address: %d (--max-sessions-per-ip)", s.cfg.MaxSessionsPerIP))
 			continue
 		}
 		idle := time.AfterFunc(s.cfg.HelloTimeout, func() {
@@ -382,6 +429,7 @@ func (s *Server) acceptLoop() {
 			if s.perIP[key]--; s.perIP[key] <= 0 {
 				delete(s.perIP, key)
 			}
+			s.conns--
 			delete(s.hasSess, conn)
 			s.mu.Unlock()
 		})
@@ -542,14 +590,19 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 // addressKey groups remote addresses for the per-address bound: an IPv4
 // address, or an IPv6 /64, which one host commonly holds whole.
 func addressKey(a net.Addr) string {
-	u, ok := a.(*net.UDPAddr)
-	if !ok {
+	var ip net.IP
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		ip = a.IP
+	case *net.TCPAddr:
+		ip = a.IP
+	default:
 		return a.String()
 	}
-	if ip4 := u.IP.To4(); ip4 != nil {
+	if ip4 := ip.To4(); ip4 != nil {
 		return ip4.String()
 	}
-	return u.IP.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
 
 // handleWebTransport upgrades a CONNECT request to a session and starts it.

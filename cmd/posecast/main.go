@@ -55,6 +55,8 @@ type options struct {
 	authSecret             string
 	allowedOrigins         string
 	maxSessionsPerIP       int
+	maxSessions            int
+	maxHTTPConnsPerIP      int
 	maxRooms               int
 	poseRate, messageRate  float64
 	eventRate              float64
@@ -94,6 +96,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.authSecret, "auth-secret", "", "secret that join tokens are signed with (HMAC-SHA256); with it every join needs a token (`posecast token`), without it the server runs in development mode")
 	fs.StringVar(&o.allowedOrigins, "allowed-origins", "", "comma-separated browser origins (https://app.example.com) that may open sessions, or * for any; the server's own pages always may, and in development mode pages on localhost")
 	fs.IntVar(&o.maxSessionsPerIP, "max-sessions-per-ip", 64, "sessions open at once from one address")
+	fs.IntVar(&o.maxSessions, "max-sessions", 10000, "sessions open at once on this node")
+	fs.IntVar(&o.maxHTTPConnsPerIP, "max-http-conns-per-ip", 64, "HTTP connections open at once from one address")
 	fs.IntVar(&o.maxRooms, "max-rooms", 10000, "live rooms on this node")
 	fs.Float64Var(&o.poseRate, "pose-rate", 240, "pose datagrams a session may send per second (twice a 120 Hz headset)")
 	fs.Float64Var(&o.messageRate, "message-rate", 50, "control messages a session may send per second")
@@ -197,6 +201,7 @@ func run(args []string) error {
 		return err
 	}
 	slog.SetDefault(log)
+	raiseFileLimit(log)
 	// From here on a signal asks for an orderly stop, even during start-up.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -293,13 +298,15 @@ func run(args []string) error {
 		PresenceInterval: o.presenceInterval,
 		AdvertiseURL:     advertiseURL(o, node, &srv),
 
-		AuthSecret:       []byte(o.authSecret),
-		AllowedOrigins:   origins,
-		MaxSessionsPerIP: o.maxSessionsPerIP,
-		PoseRate:         o.poseRate,
-		MessageRate:      o.messageRate,
-		EventRate:        o.eventRate,
-		RateGrace:        o.rateGrace,
+		AuthSecret:        []byte(o.authSecret),
+		AllowedOrigins:    origins,
+		MaxSessionsPerIP:  o.maxSessionsPerIP,
+		MaxSessions:       o.maxSessions,
+		MaxHTTPConnsPerIP: o.maxHTTPConnsPerIP,
+		PoseRate:          o.poseRate,
+		MessageRate:       o.messageRate,
+		EventRate:         o.eventRate,
+		RateGrace:         o.rateGrace,
 	})
 	if err != nil {
 		return err

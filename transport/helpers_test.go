@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -163,14 +164,17 @@ func token(t testing.TB, ts *testServer, room, user string) string {
 }
 
 // marshal encodes v as msgpack, for bodies a client built by hand might
-// send.
+// send, with map keys in order ("ref" before "type"), so that what a test
+// sends is the same at every run.
 func marshal(t testing.TB, v any) []byte {
 	t.Helper()
-	body, err := msgpack.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.SetSortMapKeys(true)
+	if err := enc.Encode(v); err != nil {
 		t.Fatal(err)
 	}
-	return body
+	return buf.Bytes()
 }
 
 // frameOf puts body, whatever it holds, in a control frame.

@@ -46,7 +46,7 @@ func TestChangesFasterThanTheSyncIntervalGoInOneBatch(t *testing.T) {
 		}
 
 		for n := range 10 {
-			must(t, ma.UpdateEntity(a, rooms.Components{"n": n}))
+			must(t, ma.UpdateEntity(a, rooms.Components{"n": n}, nil))
 		}
 		synctest.Wait()
 		if got := store.batches(); !slices.Equal(got, []int{1}) {
@@ -61,7 +61,7 @@ func TestChangesFasterThanTheSyncIntervalGoInOneBatch(t *testing.T) {
 		}
 
 		for n := range 600 {
-			must(t, ma.UpdateEntity(a, rooms.Components{"n": n}))
+			must(t, ma.UpdateEntity(a, rooms.Components{"n": n}, nil))
 		}
 		synctest.Wait()
 		if got := store.batches(); !slices.Equal(got, []int{1, 10, 500}) {

@@ -43,16 +43,16 @@ func TestSessionsRunConcurrentlyWithTheTick(t *testing.T) {
 		}
 		wg.Go(func() { // a session changing the world
 			for n := range 50 {
-				id, err := ms[0].CreateEntity(rooms.Components{"n": n})
+				id, err := ms[0].CreateEntity(rooms.Components{"n": n}, nil)
 				if err != nil {
 					t.Errorf("CreateEntity: %v", err)
 					return
 				}
-				if err := ms[1].UpdateEntity(id, rooms.Components{"m": n}); err != nil {
+				if err := ms[1].UpdateEntity(id, rooms.Components{"m": n}, nil); err != nil {
 					t.Errorf("UpdateEntity: %v", err)
 				}
 				if n%2 == 0 {
-					if err := ms[2].DeleteEntity(id); err != nil {
+					if err := ms[2].DeleteEntity(id, nil); err != nil {
 						t.Errorf("DeleteEntity: %v", err)
 					}
 				}

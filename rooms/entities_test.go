@@ -1,12 +1,16 @@
 package rooms_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/rooms"
@@ -26,7 +30,7 @@ func TestEntityChangesMakeOneDiffPerTick(t *testing.T) {
 			name: "a create then an update is one create with the merged components",
 			do: func(t *testing.T, m *rooms.Membership, old string) string {
 				id := create(t, m, rooms.Components{"a": 1, "b": 2})
-				must(t, m.UpdateEntity(id, rooms.Components{"b": 3, "c": 4, "a": nil}))
+				must(t, m.UpdateEntity(id, rooms.Components{"b": 3, "c": 4, "a": nil}, nil))
 				return id
 			},
 			wantCreates: `{"NEW":{"b":3,"c":4}}`, wantUpdates: `{}`,
@@ -36,7 +40,7 @@ func TestEntityChangesMakeOneDiffPerTick(t *testing.T) {
 			name: "a create then a delete is only a delete",
 			do: func(t *testing.T, m *rooms.Membership, old string) string {
 				id := create(t, m, rooms.Components{"a": 1})
-				must(t, m.DeleteEntity(id))
+				must(t, m.DeleteEntity(id, nil))
 				return id
 			},
 			wantCreates: `{}`, wantUpdates: `{}`, wantDeletes: []string{"NEW"},
@@ -45,8 +49,8 @@ func TestEntityChangesMakeOneDiffPerTick(t *testing.T) {
 		{
 			name: "two updates merge into one",
 			do: func(t *testing.T, m *rooms.Membership, old string) string {
-				must(t, m.UpdateEntity(old, rooms.Components{"y": 2}))
-				must(t, m.UpdateEntity(old, rooms.Components{"x": 5, "z": []any{1, "two"}}))
+				must(t, m.UpdateEntity(old, rooms.Components{"y": 2}, nil))
+				must(t, m.UpdateEntity(old, rooms.Components{"x": 5, "z": []any{1, "two"}}, nil))
 				return ""
 			},
 			wantCreates: `{}`, wantUpdates: `{"OLD":{"x":5,"y":2,"z":[1,"two"]}}`,
@@ -55,8 +59,8 @@ func TestEntityChangesMakeOneDiffPerTick(t *testing.T) {
 		{
 			name: "a removed component is a nil in the update",
 			do: func(t *testing.T, m *rooms.Membership, old string) string {
-				must(t, m.UpdateEntity(old, rooms.Components{"y": true}))
-				must(t, m.UpdateEntity(old, rooms.Components{"x": nil}))
+				must(t, m.UpdateEntity(old, rooms.Components{"y": true}, nil))
+				must(t, m.UpdateEntity(old, rooms.Components{"x": nil}, nil))
 				return ""
 			},
 			wantCreates: `{}`, wantUpdates: `{"OLD":{"x":null,"y":true}}`,
@@ -65,8 +69,8 @@ func TestEntityChangesMakeOneDiffPerTick(t *testing.T) {
 		{
 			name: "an update then a delete is only a delete",
 			do: func(t *testing.T, m *rooms.Membership, old string) string {
-				must(t, m.UpdateEntity(old, rooms.Components{"y": 2}))
-				must(t, m.DeleteEntity(old))
+				must(t, m.UpdateEntity(old, rooms.Components{"y": 2}, nil))
+				must(t, m.DeleteEntity(old, nil))
 				return ""
 			},
 			wantCreates: `{}`, wantUpdates: `{}`, wantDeletes: []string{"OLD"},
@@ -75,7 +79,7 @@ func TestEntityChangesMakeOneDiffPerTick(t *testing.T) {
 		{
 			name: "an update that removes every component is a delete",
 			do: func(t *testing.T, m *rooms.Membership, old string) string {
-				must(t, m.UpdateEntity(old, rooms.Components{"x": nil}))
+				must(t, m.UpdateEntity(old, rooms.Components{"x": nil}, nil))
 				return ""
 			},
 			wantCreates: `{}`, wantUpdates: `{}`, wantDeletes: []string{"OLD"},
@@ -138,7 +142,7 @@ func TestEntityChangesMakeOneDiffPerTick(t *testing.T) {
 
 func create(t *testing.T, m *rooms.Membership, c rooms.Components) string {
 	t.Helper()
-	id, err := m.CreateEntity(c)
+	id, err := m.CreateEntity(c, nil)
 	if err != nil {
 		t.Fatalf("CreateEntity(%v): %v", c, err)
 	}
@@ -162,51 +166,51 @@ func TestEntityChangesThatAreRefused(t *testing.T) {
 		wantErr error
 	}{
 		{"a member cannot update its own avatar", func(m *rooms.Membership, _ string) error {
-			return m.UpdateEntity("alice", rooms.Components{"name": "Eve"})
+			return m.UpdateEntity("alice", rooms.Components{"name": "Eve"}, nil)
 		}, rooms.ErrForbidden},
 		{"a member cannot update another's avatar", func(m *rooms.Membership, _ string) error {
-			return m.UpdateEntity("bob", rooms.Components{"x": 1})
+			return m.UpdateEntity("bob", rooms.Components{"x": 1}, nil)
 		}, rooms.ErrForbidden},
 		{"a member cannot delete an avatar", func(m *rooms.Membership, _ string) error {
-			return m.DeleteEntity("bob")
+			return m.DeleteEntity("bob", nil)
 		}, rooms.ErrForbidden},
 		{"a member cannot create an avatar", func(m *rooms.Membership, _ string) error {
-			_, err := m.CreateEntity(rooms.Components{rooms.ComponentAvatar: true})
+			_, err := m.CreateEntity(rooms.Components{rooms.ComponentAvatar: true}, nil)
 			return err
 		}, rooms.ErrForbidden},
 		{"a member cannot set the avatar component on an entity", func(m *rooms.Membership, env string) error {
-			return m.UpdateEntity(env, rooms.Components{rooms.ComponentAvatar: true})
+			return m.UpdateEntity(env, rooms.Components{rooms.ComponentAvatar: true}, nil)
 		}, rooms.ErrForbidden},
 		{"updating an unknown entity is not found", func(m *rooms.Membership, _ string) error {
-			return m.UpdateEntity("e-nope", rooms.Components{"x": 1})
+			return m.UpdateEntity("e-nope", rooms.Components{"x": 1}, nil)
 		}, rooms.ErrNotFound},
 		{"deleting an unknown entity is not found", func(m *rooms.Membership, _ string) error {
-			return m.DeleteEntity("e-nope")
+			return m.DeleteEntity("e-nope", nil)
 		}, rooms.ErrNotFound},
 		{"the avatar of a user who left is not found", func(m *rooms.Membership, _ string) error {
-			return m.UpdateEntity("carol", rooms.Components{"x": 1})
+			return m.UpdateEntity("carol", rooms.Components{"x": 1}, nil)
 		}, rooms.ErrNotFound},
 		{"an entity without components is invalid", func(m *rooms.Membership, _ string) error {
-			_, err := m.CreateEntity(rooms.Components{})
+			_, err := m.CreateEntity(rooms.Components{}, nil)
 			return err
 		}, rooms.ErrInvalid},
 		{"a nil component in a create is invalid", func(m *rooms.Membership, _ string) error {
-			_, err := m.CreateEntity(rooms.Components{"x": nil})
+			_, err := m.CreateEntity(rooms.Components{"x": nil}, nil)
 			return err
 		}, rooms.ErrInvalid},
 		{"an upper-case component name is invalid", func(m *rooms.Membership, _ string) error {
-			_, err := m.CreateEntity(rooms.Components{"Color": "red"})
+			_, err := m.CreateEntity(rooms.Components{"Color": "red"}, nil)
 			return err
 		}, rooms.ErrInvalid},
 		{"a component JSON cannot hold is invalid", func(m *rooms.Membership, env string) error {
-			return m.UpdateEntity(env, rooms.Components{"x": math.NaN()})
+			return m.UpdateEntity(env, rooms.Components{"x": math.NaN()}, nil)
 		}, rooms.ErrInvalid},
 		{"an update without components is invalid", func(m *rooms.Membership, env string) error {
-			return m.UpdateEntity(env, nil)
+			return m.UpdateEntity(env, nil, nil)
 		}, rooms.ErrInvalid},
 		{"a change after leaving is refused", func(m *rooms.Membership, env string) error {
 			m.Leave()
-			return m.DeleteEntity(env)
+			return m.DeleteEntity(env, nil)
 		}, rooms.ErrLeft},
 	}
 	for _, tt := range tests {
@@ -246,13 +250,13 @@ func TestAnEntityAtTheComponentLimitCanBeUpdated(t *testing.T) {
 			full[fmt.Sprintf("c%d", i)] = i
 		}
 		id := create(t, ma, full)
-		if err := ma.UpdateEntity(id, rooms.Components{"c0": "changed"}); err != nil {
+		if err := ma.UpdateEntity(id, rooms.Components{"c0": "changed"}, nil); err != nil {
 			t.Errorf("changing a component of a full entity: %v", err)
 		}
-		if err := ma.UpdateEntity(id, rooms.Components{"c1": nil, "extra": true}); err != nil {
+		if err := ma.UpdateEntity(id, rooms.Components{"c1": nil, "extra": true}, nil); err != nil {
 			t.Errorf("swapping a component of a full entity: %v", err)
 		}
-		if err := ma.UpdateEntity(id, rooms.Components{"one_more": true}); !errors.Is(err, rooms.ErrInvalid) {
+		if err := ma.UpdateEntity(id, rooms.Components{"one_more": true}, nil); !errors.Is(err, rooms.ErrInvalid) {
 			t.Errorf("adding a component to a full entity: %v, want ErrInvalid", err)
 		}
 		w.ticks(1)
@@ -272,7 +276,7 @@ func TestTheStoreGetsWhatWasAskedEvenIfTheCallerReusesItsMap(t *testing.T) {
 		c["tags"].([]any)[0] = "b"
 		id2 := create(t, ma, c)
 		u := rooms.Components{"more": map[string]any{"k": "v"}}
-		must(t, ma.UpdateEntity(id1, u))
+		must(t, ma.UpdateEntity(id1, u, nil))
 		u["more"].(map[string]any)["k"] = "changed"
 		w.ticks(1)
 		got := w.entities("lobby")
@@ -290,13 +294,13 @@ func TestChangesReachTheStoreInOrder(t *testing.T) {
 	inBubble(t, testConfig(), store, func(t *testing.T, w *world) {
 		ma := w.join("lobby", "alice", newMember(t, "alice"))
 		a := create(t, ma, rooms.Components{"n": 1})
-		must(t, ma.UpdateEntity(a, rooms.Components{"n": 2}))
+		must(t, ma.UpdateEntity(a, rooms.Components{"n": 2}, nil))
 		b := create(t, ma, rooms.Components{"n": 10})
 		w.ticks(1)
-		must(t, ma.UpdateEntity(a, rooms.Components{"n": 3}))
-		must(t, ma.DeleteEntity(b))
+		must(t, ma.UpdateEntity(a, rooms.Components{"n": 3}, nil))
+		must(t, ma.DeleteEntity(b, nil))
 		c := create(t, ma, rooms.Components{"n": 20})
-		must(t, ma.UpdateEntity(c, rooms.Components{"n": nil, "m": 21}))
+		must(t, ma.UpdateEntity(c, rooms.Components{"n": nil, "m": 21}, nil))
 		w.ticks(1)
 		if got, want := store.applied(), []string{a, a, b, a, b, c, c}; !slices.Equal(got, want) {
 			t.Errorf("store applied changes to %v, want %v", got, want)
@@ -326,17 +330,17 @@ func TestABlockedStoreQueuesChangesUpToALimit(t *testing.T) {
 		a := create(t, ma, rooms.Components{"n": 1})
 		synctest.Wait() // the store is writing a, and stuck
 		b := create(t, ma, rooms.Components{"n": 2})
-		must(t, ma.UpdateEntity(a, rooms.Components{"n": 3}))
+		must(t, ma.UpdateEntity(a, rooms.Components{"n": 3}, nil))
 		if s := w.reg.Room("lobby").Stats(); s.PendingChanges != 3 {
 			t.Errorf("%d changes pending, want 3", s.PendingChanges)
 		}
-		if _, err := ma.CreateEntity(rooms.Components{"n": 4}); !errors.Is(err, rooms.ErrStoreBacklog) {
+		if _, err := ma.CreateEntity(rooms.Components{"n": 4}, nil); !errors.Is(err, rooms.ErrStoreBacklog) {
 			t.Errorf("create past the limit = %v, want ErrStoreBacklog", err)
 		}
-		if err := ma.UpdateEntity(b, rooms.Components{"n": 5}); !errors.Is(err, rooms.ErrStoreBacklog) {
+		if err := ma.UpdateEntity(b, rooms.Components{"n": 5}, nil); !errors.Is(err, rooms.ErrStoreBacklog) {
 			t.Errorf("update past the limit = %v, want ErrStoreBacklog", err)
 		}
-		if err := ma.DeleteEntity(b); !errors.Is(err, rooms.ErrStoreBacklog) {
+		if err := ma.DeleteEntity(b, nil); !errors.Is(err, rooms.ErrStoreBacklog) {
 			t.Errorf("delete past the limit = %v, want ErrStoreBacklog", err)
 		}
 
@@ -360,7 +364,7 @@ func TestABlockedStoreQueuesChangesUpToALimit(t *testing.T) {
 		if asJSON(t, stored[a]) != `{"n":3}` || asJSON(t, stored[b]) != `{"n":2}` {
 			t.Errorf("store holds %v", asJSON(t, []any{stored[a], stored[b]}))
 		}
-		if _, err := ma.CreateEntity(rooms.Components{"n": 6}); err != nil {
+		if _, err := ma.CreateEntity(rooms.Components{"n": 6}, nil); err != nil {
 			t.Errorf("create once the store caught up: %v", err)
 		}
 	})
@@ -379,8 +383,8 @@ func TestAStoreOutageQueuesChangesUntilTheStoreReturns(t *testing.T) {
 		a := create(t, ma, rooms.Components{"n": 1})
 		b := create(t, ma, rooms.Components{"n": 2})
 		w.ticks(1)
-		must(t, ma.UpdateEntity(a, rooms.Components{"n": 3}))
-		must(t, ma.DeleteEntity(b))
+		must(t, ma.UpdateEntity(a, rooms.Components{"n": 3}, nil))
+		must(t, ma.DeleteEntity(b, nil))
 		w.ticks(50) // ten seconds of retries
 		if n := store.attempts(); n < 3 {
 			t.Errorf("the store was tried %d times in ten seconds", n)
@@ -424,4 +428,60 @@ func TestCloseDuringAStoreOutageWritesOnceTheStoreAnswers(t *testing.T) {
 			})
 		})
 	}
+}
+
+func TestAChangeIsToldWhenItIsStored(t *testing.T) {
+	store := &gatedStore{}
+	inBubble(t, testConfig(), store, func(t *testing.T, w *world) {
+		m := w.join("lobby", "ada", newMember(t, "ada"))
+		var mu sync.Mutex
+		var outcomes []string
+		told := func(what string) func(error) {
+			return func(err error) {
+				mu.Lock()
+				outcomes = append(outcomes, fmt.Sprintf("%s: %v", what, err))
+				mu.Unlock()
+			}
+		}
+		seen := func() string {
+			mu.Lock()
+			defer mu.Unlock()
+			return strings.Join(outcomes, "; ")
+		}
+		store.block()
+		id, err := m.CreateEntity(rooms.Components{"lamp": true}, told("create"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.UpdateEntity(id, rooms.Components{"on": true}, told("update")); err != nil {
+			t.Fatal(err)
+		}
+		w.ticks(3)
+		if got := seen(); got != "" {
+			t.Fatalf("told %q before the store has the changes", got)
+		}
+		store.release()
+		w.ticks(1)
+		if got := seen(); got != "create: <nil>; update: <nil>" {
+			t.Errorf("told %q, want both stored", got)
+		}
+		// A change the store can never hold is told why.
+		store.setDown(true)
+		if err := m.DeleteEntity(id, told("delete")); err != nil {
+			t.Fatal(err)
+		}
+		w.ticks(5)
+		if got := seen(); strings.Contains(got, "delete") {
+			t.Fatalf("told %q while the store is down: it may come back", got)
+		}
+		if err := store.DeleteRoom(context.Background(), "lobby"); err != nil {
+			t.Fatal(err)
+		}
+		store.setDown(false)
+		time.Sleep(6 * time.Second) // the syncer's backoff
+		synctest.Wait()
+		if got := seen(); !strings.Contains(got, "delete: room not found") {
+			t.Errorf("told %q, want the delete lost with its room", got)
+		}
+	})
 }

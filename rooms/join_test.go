@@ -168,7 +168,7 @@ func TestJoinMakesUpAUserIDAndRefusesAnEntityID(t *testing.T) {
 			t.Fatalf("joined %v, want user %s", asJSON(t, joined), ms.User())
 		}
 
-		id, err := ms.CreateEntity(rooms.Components{"lamp": true})
+		id, err := ms.CreateEntity(rooms.Components{"lamp": true}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -215,7 +215,7 @@ func TestRoomsAreIsolated(t *testing.T) {
 		if err := ma.Publish("door_opened", map[string]any{"door": "d1"}); err != nil {
 			t.Fatal(err)
 		}
-		id, err := ma.CreateEntity(rooms.Components{"lamp": true})
+		id, err := ma.CreateEntity(rooms.Components{"lamp": true}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -256,7 +256,7 @@ func TestAnEmptyRoomStopsAndRestartsFromTheStore(t *testing.T) {
 		alice := newMember(t, "alice")
 		ma := w.join("lobby", "alice", alice)
 		first := only[*codec.EntitiesState](alice.takeFrames())[0]
-		id, err := ma.CreateEntity(rooms.Components{"lamp": map[string]any{"on": true}})
+		id, err := ma.CreateEntity(rooms.Components{"lamp": map[string]any{"on": true}}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -328,16 +328,16 @@ func TestCloseFlushesPendingChanges(t *testing.T) {
 		ma := w.join("lobby", "alice", newMember(t, "alice"))
 		var ids []string
 		for i := range 5 {
-			id, err := ma.CreateEntity(rooms.Components{"n": i})
+			id, err := ma.CreateEntity(rooms.Components{"n": i}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			ids = append(ids, id)
 		}
-		if err := ma.UpdateEntity(ids[0], rooms.Components{"n": 10}); err != nil {
+		if err := ma.UpdateEntity(ids[0], rooms.Components{"n": 10}, nil); err != nil {
 			t.Fatal(err)
 		}
-		if err := ma.DeleteEntity(ids[1]); err != nil {
+		if err := ma.DeleteEntity(ids[1], nil); err != nil {
 			t.Fatal(err)
 		}
 		w.reg.Close()
@@ -364,7 +364,7 @@ func TestCloseWaitsForABlockedStore(t *testing.T) {
 		ma := w.join("lobby", "alice", newMember(t, "alice"))
 		var ids []string
 		for i := range 3 {
-			id, err := ma.CreateEntity(rooms.Components{"n": i})
+			id, err := ma.CreateEntity(rooms.Components{"n": i}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

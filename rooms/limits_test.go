@@ -18,13 +18,13 @@ func TestEntityAndWorldSizesAreBounded(t *testing.T) {
 	inBubble(t, cfg, nil, func(t *testing.T, w *world) {
 		m := w.join("lobby", "ada", newMember(t, "ada"))
 		big := strings.Repeat("x", rooms.MaxEntityBytes)
-		if _, err := m.CreateEntity(rooms.Components{"blob": big}); !errors.Is(err, rooms.ErrInvalid) {
+		if _, err := m.CreateEntity(rooms.Components{"blob": big}, nil); !errors.Is(err, rooms.ErrInvalid) {
 			t.Errorf("an entity over %d bytes: %v, want ErrInvalid", rooms.MaxEntityBytes, err)
 		}
 		chunk := strings.Repeat("y", 10<<10)
 		var ids []string
 		for {
-			id, err := m.CreateEntity(rooms.Components{"blob": chunk})
+			id, err := m.CreateEntity(rooms.Components{"blob": chunk}, nil)
 			if err != nil {
 				if !errors.Is(err, rooms.ErrInvalid) {
 					t.Fatalf("filling the world: %v", err)
@@ -36,14 +36,14 @@ func TestEntityAndWorldSizesAreBounded(t *testing.T) {
 		if len(ids) < 4 || len(ids) > 6 {
 			t.Errorf("%d entities of 10 KiB fit in a 64 KiB world", len(ids))
 		}
-		if err := m.UpdateEntity(ids[0], rooms.Components{"more": chunk}); !errors.Is(err, rooms.ErrInvalid) {
+		if err := m.UpdateEntity(ids[0], rooms.Components{"more": chunk}, nil); !errors.Is(err, rooms.ErrInvalid) {
 			t.Errorf("growing an entity past the world's bound: %v, want ErrInvalid", err)
 		}
-		if err := m.UpdateEntity(ids[0], rooms.Components{"blob": "small"}); err != nil {
+		if err := m.UpdateEntity(ids[0], rooms.Components{"blob": "small"}, nil); err != nil {
 			t.Errorf("shrinking an entity: %v", err)
 		}
-		must(t, m.DeleteEntity(ids[1]))
-		if _, err := m.CreateEntity(rooms.Components{"blob": chunk}); err != nil {
+		must(t, m.DeleteEntity(ids[1], nil))
+		if _, err := m.CreateEntity(rooms.Components{"blob": chunk}, nil); err != nil {
 			t.Errorf("creating after deletes freed room: %v", err)
 		}
 	})
@@ -132,7 +132,7 @@ func TestTheStoreBacklogIsBoundedInBytes(t *testing.T) {
 			if i%2 == 1 {
 				m = b // the bound is the node's, across rooms
 			}
-			if _, err := m.CreateEntity(rooms.Components{"blob": chunk}); err != nil {
+			if _, err := m.CreateEntity(rooms.Components{"blob": chunk}, nil); err != nil {
 				if !errors.Is(err, rooms.ErrStoreBacklog) {
 					t.Fatalf("while the store is down: %v", err)
 				}
@@ -145,7 +145,7 @@ func TestTheStoreBacklogIsBoundedInBytes(t *testing.T) {
 		}
 		store.setDown(false)
 		w.ticks(50) // past the longest backoff
-		if _, err := a.CreateEntity(rooms.Components{"blob": chunk}); err != nil {
+		if _, err := a.CreateEntity(rooms.Components{"blob": chunk}, nil); err != nil {
 			t.Errorf("after the store came back: %v", err)
 		}
 	})

@@ -101,39 +101,47 @@ func (m *Membership) Publish(name string, data any) error {
 	return nil
 }
 
+// Entity changes are in the room's world (and its members' next diff) when
+// their method returns, and in the store later, written in batches. stored,
+// when not nil, is told which: nil once the change is in the store, or the
+// error for which it never will be (the room was deleted or moved to
+// another node, or the server stopped with the store away). It is called
+// once, from another goroutine, and must not block; it is not called when
+// the method returns an error.
+
 // CreateEntity adds an environment entity and returns its id.
-func (m *Membership) CreateEntity(c Components) (string, error) {
+func (m *Membership) CreateEntity(c Components, stored func(error)) (string, error) {
 	r := m.room
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if m.state != membershipActive {
 		return "", ErrLeft
 	}
-	return r.createEntityLocked(m.user.id, c)
+	return r.createEntityLocked(m.user.id, c, stored)
 }
 
 // UpdateEntity merges components into an environment entity; a nil value
 // removes that component, and an entity left with none is deleted.
 // Avatars cannot be changed this way.
-func (m *Membership) UpdateEntity(id string, c Components) error {
+func (m *Membership) UpdateEntity(id string, c Components, stored func(error)) error {
 	r := m.room
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if m.state != membershipActive {
 		return ErrLeft
 	}
-	return r.updateEntityLocked(m.user.id, id, c)
+	return r.updateEntityLocked(m.user.id, id, c, stored)
 }
 
 // DeleteEntity removes an environment entity. Avatars cannot be deleted.
-func (m *Membership) DeleteEntity(id string) error {
+func (m *Membership) DeleteEntity(id string, stored func(error)) error {
 	r := m.room
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if m.state != membershipActive {
 		return ErrLeft
 	}
-	return r.deleteEntityLocked(m.user.id, id)
+	return r.deleteEntityLocked(m.user.id, id, stored)
 }
 
 // Resync sends this device a fresh entities_state, for a receiver that lost

@@ -126,7 +126,7 @@ func TestARoomHoldsItsClaimUntilItsLastChangesAreWritten(t *testing.T) {
 			t.Fatalf("claims %v, want one for lobby", claims)
 		}
 		store.block()
-		if _, err := m.CreateEntity(rooms.Components{"lamp": true}); err != nil {
+		if _, err := m.CreateEntity(rooms.Components{"lamp": true}, nil); err != nil {
 			t.Fatal(err)
 		}
 		m.Leave()
@@ -193,7 +193,7 @@ func TestANodeWithoutItsDirectoryServesItsRoomsAndRefusesNewOnes(t *testing.T) {
 		d.mu.Unlock()
 		bob := newMember(t, "bob")
 		w.join("lobby", "bob", bob) // a live room needs no directory
-		if _, err := ma.CreateEntity(rooms.Components{"lamp": true}); err != nil {
+		if _, err := ma.CreateEntity(rooms.Components{"lamp": true}, nil); err != nil {
 			t.Errorf("entity change in a live room: %v", err)
 		}
 		_, err := w.reg.Join(context.Background(), "hall", newMember(t, "carol"), rooms.JoinRequest{User: "carol"})
@@ -242,7 +242,7 @@ func TestAnEvictedRoomSaysWhereItWentAndStops(t *testing.T) {
 				t.Errorf("%s was not closed", m.name)
 			}
 		}
-		if _, err := ma.CreateEntity(rooms.Components{"lamp": true}); !errors.Is(err, rooms.ErrLeft) {
+		if _, err := ma.CreateEntity(rooms.Components{"lamp": true}, nil); !errors.Is(err, rooms.ErrLeft) {
 			t.Errorf("a change after eviction = %v, want ErrLeft", err)
 		}
 		if w.reg.Room("lobby") != nil {
@@ -270,7 +270,7 @@ func TestARoomWhoseStoreIsFencedEvictsItself(t *testing.T) {
 	inBubble(t, clusterConfig(d), store, func(t *testing.T, w *world) {
 		alice := newMember(t, "alice")
 		ma := w.join("lobby", "alice", alice)
-		if _, err := ma.CreateEntity(rooms.Components{"first": true}); err != nil {
+		if _, err := ma.CreateEntity(rooms.Components{"first": true}, nil); err != nil {
 			t.Fatal(err)
 		}
 		w.ticks(1)
@@ -281,10 +281,14 @@ func TestARoomWhoseStoreIsFencedEvictsItself(t *testing.T) {
 			t.Fatal(err)
 		}
 		alice.clear()
-		if _, err := ma.CreateEntity(rooms.Components{"second": true}); err != nil {
+		lost := make(chan error, 1)
+		if _, err := ma.CreateEntity(rooms.Components{"second": true}, func(err error) { lost <- err }); err != nil {
 			t.Fatal(err)
 		}
 		w.ticks(2)
+		if err := <-lost; !errors.Is(err, rooms.ErrUnavailable) {
+			t.Errorf("the fenced change was told %v, want ErrUnavailable", err)
+		}
 		frames := alice.takeFrames()
 		if g := only[*codec.Goodbye](frames); len(g) != 1 || g[0].Code != codec.CodeMoved {
 			t.Fatalf("alice got %v, want a goodbye moved", types(frames))

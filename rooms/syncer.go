@@ -38,6 +38,7 @@ type syncer struct {
 
 	mu      sync.Mutex // guards the following
 	pending []Change
+	stored  []func(error) // by pending's index: told the outcome, or nil
 }
 
 func newSyncer(store Store, room string, cfg *Config, nodeBytes *atomic.Int64) *syncer {
@@ -57,7 +58,7 @@ func newSyncer(store Store, room string, cfg *Config, nodeBytes *atomic.Int64) *
 
 // add queues a change, or refuses it with ErrStoreBacklog when the queue is
 // full. It never blocks on the store.
-func (s *syncer) add(ch Change) error {
+func (s *syncer) add(ch Change, stored func(error)) error {
 	size := int64(changeSize(ch))
 	if total := s.nodeBytes.Add(size); total > s.byteLimit {
 		s.nodeBytes.Add(-size)
@@ -71,6 +72,7 @@ func (s *syncer) add(ch Change) error {
 		return fmt.Errorf("%w: %d changes wait for the store", ErrStoreBacklog, n)
 	}
 	s.pending = append(s.pending, ch)
+	s.stored = append(s.stored, stored)
 	n := len(s.pending)
 	s.mu.Unlock()
 	poke(s.wake)
@@ -143,6 +145,7 @@ func (s *syncer) loop(stop, quit <-chan struct{}) {
 			case <-quit:
 				if err := s.flush(); err != nil {
 					s.log.Error("store sync: changes not written at shutdown", "room", s.room, "pending", s.Pending(), "err", err)
+					s.dropAll(fmt.Errorf("%w: the server stopped while the store was unreachable: %w", ErrUnavailable, err))
 				}
 				return
 			case <-time.After(backoff):
@@ -200,10 +203,12 @@ func (s *syncer) writeBatch() (int, error) {
 		// The room was deleted from the store under us: nothing can hold
 		// these changes any more.
 		s.log.Error("store sync: room is gone from the store; dropping changes", "room", s.room, "changes", n)
+		s.drop(n, fmt.Errorf("%w: room %s was deleted", ErrRoomNotFound, s.room))
+		return n, nil
 	case errors.Is(err, ErrFenced):
 		// Another node owns the room now and has read the store: nothing
 		// of this instance may land there any more.
-		dropped := s.dropAll()
+		dropped := s.dropAll(fmt.Errorf("%w: room %s moved to another node before the change was stored", ErrUnavailable, s.room))
 		s.log.Error("store sync: another node owns the room now; dropping changes", "room", s.room, "claim", s.claim, "changes", dropped, "err", err)
 		if s.fenced != nil {
 			s.fenced()
@@ -212,31 +217,39 @@ func (s *syncer) writeBatch() (int, error) {
 	case err != nil:
 		return 0, err
 	}
-	s.drop(n)
+	s.drop(n, nil)
 	return n, nil
 }
 
-// drop removes the first n changes from the queue.
-func (s *syncer) drop(n int) {
+// drop removes the first n changes from the queue and tells each's waiter
+// result: nil when they are stored.
+func (s *syncer) drop(n int, result error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	var size int64
 	for _, ch := range s.pending[:n] {
 		size += int64(changeSize(ch))
 	}
 	s.nodeBytes.Add(-size)
-	s.pending = s.pending[n:]
+	told := s.stored[:n]
+	s.pending, s.stored = s.pending[n:], s.stored[n:]
 	if len(s.pending) == 0 {
-		s.pending = nil
+		s.pending, s.stored = nil, nil
+	}
+	s.mu.Unlock()
+	for _, f := range told {
+		if f != nil {
+			f(result)
+		}
 	}
 }
 
-// dropAll empties the queue and returns how many changes it held.
-func (s *syncer) dropAll() int {
+// dropAll empties the queue, tells every waiter why, and returns how many
+// changes it held.
+func (s *syncer) dropAll(why error) int {
 	s.mu.Lock()
 	n := len(s.pending)
 	s.mu.Unlock()
-	s.drop(n)
+	s.drop(n, why)
 	return n
 }
 

@@ -130,7 +130,7 @@ func (r *Room) takeDiffLocked() *codec.EntitiesDiff {
 }
 
 // createEntityLocked adds an environment entity. The room's lock must be held.
-func (r *Room) createEntityLocked(by string, c Components) (string, error) {
+func (r *Room) createEntityLocked(by string, c Components, stored func(error)) (string, error) {
 	if err := checkComponents(c, false); err != nil {
 		return "", err
 	}
@@ -145,7 +145,7 @@ func (r *Room) createEntityLocked(by string, c Components) (string, error) {
 	// The syncer and the listeners share a copy that nothing changes: the
 	// caller may reuse c, and updates change the room's own copy in place.
 	c = copyComponents(c)
-	if err := r.syncer.add(Change{Entity: id, Set: c}); err != nil {
+	if err := r.syncer.add(Change{Entity: id, Set: c}, stored); err != nil {
 		return "", err
 	}
 	r.entities[id] = copyComponents(c)
@@ -156,7 +156,7 @@ func (r *Room) createEntityLocked(by string, c Components) (string, error) {
 
 // updateEntityLocked merges components into an environment entity; nil
 // values remove components. The room's lock must be held.
-func (r *Room) updateEntityLocked(by, id string, c Components) error {
+func (r *Room) updateEntityLocked(by, id string, c Components, stored func(error)) error {
 	cur, err := r.environmentEntityLocked(id)
 	if err != nil {
 		return err
@@ -188,7 +188,7 @@ func (r *Room) updateEntityLocked(by, id string, c Components) error {
 		}
 	}
 	if remaining == 0 {
-		return r.deleteEntityLocked(by, id)
+		return r.deleteEntityLocked(by, id, stored)
 	}
 	if remaining > MaxComponents {
 		return fmt.Errorf("%w: entity would have more than %d components", ErrInvalid, MaxComponents)
@@ -196,7 +196,7 @@ func (r *Room) updateEntityLocked(by, id string, c Components) error {
 	if err := r.checkSizeLocked(before+delta, delta); err != nil {
 		return err
 	}
-	if err := r.syncer.add(ch); err != nil {
+	if err := r.syncer.add(ch, stored); err != nil {
 		return err
 	}
 	applyChange(r.entities, ch)
@@ -213,12 +213,12 @@ func (r *Room) updateEntityLocked(by, id string, c Components) error {
 }
 
 // deleteEntityLocked removes an environment entity. The room's lock must be held.
-func (r *Room) deleteEntityLocked(by, id string) error {
+func (r *Room) deleteEntityLocked(by, id string, stored func(error)) error {
 	cur, err := r.environmentEntityLocked(id)
 	if err != nil {
 		return err
 	}
-	if err := r.syncer.add(Change{Entity: id, Delete: true}); err != nil {
+	if err := r.syncer.add(Change{Entity: id, Delete: true}, stored); err != nil {
 		return err
 	}
 	r.worldBytes -= componentsSize(cur)

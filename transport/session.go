@@ -527,22 +527,36 @@ func (ss *session) handleEvent(m *codec.Event) {
 	}
 }
 
+// Entity changes are answered ok once they are in the store: an ok is a
+// promise that the change outlives the server. A refusal comes at once.
+
 func (ss *session) handleCreate(m *codec.Create) {
 	if mem := ss.joined(m.Ref); mem != nil {
-		id, err := mem.CreateEntity(m.Components)
-		ss.reply(m.Ref, id, err)
+		// The id is known once CreateEntity returns; the store may be
+		// faster than that.
+		ids := make(chan string, 1)
+		id, err := mem.CreateEntity(m.Components, func(err error) { ss.reply(m.Ref, <-ids, err) })
+		if err != nil {
+			ss.refuseErr(m.Ref, err)
+			return
+		}
+		ids <- id
 	}
 }
 
 func (ss *session) handleUpdate(m *codec.Update) {
 	if mem := ss.joined(m.Ref); mem != nil {
-		ss.reply(m.Ref, "", mem.UpdateEntity(m.Entity, m.Components))
+		if err := mem.UpdateEntity(m.Entity, m.Components, func(err error) { ss.reply(m.Ref, "", err) }); err != nil {
+			ss.refuseErr(m.Ref, err)
+		}
 	}
 }
 
 func (ss *session) handleDelete(m *codec.Delete) {
 	if mem := ss.joined(m.Ref); mem != nil {
-		ss.reply(m.Ref, "", mem.DeleteEntity(m.Entity))
+		if err := mem.DeleteEntity(m.Entity, func(err error) { ss.reply(m.Ref, "", err) }); err != nil {
+			ss.refuseErr(m.Ref, err)
+		}
 	}
 }
 

@@ -100,7 +100,7 @@ func BenchmarkSyncer(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				id, err := m.CreateEntity(rooms.Components{"door": true})
+				id, err := m.CreateEntity(rooms.Components{"door": true}, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -111,7 +111,7 @@ func BenchmarkSyncer(b *testing.B) {
 			for i := range b.N {
 				d := doors[i%nrooms]
 				for {
-					err := d.m.UpdateEntity(d.id, benchChange(i).Set)
+					err := d.m.UpdateEntity(d.id, benchChange(i).Set, nil)
 					if err == nil {
 						break
 					}

@@ -156,18 +156,18 @@ func TestRoomsLastAcrossRestarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	door, err := m.CreateEntity(rooms.Components{"door": map[string]any{"open": false}, "position": []any{1.0, 0.0, 2.5}})
+	door, err := m.CreateEntity(rooms.Components{"door": map[string]any{"open": false}, "position": []any{1.0, 0.0, 2.5}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lamp, err := m.CreateEntity(rooms.Components{"lamp": true})
+	lamp, err := m.CreateEntity(rooms.Components{"lamp": true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.UpdateEntity(door, rooms.Components{"door": map[string]any{"open": true}, "opened_by": "ada"}); err != nil {
+	if err := m.UpdateEntity(door, rooms.Components{"door": map[string]any{"open": true}, "opened_by": "ada"}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.DeleteEntity(lamp); err != nil {
+	if err := m.DeleteEntity(lamp, nil); err != nil {
 		t.Fatal(err)
 	}
 	hall, err := reg1.DescribeRoom(ctx, "hall")
@@ -224,7 +224,7 @@ func TestRoomsLastAcrossRestarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m2.UpdateEntity(door, rooms.Components{"opened_by": "bob"}); err != nil {
+	if err := m2.UpdateEntity(door, rooms.Components{"opened_by": "bob"}, nil); err != nil {
 		t.Errorf("update a stored entity: %v", err)
 	}
 }
@@ -387,18 +387,18 @@ func (e *editor) run(turn []string) {
 		var err error
 		switch {
 		case phase == duringOutage && !e.lampGone && n%10 == 0:
-			if err = e.m.DeleteEntity(e.lamp); err == nil {
+			if err = e.m.DeleteEntity(e.lamp, nil); err == nil {
 				e.lampGone = true
 			}
 		case n%50 == 0:
 			var id string
-			if id, err = e.m.CreateEntity(rooms.Components{"n": n, "born": n}); err == nil {
+			if id, err = e.m.CreateEntity(rooms.Components{"n": n, "born": n}, nil); err == nil {
 				e.acked[id] = append(e.acked[id], n)
 				turn = append(turn, id)
 			}
 		default:
 			id := turn[n%len(turn)]
-			if err = e.m.UpdateEntity(id, rooms.Components{"n": n}); err == nil {
+			if err = e.m.UpdateEntity(id, rooms.Components{"n": n}, nil); err == nil {
 				e.acked[id] = append(e.acked[id], n)
 			}
 		}
@@ -523,13 +523,13 @@ func TestAnOutageLosesNoAcknowledgedChange(t *testing.T) {
 	}
 	var entities []string
 	for range 3 {
-		id, err := m.CreateEntity(rooms.Components{"n": 0})
+		id, err := m.CreateEntity(rooms.Components{"n": 0}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		entities = append(entities, id)
 	}
-	lamp, err := m.CreateEntity(rooms.Components{"lamp": true})
+	lamp, err := m.CreateEntity(rooms.Components{"lamp": true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -621,7 +621,7 @@ func TestCloseDuringAnOutage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if x.counter, err = m.CreateEntity(rooms.Components{"n": 0}); err != nil {
+		if x.counter, err = m.CreateEntity(rooms.Components{"n": 0}, nil); err != nil {
 			t.Fatal(err)
 		}
 		describe := func() map[string]rooms.Components {
@@ -637,7 +637,7 @@ func TestCloseDuringAnOutage(t *testing.T) {
 				x.atOutage = describe()
 				x.restore = outage(t, x.url)
 			}
-			if err := m.UpdateEntity(x.counter, rooms.Components{"n": n}); err != nil {
+			if err := m.UpdateEntity(x.counter, rooms.Components{"n": n}, nil); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -69,7 +69,7 @@ func errorCode(err error) string {
 		return codec.CodeInvalid
 	case errors.Is(err, rooms.ErrForbidden):
 		return codec.CodeForbidden
-	case errors.Is(err, rooms.ErrNotFound):
+	case errors.Is(err, rooms.ErrNotFound), errors.Is(err, rooms.ErrRoomNotFound):
 		return codec.CodeNotFound
 	case errors.Is(err, rooms.ErrRoomFull):
 		return codec.CodeRoomFull

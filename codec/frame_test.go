@@ -2,10 +2,10 @@ package codec
 
 import (
 	"bytes"
-	"math"
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"

@@ -63,6 +63,15 @@ type Config struct {
 	// a quiet spell is written at once, and a full batch (500 changes) does
 	// not wait. Defaults to Tick.
 	SyncInterval time.Duration
+	// MemberBytes is how many bytes a second one member's events and entity
+	// changes may make the room send to every other member, in bursts of
+	// four seconds' worth; past it they are refused with ErrRateLimited.
+	// Defaults to 64 KiB.
+	MemberBytes int
+	// RoomBytes is the same for all the members of a room together, so that
+	// however many send, a receiver's backlog grows by at most four
+	// seconds' worth. Defaults to 256 KiB.
+	RoomBytes int
 	// MaxRooms bounds the live rooms of a node; joins that would start one
 	// more are refused. Defaults to 10000.
 	MaxRooms int
@@ -108,6 +117,8 @@ func (c Config) withDefaults() (Config, error) {
 	setDur(&c.StoreTimeout, 5*time.Second)
 	setDur(&c.SyncInterval, c.Tick)
 	setInt(&c.MaxRooms, 10000)
+	setInt(&c.MemberBytes, 64<<10)
+	setInt(&c.RoomBytes, 256<<10)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -120,7 +131,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("rooms: max members %d not in 1..%d", c.MaxMembers, MaxRoomSize)
 	case c.Heartbeat < 0 || c.StaleAfter < 0 || c.ReconnectGrace < 0 || c.EmptyGrace < 0 || c.StoreTimeout < 0 || c.SyncInterval < 0:
 		return c, fmt.Errorf("rooms: negative duration in %+v", c)
-	case c.MaxDevices < 1 || c.MaxEntities < 1 || c.MaxPendingChanges < 1 || c.MaxPendingBytes < 1 || c.MaxWorldBytes < 1:
+	case c.MaxDevices < 1 || c.MaxEntities < 1 || c.MaxPendingChanges < 1 || c.MaxPendingBytes < 1 || c.MaxWorldBytes < 1 || c.MemberBytes < 1 || c.RoomBytes < 1:
 		return c, fmt.Errorf("rooms: limits must be positive")
 	}
 	return c, nil

@@ -28,6 +28,9 @@ var (
 	// ErrRoomBusy reports a room that cannot be deleted because people are
 	// in it.
 	ErrRoomBusy = errors.New("room is in use")
+	// ErrRateLimited reports a message refused because a member, or the
+	// room, has spent its budget of bytes that every member must be sent.
+	ErrRateLimited = errors.New("rate limited")
 	// ErrStoreBacklog reports an entity change refused because too many
 	// changes are waiting to be written to the store.
 	ErrStoreBacklog = errors.New("store backlog full")

@@ -3,6 +3,7 @@ package rooms_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -147,6 +148,45 @@ func TestTheStoreBacklogIsBoundedInBytes(t *testing.T) {
 		w.ticks(50) // past the longest backoff
 		if _, err := a.CreateEntity(rooms.Components{"blob": chunk}, nil); err != nil {
 			t.Errorf("after the store came back: %v", err)
+		}
+	})
+}
+
+func TestWhatAMemberMakesTheRoomSendIsBudgeted(t *testing.T) {
+	cfg := testConfig()
+	cfg.MemberBytes, cfg.RoomBytes = 10<<10, 25<<10 // bursts of 40 and 100 KiB
+	inBubble(t, cfg, nil, func(t *testing.T, w *world) {
+		blob := strings.Repeat("x", 9<<10)
+		members := make([]*rooms.Membership, 4)
+		for i := range members {
+			members[i] = w.join("lobby", fmt.Sprint("u", i), newMember(t, fmt.Sprint("u", i)))
+		}
+		sent := func(m *rooms.Membership, n int) (ok int, err error) {
+			for range n {
+				if err = m.Publish("blob", blob); err != nil {
+					return ok, err
+				}
+				ok++
+			}
+			return ok, nil
+		}
+		// A member's burst is four seconds of its rate.
+		if ok, err := sent(members[0], 10); ok != 4 || !errors.Is(err, rooms.ErrRateLimited) {
+			t.Errorf("first member sent %d and was told %v; want 4, then ErrRateLimited", ok, err)
+		}
+		// The room's burst is shared: after two members' bursts, a third
+		// gets what is left.
+		sent(members[1], 4)
+		if ok, err := sent(members[2], 4); ok != 3 || !errors.Is(err, rooms.ErrRateLimited) {
+			t.Errorf("third member sent %d and was told %v; want the room's last 3, then ErrRateLimited", ok, err)
+		}
+		// Both refill with time, and a refused change costs nothing.
+		time.Sleep(time.Second)
+		if _, err := members[3].CreateEntity(rooms.Components{"bad name!": true}, nil); !errors.Is(err, rooms.ErrInvalid) {
+			t.Fatalf("an invalid change: %v", err)
+		}
+		if ok, _ := sent(members[3], 3); ok != 2 {
+			t.Errorf("after a second the fourth member sent %d; want the room's refill of about 2", ok)
 		}
 	})
 }

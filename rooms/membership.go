@@ -35,6 +35,7 @@ type Membership struct {
 	meta      codec.PresenceMeta
 	state     membershipState
 	heldUntil time.Time
+	budget    byteBudget // what it may make the room send reliably
 }
 
 // Room returns the room's id.
@@ -97,8 +98,10 @@ func (m *Membership) Publish(name string, data any) error {
 	if m.state != membershipActive {
 		return ErrLeft
 	}
-	r.emitLocked(Event{Name: name, User: m.user.id, Data: data, from: m})
-	return nil
+	return r.budgetedLocked(m, len(name)+valueSize(data), func() error {
+		r.emitLocked(Event{Name: name, User: m.user.id, Data: data, from: m})
+		return nil
+	})
 }
 
 // Entity changes are in the room's world (and its members' next diff) when
@@ -117,7 +120,12 @@ func (m *Membership) CreateEntity(c Components, stored func(error)) (string, err
 	if m.state != membershipActive {
 		return "", ErrLeft
 	}
-	return r.createEntityLocked(m.user.id, c, stored)
+	var id string
+	err := r.budgetedLocked(m, componentsSize(c), func() (err error) {
+		id, err = r.createEntityLocked(m.user.id, c, stored)
+		return err
+	})
+	return id, err
 }
 
 // UpdateEntity merges components into an environment entity; a nil value
@@ -130,7 +138,9 @@ func (m *Membership) UpdateEntity(id string, c Components, stored func(error)) e
 	if m.state != membershipActive {
 		return ErrLeft
 	}
-	return r.updateEntityLocked(m.user.id, id, c, stored)
+	return r.budgetedLocked(m, len(id)+componentsSize(c), func() error {
+		return r.updateEntityLocked(m.user.id, id, c, stored)
+	})
 }
 
 // DeleteEntity removes an environment entity. Avatars cannot be deleted.
@@ -141,7 +151,9 @@ func (m *Membership) DeleteEntity(id string, stored func(error)) error {
 	if m.state != membershipActive {
 		return ErrLeft
 	}
-	return r.deleteEntityLocked(m.user.id, id, stored)
+	return r.budgetedLocked(m, len(id), func() error {
+		return r.deleteEntityLocked(m.user.id, id, stored)
+	})
 }
 
 // Resync sends this device a fresh entities_state, for a receiver that lost

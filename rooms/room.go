@@ -94,6 +94,7 @@ type Room struct {
 	stopOnce sync.Once
 	synced   chan struct{} // closed when its last changes are in the store
 	claim    Claim         // this node's claim on the room, with a Placement
+	budget   byteBudget    // what members may make it send reliably; guarded by mu
 
 	tickCount atomic.Uint64 // ticks so far
 	seq       atomic.Uint32 // pose updates sent so far
@@ -136,6 +137,7 @@ func newRoom(reg *Registry, id string) *Room {
 		slots:     make([]slotState, cfg.MaxMembers),
 		slotTicks: make([]slotTick, cfg.MaxMembers),
 	}
+	r.budget = newByteBudget(cfg.RoomBytes, budgetBurst*cfg.RoomBytes, time.Now())
 	r.roster.Store(&roster{})
 	r.listeners = []listenerEntry{{id: -2, l: r.diff.record}, {id: -1, l: r.relay}}
 	r.syncer.fenced = func() { reg.evictFenced(id, r.claim) }
@@ -242,7 +244,7 @@ func (r *Room) join(member Member, req JoinRequest) (*Membership, error) {
 		}
 	}
 
-	m := &Membership{room: r, member: member, user: u, slot: u.slot}
+	m := &Membership{room: r, member: member, user: u, slot: u.slot, budget: newByteBudget(r.cfg.MemberBytes, budgetBurst*r.cfg.MemberBytes, now)}
 	m.meta = codec.PresenceMeta{Ref: newID("p"), Name: req.Name, Device: req.Device, OnlineAt: now.UnixMilli(), Meta: req.Meta}
 	if resumed != nil {
 		m.meta.PrevRef = resumed.meta.Ref

@@ -75,6 +75,8 @@ func errorCode(err error) string {
 		return codec.CodeRoomFull
 	case errors.Is(err, rooms.ErrLeft):
 		return codec.CodeNotJoined
+	case errors.Is(err, rooms.ErrRateLimited):
+		return codec.CodeRateLimited
 	case errors.Is(err, rooms.ErrClosed):
 		return codec.CodeServerShutdown
 	case errors.Is(err, rooms.ErrStoreBacklog), errors.Is(err, rooms.ErrUnavailable), errors.Is(err, rooms.ErrTooManyRooms):

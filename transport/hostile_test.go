@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -202,9 +203,10 @@ func TestAFlooderIsThrottledThenClosedWhileTheRoomGoesOn(t *testing.T) {
 }
 
 func TestASlowConsumerIsClosedAndTheRoomGoesOn(t *testing.T) {
-	ts := startServer(t, func(c *Config, _ *rooms.Config) {
+	ts := startServer(t, func(c *Config, rc *rooms.Config) {
 		c.MaxBacklog = 256 << 10
 		c.MessageRate, c.EventRate = 1000, 1000
+		rc.MemberBytes, rc.RoomBytes = 1<<30, 1<<30 // a room that lets one member talk that much
 	})
 	watcher, _ := join(t, ts, "lobby", "watcher")
 	talker, _ := join(t, ts, "lobby", "talker")
@@ -436,5 +438,77 @@ func TestHTTPConnectionsFromOneAddressAreBounded(t *testing.T) {
 	m := scrape(t, ts)
 	if !strings.Contains(m, `posecast_rejected_total{reason="http_connections_per_ip"}`) {
 		t.Error("the refused connection is not counted")
+	}
+}
+
+func TestMembersSendingTheirAllowanceAtOnceEvictNoOne(t *testing.T) {
+	// As the attack went: four members each spend a second's worth of room
+	// operations at once on 60 KB events. The cost falls on them (refused
+	// past their budget and the room's), not on five honest members, who
+	// stay, read what came, and go on.
+	ts := startServer(t)
+	var honest []*Client
+	for i := range 5 {
+		c, _ := join(t, ts, "lobby", fmt.Sprint("honest", i))
+		honest = append(honest, c)
+	}
+	blob := strings.Repeat("x", 60<<10)
+	var senders []*Client
+	for i := range 4 {
+		sender, _ := join(t, ts, "lobby", fmt.Sprint("sender", i))
+		senders = append(senders, sender)
+	}
+	before := make([]uint64, len(honest))
+	for i, c := range honest {
+		waitFor(t, c, "the senders present", func(v *View) bool { return len(v.Presence) == 9 })
+		before[i] = c.Traffic().BytesReceived
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	var refused atomic.Int64
+	for _, sender := range senders {
+		wg.Go(func() {
+			var inner sync.WaitGroup
+			for range 19 {
+				inner.Go(func() {
+					var rerr *RequestError
+					if err := sender.Publish(testContext(t), "blob", blob); errors.As(err, &rerr) && rerr.Code == codec.CodeRateLimited {
+						refused.Add(1)
+					}
+				})
+			}
+			inner.Wait()
+		})
+	}
+	wg.Wait()
+	if refused.Load() == 0 {
+		t.Error("76 events of 60 KB at once, and none refused")
+	}
+	// What reached each honest member, and so what could have waited for
+	// it on a link slower than loopback, is the room's burst (1 MiB) and
+	// its rate (256 KiB/s) for the time it took, not the 4.6 MB sent.
+	bound := uint64(1<<20 + time.Since(start).Seconds()*(256<<10) + 256<<10)
+	for i, c := range honest {
+		if got := c.Traffic().BytesReceived - before[i]; got > bound {
+			t.Errorf("honest member %d was sent %d bytes in the burst, bound %d", i, got, bound)
+		}
+	}
+	if n := ts.disconnected(CloseSlowConsumer); n != 0 {
+		t.Errorf("%v members closed as slow consumers", n)
+	}
+	for i, c := range honest {
+		if c.View().Closed {
+			t.Errorf("honest member %d was closed", i)
+		}
+		if err := c.Publish(testContext(t), "still_here", nil); err != nil {
+			t.Errorf("honest member %d after the burst: %v", i, err)
+		}
+	}
+	// The budget refills: a sender may speak again a little later.
+	time.Sleep(time.Second)
+	for i, c := range honest {
+		if _, err := c.Request(testContext(t), &codec.Ping{}); err != nil {
+			t.Errorf("honest member %d: %v", i, err)
+		}
 	}
 }

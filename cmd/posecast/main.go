@@ -56,6 +56,7 @@ type options struct {
 	allowedOrigins         string
 	maxSessionsPerIP       int
 	maxSessions            int
+	memberBytes, roomBytes int
 	maxHTTPConnsPerIP      int
 	maxRooms               int
 	poseRate, messageRate  float64
@@ -97,6 +98,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.allowedOrigins, "allowed-origins", "", "comma-separated browser origins (https://app.example.com) that may open sessions, or * for any; the server's own pages always may, and in development mode pages on localhost")
 	fs.IntVar(&o.maxSessionsPerIP, "max-sessions-per-ip", 64, "sessions open at once from one address")
 	fs.IntVar(&o.maxSessions, "max-sessions", 10000, "sessions open at once on this node")
+	fs.IntVar(&o.memberBytes, "member-bytes", 64<<10, "bytes a second one member's events and entity changes may make its room send to the others (bursts of four seconds' worth)")
+	fs.IntVar(&o.roomBytes, "room-bytes", 256<<10, "bytes a second all of a room's members' events and entity changes together may make it send to each member (bursts of four seconds' worth)")
 	fs.IntVar(&o.maxHTTPConnsPerIP, "max-http-conns-per-ip", 64, "HTTP connections open at once from one address")
 	fs.IntVar(&o.maxRooms, "max-rooms", 10000, "live rooms on this node")
 	fs.Float64Var(&o.poseRate, "pose-rate", 240, "pose datagrams a session may send per second (twice a 120 Hz headset)")
@@ -265,6 +268,8 @@ func run(args []string) error {
 		MaxMembers:     o.maxMembers,
 		StoreTimeout:   o.storeTimout,
 		MaxRooms:       o.maxRooms,
+		MemberBytes:    o.memberBytes,
+		RoomBytes:      o.roomBytes,
 		OnTick: func(late, work time.Duration) {
 			if srv != nil {
 				srv.ObserveTick(late, work)

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
@@ -282,5 +283,33 @@ func TestADecodeBombIsRefusedBeforeItIsDecoded(t *testing.T) {
 				t.Fatalf("session after %s: %v", tt.name, err)
 			}
 		})
+	}
+}
+
+func TestASessionThatKeepsOpeningStreamsIsClosed(t *testing.T) {
+	ts := startServer(t)
+	watcher, _ := join(t, ts, "lobby", "watcher")
+	c, _ := join(t, ts, "lobby", "churner")
+	ctx := testContext(t)
+	for i := range 200 {
+		octx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		str, err := c.sess.OpenStreamSync(octx) // as the server grants more
+		cancel()
+		if err != nil {
+			break // the session is closed
+		}
+		str.Write([]byte{byte(i)})
+		str.Close()
+	}
+	select {
+	case <-c.Done():
+	case <-ctx.Done():
+		t.Fatal("a session that opened 200 streams is still open")
+	}
+	if g := c.View().Goodbye; g == nil || g.Code != codec.CodeBadMessage {
+		t.Errorf("goodbye %+v, want %s", g, codec.CodeBadMessage)
+	}
+	if _, err := watcher.Request(ctx, &codec.Ping{}); err != nil {
+		t.Errorf("the others after the churner: %v", err)
 	}
 }

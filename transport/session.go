@@ -383,8 +383,19 @@ func needsRoom(typ string) bool {
 // refuseStreams resets every stream a client opens after its control
 // stream, so that nothing it writes there is buffered. Runs in its own
 // goroutine.
+// A client that opens more than maxExtraStreams of them is closed: the
+// protocol needs none, and each costs the server work to refuse.
 func (ss *session) refuseStreams() {
 	ctx := ss.wt.Context()
+	var opened atomic.Int64
+	tooMany := func() bool {
+		if n := opened.Add(1); n > maxExtraStreams {
+			ss.srv.metrics.rejBadMessage.Inc()
+			ss.goodbye(codec.CodeBadMessage, fmt.Sprintf("%d streams opened besides the control stream; the protocol uses none", n), CloseProtocolError)
+			return true
+		}
+		return false
+	}
 	var uni sync.WaitGroup
 	uni.Go(func() {
 		for {
@@ -393,6 +404,9 @@ func (ss *session) refuseStreams() {
 				return
 			}
 			str.CancelRead(0)
+			if tooMany() {
+				return
+			}
 		}
 	})
 	for {
@@ -402,9 +416,16 @@ func (ss *session) refuseStreams() {
 		}
 		str.CancelRead(0)
 		str.CancelWrite(0)
+		if tooMany() {
+			break
+		}
 	}
 	uni.Wait()
 }
+
+// maxExtraStreams is how many streams besides its control stream a session
+// may open (and have reset) before it is closed.
+const maxExtraStreams = 16
 
 func (ss *session) handleHello(h *codec.Hello) {
 	cfg := ss.srv.Config()

@@ -512,3 +512,16 @@ func TestMembersSendingTheirAllowanceAtOnceEvictNoOne(t *testing.T) {
 		}
 	}
 }
+
+func TestClientsProveTheirAddressWhenHandshakesComeFast(t *testing.T) {
+	ts := startServer(t, func(c *Config, _ *rooms.Config) { c.RetryAbove = -1 })
+	a, _ := join(t, ts, "lobby", "ada")
+	b, _ := join(t, ts, "lobby", "bob")
+	if err := a.SendPose(pose(3, 1, 1.7, 1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, b, "ada's pose", func(v *View) bool { return v.Poses["ada"].Time == 3 })
+	if n := testutil.ToFloat64(ts.metrics.retries); n < 2 {
+		t.Errorf("%v connections went through a Retry, want both", n)
+	}
+}

@@ -22,6 +22,7 @@ type metrics struct {
 	messagesIn    prometheus.Counter
 	messagesOut   prometheus.Counter
 	posesIn       prometheus.Counter
+	retries       prometheus.Counter
 	tick          prometheus.Histogram
 	tickLate      prometheus.Histogram
 	drops         *prometheus.CounterVec // outbound traffic dropped, by reason
@@ -77,6 +78,7 @@ func newMetrics(registry *rooms.Registry, pendingBytes, pendingDatagrams func() 
 		messagesIn:   f("messages_in_total", "Control messages received."),
 		messagesOut:  f("messages_out_total", "Control messages sent."),
 		posesIn:      f("poses_in_total", "Pose datagrams stored in a pose table."),
+		retries:      f("quic_retries_total", "New QUIC connections asked to prove their address with a Retry, handshakes coming fast."),
 		tick: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "posecast", Name: "tick_seconds", Help: "How long a room's tick took: diffs, stale marking and the pose fan-out.",
 			Buckets: prometheus.ExponentialBuckets(10e-6, 2.5, 10), // 10 µs .. 38 ms
@@ -116,7 +118,7 @@ func newMetrics(registry *rooms.Registry, pendingBytes, pendingDatagrams func() 
 				return float64(n)
 			}),
 		m.sessions, m.sessionsTotal, m.disconnects, m.datagramsIn, m.datagramsOut,
-		m.bytesIn, m.bytesOut, m.messagesIn, m.messagesOut, m.posesIn, m.drops, m.rejected,
+		m.bytesIn, m.bytesOut, m.messagesIn, m.messagesOut, m.posesIn, m.retries, m.drops, m.rejected,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "posecast", Name: "outbound_pending_bytes", Help: "Control message bytes queued for sessions, or being written.",
 		}, func() float64 { return float64(pendingBytes()) }),

@@ -108,6 +108,10 @@ type Config struct {
 	// MaxHTTPConnsPerIP bounds the HTTP connections open at once from one
 	// address (an IPv6 /64 counts as one). Defaults to 64.
 	MaxHTTPConnsPerIP int
+	// RetryAbove is how many new QUIC connections a second the node takes
+	// before it makes each prove its address with a Retry; a negative value
+	// makes every one. Defaults to 200.
+	RetryAbove int
 	// HTTPTimeout bounds reading a whole HTTP request and writing its
 	// answer (server-sent event streams excepted). Defaults to 30s.
 	HTTPTimeout time.Duration
@@ -167,6 +171,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxHTTPConnsPerIP == 0 {
 		c.MaxHTTPConnsPerIP = 64
 	}
+	if c.RetryAbove == 0 {
+		c.RetryAbove = 200
+	}
 	if c.HTTPTimeout == 0 {
 		c.HTTPTimeout = 30 * time.Second
 	}
@@ -210,10 +217,15 @@ type Server struct {
 	quicCfg *quic.Config
 	httpSrv *http.Server
 	udp     net.PacketConn
+	tr      *quic.Transport
 	ln      *quic.EarlyListener
-	tcp     net.Listener
-	started time.Time
-	nextID  atomic.Uint64
+	// handshakes counts the connection attempts of the second
+	// handshakeSecond (Unix seconds), for needRetry.
+	handshakes      atomic.Int64
+	handshakeSecond atomic.Int64
+	tcp             net.Listener
+	started         time.Time
+	nextID          atomic.Uint64
 	// accepting is true while the QUIC listener accepts connections.
 	accepting atomic.Bool
 	// testHookJoined, when set, runs after a join's room has sent joined
@@ -350,7 +362,8 @@ func (s *Server) Start() error {
 		udp.Close()
 		return fmt.Errorf("transport: listen %s/tcp: %w", s.cfg.HTTP, err)
 	}
-	ln, err := quic.ListenEarly(udp, s.tlsConf, s.quicCfg)
+	s.tr = &quic.Transport{Conn: udp, VerifySourceAddress: s.needRetry, ConnContext: s.admit}
+	ln, err := s.tr.ListenEarly(s.tlsConf, s.quicCfg)
 	if err != nil {
 		udp.Close()
 		tcp.Close()
@@ -386,16 +399,13 @@ func (s *Server) acceptLoop() {
 			}
 			return
 		}
-		key := addressKey(conn.RemoteAddr())
 		s.mu.Lock()
-		fromThere, full := s.perIP[key] >= s.cfg.MaxSessionsPerIP, s.conns >= s.cfg.MaxSessions
-		if !fromThere && !full {
-			s.perIP[key]++
+		full := s.conns >= s.cfg.MaxSessions
+		if !full {
 			s.conns++
 		}
 		s.mu.Unlock()
-		switch {
-		case full:
+		if full {
 			s.metrics.rejected.WithLabelValues(rejectSessions).Inc()
 			// A reason reaches the client only once the handshake is done
 			// (a close during it carries none): wait for it, a little.
@@ -410,10 +420,6 @@ func (s *Server) acceptLoop() {
 				conn.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeExcessiveLoad), fmt.Sprintf("this server is full: %d sessions (--max-sessions)", s.cfg.MaxSessions))
 			})
 			continue
-		case fromThere:
-			s.metrics.rejected.WithLabelValues(rejectSessionsPerIP).Inc()
-			conn.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeExcessiveLoad), fmt.Sprintf("too many connections from this address: %d (--max-sessions-per-ip)", s.cfg.MaxSessionsPerIP))
-			continue
 		}
 		idle := time.AfterFunc(s.cfg.HelloTimeout, func() {
 			s.mu.Lock()
@@ -426,9 +432,6 @@ func (s *Server) acceptLoop() {
 		context.AfterFunc(conn.Context(), func() {
 			idle.Stop()
 			s.mu.Lock()
-			if s.perIP[key]--; s.perIP[key] <= 0 {
-				delete(s.perIP, key)
-			}
 			s.conns--
 			delete(s.hasSess, conn)
 			s.mu.Unlock()
@@ -439,6 +442,46 @@ func (s *Server) acceptLoop() {
 			}
 		})
 	}
+}
+
+// admit decides, on a connection's first packet and before its handshake
+// costs anything, whether its address may open one more: the bound per
+// address counts the connections still in their handshake too. It runs as
+// quic-go's ConnContext.
+func (s *Server) admit(ctx context.Context, info *quic.ClientInfo) (context.Context, error) {
+	key := addressKey(info.RemoteAddr)
+	s.mu.Lock()
+	if s.perIP[key] >= s.cfg.MaxSessionsPerIP {
+		s.mu.Unlock()
+		s.metrics.rejected.WithLabelValues(rejectSessionsPerIP).Inc()
+		return ctx, fmt.Errorf("too many connections from %s (--max-sessions-per-ip %d)", key, s.cfg.MaxSessionsPerIP)
+	}
+	s.perIP[key]++
+	s.mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		if s.perIP[key]--; s.perIP[key] <= 0 {
+			delete(s.perIP, key)
+		}
+		s.mu.Unlock()
+	})
+	return ctx, nil
+}
+
+// needRetry asks quic-go to validate a new connection's source address with
+// a Retry (one more round trip) while handshakes come faster than
+// Config.RetryAbove a second: a flood of Initials from forged addresses
+// then costs a Retry packet each, not a handshake.
+func (s *Server) needRetry(net.Addr) bool {
+	now := time.Now().Unix()
+	if s.handshakeSecond.Swap(now) != now {
+		s.handshakes.Store(0)
+	}
+	if s.handshakes.Add(1) <= int64(s.cfg.RetryAbove) {
+		return false
+	}
+	s.metrics.retries.Inc()
+	return true
 }
 
 // Addr returns the QUIC listener's address.
@@ -712,6 +755,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = errors.Join(err, cerr)
 	}
 	s.ln.Close()
+	s.tr.Close()
 	s.udp.Close()
 	<-done
 	s.wg.Wait()

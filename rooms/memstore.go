@@ -1,17 +1,38 @@
 package rooms
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
 )
 
+// DefaultMaxMemoryRooms is how many rooms a MemoryStore holds unless told.
+const DefaultMaxMemoryRooms = 100000
+
 // MemoryStore is a Store in memory: the embedded default, for one node whose
 // rooms need not outlive it. The zero value is ready to use.
 type MemoryStore struct {
+	// MaxRooms bounds the rooms it holds: past it CreateRoom fails, and so
+	// do joins of new rooms, until rooms are deleted. Defaults to
+	// DefaultMaxMemoryRooms.
+	MaxRooms int
+
 	mu    sync.Mutex // guards the following
 	rooms map[string]*memRoom
+	// order is every room in the order of the list, for pages that cost
+	// the page and not the whole list.
+	order []RoomInfo
+}
+
+// compareRooms orders rooms as the list does: by creation time, then id.
+func compareRooms(a, b RoomInfo) int {
+	if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+		return c
+	}
+	return strings.Compare(a.ID, b.ID)
 }
 
 type memRoom struct {
@@ -32,9 +53,14 @@ func (s *MemoryStore) CreateRoom(ctx context.Context, info RoomInfo, entities ma
 	if _, ok := s.rooms[info.ID]; ok {
 		return false, nil
 	}
+	if limit := cmp.Or(s.MaxRooms, DefaultMaxMemoryRooms); len(s.rooms) >= limit {
+		return false, fmt.Errorf("the in-memory store holds %d rooms, its most; delete some, or keep rooms in PostgreSQL", limit)
+	}
 	if s.rooms == nil {
 		s.rooms = make(map[string]*memRoom)
 	}
+	at, _ := slices.BinarySearchFunc(s.order, info, compareRooms)
+	s.order = slices.Insert(s.order, at, info)
 	r := &memRoom{info: info, entities: make(map[string]Components, len(entities))}
 	for id, c := range entities {
 		if len(c) > 0 {
@@ -65,20 +91,15 @@ func (s *MemoryStore) Rooms(ctx context.Context, after RoomCursor, limit int) ([
 		return nil, err
 	}
 	s.mu.Lock()
-	var list []RoomInfo
-	for _, r := range s.rooms {
-		if after.after(r.info) {
-			list = append(list, r.info)
+	defer s.mu.Unlock()
+	from, _ := slices.BinarySearchFunc(s.order, after, func(info RoomInfo, c RoomCursor) int {
+		if c.after(info) {
+			return 1
 		}
-	}
-	s.mu.Unlock()
-	slices.SortFunc(list, func(a, b RoomInfo) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
+		return -1
 	})
-	return list[:min(len(list), max(limit, 0))], nil
+	page := s.order[from:]
+	return slices.Clone(page[:min(len(page), max(limit, 0))]), nil
 }
 
 // DeleteRoom implements Store.
@@ -88,10 +109,14 @@ func (s *MemoryStore) DeleteRoom(ctx context.Context, id string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.rooms[id]; !ok {
+	r, ok := s.rooms[id]
+	if !ok {
 		return ErrRoomNotFound
 	}
 	delete(s.rooms, id)
+	if at, found := slices.BinarySearchFunc(s.order, r.info, compareRooms); found {
+		s.order = slices.Delete(s.order, at, at+1)
+	}
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -66,6 +67,9 @@ type api struct {
 	// API is for the application's backend, which holds the server's
 	// auth secret.
 	secret []byte
+	// mayCreate reports whether a client's address may create one more
+	// room now.
+	mayCreate func(net.Addr) bool
 }
 
 // newAPI returns the handler of the rooms API:
@@ -79,8 +83,8 @@ type api struct {
 //
 // With a secret, POST, DELETE and presence need "Authorization: Bearer
 // <secret>".
-func newAPI(reg *rooms.Registry, presence *rooms.Collector, interval time.Duration, log *slog.Logger, secret []byte) http.Handler {
-	a := &api{reg: reg, log: log, secret: secret}
+func newAPI(reg *rooms.Registry, presence *rooms.Collector, interval time.Duration, log *slog.Logger, secret []byte, mayCreate func(net.Addr) bool) http.Handler {
+	a := &api{reg: reg, log: log, secret: secret, mayCreate: mayCreate}
 	p := &presenceAPI{api: a, presence: presence, interval: interval}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/presence", a.authorized(p.handlePresence))
@@ -126,6 +130,11 @@ func (a *api) handleCreate(w http.ResponseWriter, r *http.Request) {
 	// "simple" text/plain POST without asking, but not this.
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
 		a.fail(w, http.StatusUnsupportedMediaType, "the body must be application/json")
+		return
+	}
+	if addr, err := net.ResolveTCPAddr("tcp", r.RemoteAddr); err == nil && !a.mayCreate(addr) {
+		w.Header().Set("Retry-After", "1")
+		a.fail(w, http.StatusTooManyRequests, "too many new rooms from this address")
 		return
 	}
 	var req CreateRoomRequest

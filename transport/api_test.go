@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -184,7 +185,7 @@ func TestTheRoomsAPIAnswers503WhenTheStoreIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reg.Close()
-	h := newAPI(reg, rooms.NewCollector(), time.Second, testLogger(), nil)
+	h := newAPI(reg, rooms.NewCollector(), time.Second, testLogger(), nil, func(net.Addr) bool { return true })
 	for _, req := range []struct{ method, path, body string }{
 		{"POST", "/api/rooms", `{"name": "a"}`},
 		{"GET", "/api/rooms", ""},

@@ -525,3 +525,52 @@ func TestClientsProveTheirAddressWhenHandshakesComeFast(t *testing.T) {
 		t.Errorf("%v connections went through a Retry, want both", n)
 	}
 }
+
+func TestNewRoomsFromOneAddressAreBounded(t *testing.T) {
+	secret := []byte("rooms secret")
+	ts := startServer(t, func(c *Config, _ *rooms.Config) { c.AuthSecret, c.NewRoomRate = secret, 1 })
+	ctx := testContext(t)
+	c := dial(t, ts)
+	tok := func(room string) string {
+		s, err := SignToken(secret, Claims{Room: room, User: "ada", Expires: time.Now().Add(time.Hour).Unix()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	started := 0
+	var rerr *RequestError
+	for i := range 15 {
+		room := fmt.Sprint("room", i)
+		if _, err := c.Join(ctx, codec.Join{Room: room, Token: tok(room)}); err != nil {
+			if !errors.As(err, &rerr) || rerr.Code != codec.CodeRateLimited {
+				t.Fatalf("join %d: %v", i, err)
+			}
+			break
+		}
+		started++
+		if err := c.Leave(ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(60 * time.Millisecond) // within the join limit
+	}
+	if started < 10 || started > 12 {
+		t.Errorf("%d new rooms started before the bound, want the burst of 10 (and what refilled)", started)
+	}
+	// A room that runs is joined as ever.
+	if _, err := c.Join(ctx, codec.Join{Room: "room0", Token: tok("room0")}); err != nil {
+		t.Errorf("joining a live room after the bound: %v", err)
+	}
+	// The rooms API counts against the same bound.
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, ts.HTTPURL()+"/api/rooms", strings.NewReader(`{"name": "one more"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+string(secret))
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("POST /api/rooms past the bound: %d, want 429", r.StatusCode)
+	}
+}

@@ -52,6 +52,7 @@ const (
 	rejectSessionsPerIP   = "sessions_per_ip"
 	rejectSessions        = "sessions"
 	rejectHTTPPerIP       = "http_connections_per_ip"
+	rejectNewRooms        = "new_rooms"
 	rejectUpgrade         = "upgrade_refused"
 	rejectPoseRate        = "pose_rate"
 	rejectMessageRate     = "message_rate"

@@ -108,6 +108,11 @@ type Config struct {
 	// MaxHTTPConnsPerIP bounds the HTTP connections open at once from one
 	// address (an IPv6 /64 counts as one). Defaults to 64.
 	MaxHTTPConnsPerIP int
+	// NewRoomRate bounds the rooms one address may start a second, by
+	// joining a room that does not run here or through POST /api/rooms, in
+	// bursts of ten seconds' worth; past it they are refused rate_limited.
+	// In development mode loopback is not bounded. Defaults to 5.
+	NewRoomRate float64
 	// RetryAbove is how many new QUIC connections a second the node takes
 	// before it makes each prove its address with a Retry; a negative value
 	// makes every one. Defaults to 200.
@@ -170,6 +175,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxHTTPConnsPerIP == 0 {
 		c.MaxHTTPConnsPerIP = 64
+	}
+	if c.NewRoomRate == 0 {
+		c.NewRoomRate = 5
 	}
 	if c.RetryAbove == 0 {
 		c.RetryAbove = 200
@@ -236,6 +244,7 @@ type Server struct {
 	// development mode a random secret of this process.
 	joinSecret []byte
 	presence   *rooms.Collector
+	roomStarts *roomStarts
 	// stopPresence stops feeding a collection the server made itself.
 	stopPresence func()
 	wg           sync.WaitGroup // serving goroutines and sessions
@@ -268,6 +277,7 @@ func NewServer(cfg Config) (*Server, error) {
 		s.joinSecret = make([]byte, 32)
 		rand.Read(s.joinSecret)
 	}
+	s.roomStarts = newRoomStarts(cfg.NewRoomRate)
 	s.presence = cfg.Presence
 	if s.presence == nil {
 		s.presence = rooms.NewCollector() // fed from Start to Shutdown
@@ -314,7 +324,7 @@ func NewServer(cfg Config) (*Server, error) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
-	mux.Handle("/api/", newAPI(cfg.Registry, s.presence, cfg.PresenceInterval, cfg.Logger, cfg.AuthSecret))
+	mux.Handle("/api/", newAPI(cfg.Registry, s.presence, cfg.PresenceInterval, cfg.Logger, cfg.AuthSecret, s.mayStartRoom))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	if cfg.Page != nil {
 		mux.Handle("/", cfg.Page)
@@ -482,6 +492,28 @@ func (s *Server) needRetry(net.Addr) bool {
 	}
 	s.metrics.retries.Inc()
 	return true
+}
+
+// mayStartRoom reports whether the address of addr may start one more room
+// now.
+func (s *Server) mayStartRoom(addr net.Addr) bool {
+	if s.devMode() {
+		var ip net.IP
+		switch a := addr.(type) {
+		case *net.UDPAddr:
+			ip = a.IP
+		case *net.TCPAddr:
+			ip = a.IP
+		}
+		if ip.IsLoopback() {
+			return true // local development and load tests
+		}
+	}
+	if s.roomStarts.allow(addr, time.Now()) {
+		return true
+	}
+	s.metrics.rejected.WithLabelValues(rejectNewRooms).Inc()
+	return false
 }
 
 // Addr returns the QUIC listener's address.

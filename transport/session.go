@@ -507,6 +507,10 @@ func (ss *session) handleJoin(m *codec.Join) {
 			ss.log.Error("development token", "err", err)
 		}
 	}
+	if ss.srv.cfg.Registry.Room(m.Room) == nil && !ss.srv.mayStartRoom(ss.wt.RemoteAddr()) {
+		ss.refuse(m.Ref, codec.CodeRateLimited, fmt.Sprintf("too many new rooms from this address: %.0f a second", ss.srv.cfg.NewRoomRate))
+		return
+	}
 	// The room sends joined before Join returns. Hold the session's frames
 	// until it knows its membership, so that a pose the client sends as soon
 	// as it reads joined finds it.

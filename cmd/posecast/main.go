@@ -57,6 +57,7 @@ type options struct {
 	maxSessionsPerIP       int
 	maxSessions            int
 	memberBytes, roomBytes int
+	newRoomRate            float64
 	maxHTTPConnsPerIP      int
 	maxRooms               int
 	poseRate, messageRate  float64
@@ -98,6 +99,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.allowedOrigins, "allowed-origins", "", "comma-separated browser origins (https://app.example.com) that may open sessions, or * for any; the server's own pages always may, and in development mode pages on localhost")
 	fs.IntVar(&o.maxSessionsPerIP, "max-sessions-per-ip", 64, "sessions open at once from one address")
 	fs.IntVar(&o.maxSessions, "max-sessions", 10000, "sessions open at once on this node")
+	fs.Float64Var(&o.newRoomRate, "new-room-rate", 5, "rooms one address may start a second, by joining rooms not running here or through POST /api/rooms (bursts of ten seconds' worth; loopback is not bounded in development mode)")
 	fs.IntVar(&o.memberBytes, "member-bytes", 64<<10, "bytes a second one member's events and entity changes may make its room send to the others (bursts of four seconds' worth)")
 	fs.IntVar(&o.roomBytes, "room-bytes", 256<<10, "bytes a second all of a room's members' events and entity changes together may make it send to each member (bursts of four seconds' worth)")
 	fs.IntVar(&o.maxHTTPConnsPerIP, "max-http-conns-per-ip", 64, "HTTP connections open at once from one address")
@@ -308,6 +310,7 @@ func run(args []string) error {
 		MaxSessionsPerIP:  o.maxSessionsPerIP,
 		MaxSessions:       o.maxSessions,
 		MaxHTTPConnsPerIP: o.maxHTTPConnsPerIP,
+		NewRoomRate:       o.newRoomRate,
 		PoseRate:          o.poseRate,
 		MessageRate:       o.messageRate,
 		EventRate:         o.eventRate,

@@ -3,6 +3,7 @@ package transport
 import (
 	"bytes"
 	"context"
+	"net"
 	"testing"
 	"time"
 
@@ -68,7 +69,7 @@ func FuzzControlMessages(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		ss := &session{
-			srv: srv, id: "fuzz", ctx: context.Background(), log: log,
+			srv: srv, id: "fuzz", ctx: context.Background(), log: log, remote: &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 4433},
 			dq: newDatagramQueue(srv.cfg.DatagramQueue), fq: newFrameQueue(srv.cfg.MaxBacklog),
 			failed: make(chan struct{}), flushed: make(chan struct{}), ended: make(chan struct{}),
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"sync"
@@ -37,10 +38,12 @@ type session struct {
 	ctx  context.Context // the session's: ends when it does
 	wt   *webtransport.Session
 	conn *quic.Conn
-	log  *slog.Logger
-	dq   *datagramQueue
-	fq   *frameQueue
-	ctl  *webtransport.Stream // set by run before the loops start
+	// remote is the client's address, as the session began.
+	remote net.Addr
+	log    *slog.Logger
+	dq     *datagramQueue
+	fq     *frameQueue
+	ctl    *webtransport.Stream // set by run before the loops start
 
 	maxDatagram atomic.Int64
 	lastHeard   atomic.Int64 // Unix nanoseconds
@@ -67,6 +70,7 @@ func newSession(srv *Server, wt *webtransport.Session, conn *quic.Conn) *session
 		ctx:     wt.Context(),
 		wt:      wt,
 		conn:    conn,
+		remote:  wt.RemoteAddr(),
 		log:     srv.log.With("session", id, "remote", wt.RemoteAddr().String()),
 		dq:      newDatagramQueue(srv.cfg.DatagramQueue),
 		fq:      newFrameQueue(srv.cfg.MaxBacklog),
@@ -507,7 +511,7 @@ func (ss *session) handleJoin(m *codec.Join) {
 			ss.log.Error("development token", "err", err)
 		}
 	}
-	if ss.srv.cfg.Registry.Room(m.Room) == nil && !ss.srv.mayStartRoom(ss.wt.RemoteAddr()) {
+	if ss.srv.cfg.Registry.Room(m.Room) == nil && !ss.srv.mayStartRoom(ss.remote) {
 		ss.refuse(m.Ref, codec.CodeRateLimited, fmt.Sprintf("too many new rooms from this address: %.0f a second", ss.srv.cfg.NewRoomRate))
 		return
 	}

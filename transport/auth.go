@@ -117,6 +117,20 @@ func VerifyToken(secret []byte, token string, now time.Time) (Claims, error) {
 	return c, nil
 }
 
+// originKey spells an origin one way: scheme and host in lower case, and
+// the port only when it is not the scheme's default.
+func originKey(u *url.URL) string {
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if port == "" || port == map[string]string{"http": "80", "https": "443"}[scheme] {
+		return scheme + "://" + host
+	}
+	return scheme + "://" + host + ":" + port
+}
+
 // originChecker decides which browser pages may open sessions.
 type originChecker struct {
 	allowed []string // normalized scheme://host[:port]
@@ -137,7 +151,7 @@ func newOriginChecker(allowed []string, dev bool, pagePort func() string) (*orig
 		if err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
 			return nil, fmt.Errorf("transport: allowed origin %q is not scheme://host[:port]", a)
 		}
-		o.allowed = append(o.allowed, strings.ToLower(u.Scheme+"://"+u.Host))
+		o.allowed = append(o.allowed, originKey(u))
 	}
 	return o, nil
 }
@@ -155,7 +169,7 @@ func (o *originChecker) check(r *http.Request) bool {
 	if err != nil || u.Host == "" {
 		return false
 	}
-	if slices.Contains(o.allowed, strings.ToLower(u.Scheme+"://"+u.Host)) {
+	if slices.Contains(o.allowed, originKey(u)) {
 		return true
 	}
 	host := u.Hostname()

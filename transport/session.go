@@ -673,8 +673,8 @@ func (ss *session) writeLoop() {
 			}
 			ss.srv.metrics.messagesOut.Add(float64(len(frames)))
 			ss.srv.metrics.bytesOut.Add(float64(len(out)))
-			if cap(out) > 1<<20 {
-				out = nil // do not keep a burst's buffer
+			if cap(out) > 64<<10 {
+				out = nil // do not keep a burst's buffer for the session's life
 			}
 		}
 		if stopping {

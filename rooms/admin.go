@@ -41,7 +41,7 @@ func (g *Registry) CreateRoom(ctx context.Context, name string) (RoomView, error
 		info := RoomInfo{ID: newID("r"), Name: name, CreatedAt: time.Now().UTC().Truncate(time.Microsecond)} // as PostgreSQL keeps it
 		created, err := g.store.CreateRoom(ctx, info, entities)
 		if err != nil {
-			return RoomView{}, fmt.Errorf("%w: create room: %w", ErrUnavailable, err)
+			return RoomView{}, &StoreError{Op: "create room", Err: err}
 		}
 		if created {
 			return RoomView{RoomInfo: info, Entities: entities}, nil
@@ -57,7 +57,7 @@ func (g *Registry) ListRooms(ctx context.Context, after RoomCursor, limit int) (
 	defer cancel()
 	infos, err := g.store.Rooms(ctx, after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("%w: list rooms: %w", ErrUnavailable, err)
+		return nil, &StoreError{Op: "list rooms", Err: err}
 	}
 	out := make([]RoomView, len(infos))
 	for i, info := range infos {
@@ -98,7 +98,7 @@ func (g *Registry) DescribeRoom(ctx context.Context, id string) (RoomView, error
 	if errors.Is(err, ErrRoomNotFound) {
 		return RoomView{}, fmt.Errorf("%w: %s", ErrRoomNotFound, id)
 	}
-	return RoomView{}, fmt.Errorf("%w: room %s: %w", ErrUnavailable, id, err)
+	return RoomView{}, &StoreError{Op: "room " + id, Err: err}
 }
 
 // DeleteRoom removes a room and its entities from the store. A room with
@@ -182,7 +182,7 @@ func (g *Registry) DeleteRoom(ctx context.Context, id string) error {
 	case errors.Is(err, ErrRoomNotFound):
 		return fmt.Errorf("%w: %s", ErrRoomNotFound, id)
 	case err != nil:
-		return fmt.Errorf("%w: delete room %s: %w", ErrUnavailable, id, err)
+		return &StoreError{Op: "delete room " + id, Err: err}
 	}
 	g.cfg.Logger.Info("room deleted", "room", id)
 	return nil

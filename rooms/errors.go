@@ -1,6 +1,9 @@
 package rooms
 
-import "errors"
+import (
+	"errors"
+	"log/slog"
+)
 
 // Errors returned to callers of a room. Transport turns them into the wire's
 // error codes.
@@ -38,3 +41,20 @@ var (
 	// join in a fresh room.
 	errRoomClosed = errors.New("room closed")
 )
+
+// StoreError is a failure of the store as a client is told of it: the
+// store cannot be reached now. Its details (addresses, users, the driver's
+// words) are for the logs alone: LogValue gives them to slog.
+type StoreError struct {
+	Op  string // what failed, such as "room lobby: load"
+	Err error
+}
+
+func (e *StoreError) Error() string {
+	return ErrUnavailable.Error() + ": " + e.Op + ": the store cannot be reached now"
+}
+
+func (e *StoreError) Unwrap() []error { return []error{ErrUnavailable, e.Err} }
+
+// LogValue implements slog.LogValuer: the failure with its details.
+func (e *StoreError) LogValue() slog.Value { return slog.StringValue(e.Op + ": " + e.Err.Error()) }

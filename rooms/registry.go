@@ -152,7 +152,9 @@ func (g *Registry) start(r *Room, prev *Room, deleted <-chan struct{}) {
 	}
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
-		if err = r.load(ctx); err != nil {
+		if err = r.load(ctx); err != nil && !errors.Is(err, ErrFenced) {
+			err = &StoreError{Op: "room " + r.id, Err: err}
+		} else if err != nil {
 			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		cancel()

@@ -198,8 +198,10 @@ func TestTheRoomsAPIAnswers503WhenTheStoreIsDown(t *testing.T) {
 		h.ServeHTTP(w, hr)
 		var got APIError
 		json.Unmarshal(w.Body.Bytes(), &got)
-		if w.Code != http.StatusServiceUnavailable || !strings.Contains(got.Error, "store is down") {
-			t.Errorf("%s %s = %d %q, want 503 saying the store is down", req.method, req.path, w.Code, got.Error)
+		// The client learns that the store cannot be reached, and nothing
+		// of its insides: those go to the log.
+		if w.Code != http.StatusServiceUnavailable || !strings.Contains(got.Error, "the store cannot be reached now") || strings.Contains(got.Error, errDown.Error()) {
+			t.Errorf("%s %s = %d %q, want 503 saying the store cannot be reached, without its details", req.method, req.path, w.Code, got.Error)
 		}
 	}
 }
@@ -300,5 +302,15 @@ func TestTheRoomsAPIListsAPageAtATime(t *testing.T) {
 				t.Errorf("GET %s = %d %q, want 400 saying %q", tt.query, code, apiErr.Error, tt.says)
 			}
 		})
+	}
+}
+
+func TestAJoinWhileTheStoreIsDownSaysSoWithoutItsInsides(t *testing.T) {
+	ts := startServerOn(t, &downStore{})
+	c := dial(t, ts)
+	_, err := c.Join(testContext(t), codec.Join{Room: "lobby"})
+	var rerr *RequestError
+	if !errors.As(err, &rerr) || rerr.Code != codec.CodeUnavailable || strings.Contains(rerr.Message, errDown.Error()) {
+		t.Errorf("join = %v, want unavailable without the store's own words", err)
 	}
 }

@@ -73,6 +73,6 @@ for user in ada bob; do
 done
 echo
 echo "Presence of every room, from any node:"
-echo "  curl -H 'Authorization: Bearer $secret' 'http://127.0.0.1:8081/api/presence?match=.'"
+echo "  curl -H 'Authorization: Bearer $(bin/posecast token --api)' 'http://127.0.0.1:8081/api/presence?match=.'"
 echo "Ctrl-C stops the nodes."
 wait

@@ -63,10 +63,9 @@ type CreateRoomRequest struct {
 type api struct {
 	reg *rooms.Registry
 	log *slog.Logger
-	// secret, when set, is the bearer token that changes need: the rooms
-	// API is for the application's backend, which holds the server's
-	// auth secret.
-	secret []byte
+	// token, when set, is the bearer token that changes and presence
+	// need: the rooms API is for the application's backend (APIToken).
+	token []byte
 	// mayCreate reports whether a client's address may create one more
 	// room now.
 	mayCreate func(net.Addr) bool
@@ -81,10 +80,10 @@ type api struct {
 //	GET    /api/presence?match=RE         → the presence of the matching rooms
 //	GET    /api/presence/stream?match=RE  → server-sent events: state, then diffs
 //
-// With a secret, POST, DELETE and presence need "Authorization: Bearer
-// <secret>".
-func newAPI(reg *rooms.Registry, presence *rooms.Collector, interval time.Duration, log *slog.Logger, secret []byte, mayCreate func(net.Addr) bool) http.Handler {
-	a := &api{reg: reg, log: log, secret: secret, mayCreate: mayCreate}
+// With a token, POST, DELETE and presence need "Authorization: Bearer
+// <token>", over HTTPS unless from loopback.
+func newAPI(reg *rooms.Registry, presence *rooms.Collector, interval time.Duration, log *slog.Logger, token []byte, mayCreate func(net.Addr) bool) http.Handler {
+	a := &api{reg: reg, log: log, token: token, mayCreate: mayCreate}
 	p := &presenceAPI{api: a, presence: presence, interval: interval}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/presence", a.authorized(p.handlePresence))
@@ -109,20 +108,36 @@ func methodNotAllowed(allow string) http.HandlerFunc {
 	}
 }
 
-// authorized lets a change through only with the secret as its bearer
-// token, when the server has a secret.
+// authorized lets a request through only with the API token as its bearer
+// token, when the server has one. A token sent over plain HTTP from
+// another machine is refused, and the client told to use HTTPS: whoever
+// sees it on the way could use it.
 func (a *api) authorized(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if len(a.secret) > 0 {
+		if len(a.token) > 0 {
 			token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(token), a.secret) != 1 {
+			if ok && r.TLS == nil && !fromLoopback(r) {
+				a.fail(w, http.StatusForbidden, "the API token travels only over HTTPS (the HTTP port serves it too); change it, as it was sent in the clear")
+				return
+			}
+			if !ok || subtle.ConstantTimeCompare([]byte(token), a.token) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="posecast"`)
-				a.fail(w, http.StatusUnauthorized, "this needs the server's secret as a bearer token")
+				a.fail(w, http.StatusUnauthorized, "this needs the server's API token as a bearer token (posecast token --api)")
 				return
 			}
 		}
 		h(w, r)
 	}
+}
+
+// fromLoopback reports whether r came from this machine.
+func fromLoopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (a *api) handleCreate(w http.ResponseWriter, r *http.Request) {

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -242,8 +243,9 @@ func TestTheRoomsAPIRefusesChangesOtherPagesCouldSend(t *testing.T) {
 	}{
 		{"no secret", "application/json", "", http.StatusUnauthorized},
 		{"a wrong secret", "application/json", "Bearer guess", http.StatusUnauthorized},
-		{"a simple cross-site form post", "text/plain", "Bearer backend secret", http.StatusUnsupportedMediaType},
-		{"the backend", "application/json; charset=utf-8", "Bearer backend secret", http.StatusCreated},
+		{"the secret itself", "application/json", "Bearer backend secret", http.StatusUnauthorized},
+		{"a simple cross-site form post", "text/plain", "Bearer " + APIToken([]byte("backend secret")), http.StatusUnsupportedMediaType},
+		{"the backend", "application/json; charset=utf-8", "Bearer " + APIToken([]byte("backend secret")), http.StatusCreated},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -312,5 +314,40 @@ func TestAJoinWhileTheStoreIsDownSaysSoWithoutItsInsides(t *testing.T) {
 	var rerr *RequestError
 	if !errors.As(err, &rerr) || rerr.Code != codec.CodeUnavailable || strings.Contains(rerr.Message, errDown.Error()) {
 		t.Errorf("join = %v, want unavailable without the store's own words", err)
+	}
+}
+
+func TestTheAPITokenTravelsOnlyOverHTTPSFromAfar(t *testing.T) {
+	reg, err := rooms.NewRegistry(&rooms.MemoryStore{}, rooms.Config{Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	token := APIToken([]byte("s"))
+	h := newAPI(reg, rooms.NewCollector(), time.Second, testLogger(), []byte(token), func(net.Addr) bool { return true })
+	tests := []struct {
+		name   string
+		remote string
+		tls    bool
+		want   int
+	}{
+		{"from another machine over HTTP", "192.0.2.7:40000", false, http.StatusForbidden},
+		{"from another machine over HTTPS", "192.0.2.7:40000", true, http.StatusOK},
+		{"from this machine over HTTP", "127.0.0.1:40000", false, http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/api/presence?match=x", nil)
+			r.RemoteAddr = tt.remote
+			if tt.tls {
+				r.TLS = &tls.ConnectionState{}
+			}
+			r.Header.Set("Authorization", "Bearer "+token)
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != tt.want {
+				t.Errorf("%d %s, want %d", w.Code, w.Body, tt.want)
+			}
+		})
 	}
 }

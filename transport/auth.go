@@ -91,6 +91,13 @@ func sign(secret []byte, body string) []byte {
 	return m.Sum(nil)
 }
 
+// APIToken returns the bearer token of the rooms API of a server with the
+// auth secret: derived from it, so that the backend that holds the secret
+// can make it, and whoever sees an API call cannot mint join tokens.
+func APIToken(secret []byte) string {
+	return "pca." + base64.RawURLEncoding.EncodeToString(sign(secret, "posecast rooms API"))
+}
+
 // VerifyToken checks a token's signature and expiry and returns its claims.
 func VerifyToken(secret []byte, token string, now time.Time) (Claims, error) {
 	var c Claims

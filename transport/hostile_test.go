@@ -564,7 +564,7 @@ func TestNewRoomsFromOneAddressAreBounded(t *testing.T) {
 	// The rooms API counts against the same bound.
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, ts.HTTPURL()+"/api/rooms", strings.NewReader(`{"name": "one more"}`))
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+string(secret))
+	req.Header.Set("Authorization", "Bearer "+APIToken(secret))
 	r, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -183,7 +183,7 @@ func TestPresenceAcrossRoomsNeedsATokenWithASecret(t *testing.T) {
 		}
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ts.HTTPURL()+"/api/presence?match=x", nil)
-	req.Header.Set("Authorization", "Bearer "+string(secret))
+	req.Header.Set("Authorization", "Bearer "+APIToken(secret))
 	r, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -324,7 +324,11 @@ func NewServer(cfg Config) (*Server, error) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
-	mux.Handle("/api/", newAPI(cfg.Registry, s.presence, cfg.PresenceInterval, cfg.Logger, cfg.AuthSecret, s.mayStartRoom))
+	var apiToken []byte
+	if len(cfg.AuthSecret) > 0 {
+		apiToken = []byte(APIToken(cfg.AuthSecret))
+	}
+	mux.Handle("/api/", newAPI(cfg.Registry, s.presence, cfg.PresenceInterval, cfg.Logger, apiToken, s.mayStartRoom))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	if cfg.Page != nil {
 		mux.Handle("/", cfg.Page)

@@ -368,6 +368,7 @@ func mintToken(args []string, out io.Writer) error {
 	room := fs.String("room", "", "the room the token admits to")
 	user := fs.String("user", "", "the user id the token's holder joins as")
 	name := fs.String("name", "", "the display name (default: the client's choice)")
+	apiToken := fs.Bool("api", false, "instead of a join token, print the rooms API's bearer token (derived from the secret)")
 	watch := fs.String("watch", "", "instead of a join token, a presence token for subscribe_presence with exactly this match (a Go regular expression)")
 	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid")
 	secret := fs.String("auth-secret", os.Getenv("POSECAST_AUTH_SECRET"), "the server's --auth-secret (default $POSECAST_AUTH_SECRET)")
@@ -376,6 +377,10 @@ func mintToken(args []string, out io.Writer) error {
 	}
 	if *secret == "" {
 		return errors.New("token: no --auth-secret or POSECAST_AUTH_SECRET")
+	}
+	if *apiToken {
+		_, err := fmt.Fprintln(out, transport.APIToken([]byte(*secret)))
+		return err
 	}
 	if *ttl <= 0 {
 		return errors.New("token: --ttl must be positive")

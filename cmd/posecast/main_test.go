@@ -197,6 +197,10 @@ func TestTokenMintsWhatTheServerAccepts(t *testing.T) {
 	if c, err := transport.VerifyToken([]byte("s3cret"), strings.TrimSpace(out.String()), time.Now()); err != nil || c.Watch != "^lobby:" || c.Room != "" {
 		t.Errorf("minted presence token: %+v, %v", c, err)
 	}
+	out.Reset()
+	if err := mintToken([]string{"--api"}, &out); err != nil || strings.TrimSpace(out.String()) != transport.APIToken([]byte("s3cret")) {
+		t.Errorf("posecast token --api = %q, %v", out.String(), err)
+	}
 	t.Setenv("POSECAST_AUTH_SECRET", "")
 	if err := mintToken([]string{"--room", "lobby", "--user", "ada"}, &out); err == nil {
 		t.Error("a token minted without a secret")

@@ -207,7 +207,7 @@ func TestPresenceAcrossNodesByPattern(t *testing.T) {
 	for _, n := range []*testNode{a, b, c} {
 		eventually(t, "the HTTP snapshot on "+n.name, func() bool {
 			req, _ := http.NewRequest(http.MethodGet, n.HTTP()+"/api/presence?match=%5Elobby%3A", nil)
-			req.Header.Set("Authorization", "Bearer "+string(h.secret))
+			req.Header.Set("Authorization", "Bearer "+transport.APIToken(h.secret))
 			r, err := http.DefaultClient.Do(req)
 			if err != nil {
 				return false

@@ -3,6 +3,7 @@ package codec
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -30,11 +31,8 @@ func AppendFrame(dst []byte, m Message) ([]byte, error) {
 	buf := bytes.NewBuffer(dst)
 	start := buf.Len()
 	buf.Write([]byte{0, 0, 0, 0})
-	enc := msgpack.GetEncoder()
+	enc := newEncoder(buf)
 	defer msgpack.PutEncoder(enc)
-	enc.Reset(buf)
-	enc.UseCompactInts(true)
-	enc.UseCompactFloats(true)
 	if err := enc.Encode(m); err != nil {
 		return dst, fmt.Errorf("encode %s: %w", h.Type, err)
 	}
@@ -198,4 +196,55 @@ func checkString(s string) error {
 		}
 	}
 	return nil
+}
+
+// AppendEntities appends entities to dst as msgpack map entries (each id,
+// then its components), without the map's header, encoded as control
+// messages are: for EntitiesState.Encoded.
+func AppendEntities(dst []byte, entities map[string]Components) ([]byte, error) {
+	buf := bytes.NewBuffer(dst)
+	enc := newEncoder(buf)
+	defer msgpack.PutEncoder(enc)
+	for id, c := range entities {
+		if err := enc.EncodeString(id); err != nil {
+			return dst, err
+		}
+		if err := enc.Encode(c); err != nil {
+			return dst, fmt.Errorf("encode entity %s: %w", id, err)
+		}
+	}
+	return buf.Bytes(), nil
+}
+
+// newEncoder returns a pooled encoder writing to w as control messages are
+// written. Put it back with msgpack.PutEncoder.
+func newEncoder(w io.Writer) *msgpack.Encoder {
+	enc := msgpack.GetEncoder()
+	enc.Reset(w)
+	enc.UseCompactInts(true)
+	enc.UseCompactFloats(true)
+	return enc
+}
+
+// EncodeMsgpack writes the state with its Encoded entities among the
+// others.
+func (m *EntitiesState) EncodeMsgpack(enc *msgpack.Encoder) error {
+	n := 3
+	if m.Ref != 0 {
+		n++
+	}
+	err := errors.Join(enc.EncodeMapLen(n), enc.EncodeString("type"), enc.EncodeString(m.Type))
+	if m.Ref != 0 {
+		err = errors.Join(err, enc.EncodeString("ref"), enc.EncodeUint32(m.Ref))
+	}
+	err = errors.Join(err, enc.EncodeString("seq"), enc.EncodeUint32(m.Seq),
+		enc.EncodeString("entities"), enc.EncodeMapLen(len(m.Entities)+m.EncodedCount))
+	for id, c := range m.Entities {
+		err = errors.Join(err, enc.EncodeString(id), enc.Encode(c))
+	}
+	if err != nil {
+		return err
+	}
+	_, err = enc.Writer().Write(m.Encoded)
+	return err
 }

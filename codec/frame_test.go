@@ -319,3 +319,25 @@ func BenchmarkDecodeWorstCase(b *testing.B) {
 		})
 	}
 }
+
+func TestAStateCarriesItsEncodedEntitiesWithTheOthers(t *testing.T) {
+	cached, err := AppendEntities(nil, map[string]Components{"b": {"x": 1.5}, "c": {"door": map[string]any{"open": true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame, err := EncodeFrame(&EntitiesState{Header: Header{Ref: 4}, Seq: 9, Entities: map[string]Components{"a": {"avatar": true}}, Encoded: cached, EncodedCount: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Decode(frame[FrameHeaderSize:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := m.(*EntitiesState)
+	want := &EntitiesState{Header: Header{Type: TypeEntitiesState, Ref: 4}, Seq: 9, Entities: map[string]Components{
+		"a": {"avatar": true}, "b": {"x": 1.5}, "c": {"door": map[string]any{"open": true}},
+	}}
+	if !sameJSON(t, got, want) {
+		t.Errorf("decoded %+v, want %+v", got, want)
+	}
+}

@@ -204,6 +204,12 @@ type EntitiesState struct {
 	// Seq is the pose update sequence number the state is at least as new as.
 	Seq      uint32                `msgpack:"seq"`
 	Entities map[string]Components `msgpack:"entities"`
+	// Encoded, for a sender, holds more entities already encoded by
+	// AppendEntities, EncodedCount of them, sent in the entities map along
+	// with Entities: what a sender caches because it changes more rarely
+	// than it is sent.
+	Encoded      []byte `msgpack:"-"`
+	EncodedCount int    `msgpack:"-"`
 }
 
 // EntitiesDiff is what changed in a room's world since the last diff,

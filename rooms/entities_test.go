@@ -485,3 +485,31 @@ func TestAChangeIsToldWhenItIsStored(t *testing.T) {
 		}
 	})
 }
+
+func TestResyncsComeOnceASecondMerged(t *testing.T) {
+	inBubble(t, testConfig(), nil, func(t *testing.T, w *world) {
+		alice := newMember(t, "alice")
+		m := w.join("lobby", "alice", alice)
+		alice.clear()
+		states := func() int { return len(only[*codec.EntitiesState](alice.takeFrames())) }
+		if err := m.Resync(); err != nil {
+			t.Fatal(err)
+		}
+		if n := states(); n != 1 {
+			t.Fatalf("a first resync brought %d states, want 1 at once", n)
+		}
+		for range 5 {
+			if err := m.Resync(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.ticks(2)
+		if n := states(); n != 0 {
+			t.Fatalf("five resyncs within the second brought %d states before it ended", n)
+		}
+		w.ticks(int(time.Second/w.cfg.Tick) + 1)
+		if n := states(); n != 1 {
+			t.Errorf("five resyncs within a second brought %d states after it, want 1", n)
+		}
+	})
+}

@@ -36,6 +36,7 @@ type Membership struct {
 	state     membershipState
 	heldUntil time.Time
 	budget    byteBudget // what it may make the room send reliably
+	resynced  time.Time  // when it was last sent a resync's state
 }
 
 // Room returns the room's id.
@@ -158,6 +159,8 @@ func (m *Membership) DeleteEntity(id string, stored func(error)) error {
 
 // Resync sends this device a fresh entities_state, for a receiver that lost
 // pose updates it cannot recover.
+// A member gets at most one a second: asked sooner, the state comes once
+// the second is over, at a tick, however many times it was asked for.
 func (m *Membership) Resync() error {
 	r := m.room
 	r.mu.Lock()
@@ -165,6 +168,33 @@ func (m *Membership) Resync() error {
 	if m.state != membershipActive {
 		return ErrLeft
 	}
-	r.sendLocked(m.member, r.entitiesStateLocked())
+	if now := time.Now(); now.Sub(m.resynced) >= resyncInterval {
+		m.resynced = now
+		r.sendLocked(m.member, r.entitiesStateLocked())
+		return nil
+	}
+	if r.resyncs == nil {
+		r.resyncs = make(map[*Membership]struct{})
+	}
+	r.resyncs[m] = struct{}{}
 	return nil
+}
+
+// resyncInterval is the least time between two states a member's resyncs
+// bring.
+const resyncInterval = time.Second
+
+// resyncLocked sends the states of the resyncs whose turn has come.
+// The room's lock must be held.
+func (r *Room) resyncLocked(now time.Time) {
+	for m := range r.resyncs {
+		switch {
+		case m.state != membershipActive:
+			delete(r.resyncs, m)
+		case now.Sub(m.resynced) >= resyncInterval:
+			delete(r.resyncs, m)
+			m.resynced = now
+			r.sendLocked(m.member, r.entitiesStateLocked())
+		}
+	}
 }

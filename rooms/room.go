@@ -113,6 +113,12 @@ type Room struct {
 	listeners    []listenerEntry
 	nextListener int
 	emptySince   time.Time
+	// encodedWorld is the environment as entities_state carries it; nil
+	// after a change, until the next state is built.
+	encodedWorld []byte
+	// resyncs are the members whose resync waits for its turn (one a
+	// second each), answered by the tick.
+	resyncs map[*Membership]struct{}
 
 	// Used by the tick goroutine only.
 	slotTicks    []slotTick

@@ -43,6 +43,7 @@ func (r *Room) tick(now time.Time, late time.Duration) (retire bool) {
 	r.mu.Lock()
 	r.expireHeldLocked(now)
 	r.markStaleLocked(tick)
+	r.resyncLocked(now)
 	if !r.diff.empty() {
 		r.broadcastLocked(r.takeDiffLocked(), nil)
 	}

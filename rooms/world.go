@@ -94,14 +94,20 @@ func (r *Room) withPoseLocked(c Components, slot int) Components {
 // entitiesStateLocked returns the whole world with avatars at their current
 // poses. The room's lock must be held.
 func (r *Room) entitiesStateLocked() *codec.EntitiesState {
-	out := make(map[string]Components, len(r.entities)+len(r.users))
-	for id, c := range r.entities {
-		out[id] = c
+	// The environment is encoded once per change, not per join or resync:
+	// a big world costs its encoding once.
+	if r.encodedWorld == nil {
+		b, err := codec.AppendEntities(make([]byte, 0, r.worldBytes+len(r.entities)*16), r.entities)
+		if err != nil {
+			r.log.Error("encode the world", "err", err)
+		}
+		r.encodedWorld = b
 	}
+	avatars := make(map[string]Components, len(r.users))
 	for id, u := range r.users {
-		out[id] = r.withPoseLocked(avatarComponents(u), u.slot)
+		avatars[id] = r.withPoseLocked(avatarComponents(u), u.slot)
 	}
-	return &codec.EntitiesState{Seq: r.seq.Load(), Entities: out}
+	return &codec.EntitiesState{Seq: r.seq.Load(), Entities: avatars, Encoded: r.encodedWorld, EncodedCount: len(r.entities)}
 }
 
 // takeDiffLocked returns the pending entities diff as a message, avatars in
@@ -150,6 +156,7 @@ func (r *Room) createEntityLocked(by string, c Components, stored func(error)) (
 	}
 	r.entities[id] = copyComponents(c)
 	r.worldBytes += size
+	r.encodedWorld = nil
 	r.emitLocked(Event{Name: EventEntityCreated, User: by, Entity: id, Data: c})
 	return id, nil
 }
@@ -201,6 +208,7 @@ func (r *Room) updateEntityLocked(by, id string, c Components, stored func(error
 	}
 	applyChange(r.entities, ch)
 	r.worldBytes += delta
+	r.encodedWorld = nil
 	changed := make(Components, len(ch.Set)+len(ch.Unset))
 	for k := range ch.Set {
 		changed[k] = r.entities[id][k]
@@ -223,6 +231,7 @@ func (r *Room) deleteEntityLocked(by, id string, stored func(error)) error {
 	}
 	r.worldBytes -= componentsSize(cur)
 	delete(r.entities, id)
+	r.encodedWorld = nil
 	r.emitLocked(Event{Name: EventEntityDeleted, User: by, Entity: id})
 	return nil
 }

@@ -3,6 +3,7 @@ package transport
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
@@ -311,5 +312,19 @@ func TestASessionThatKeepsOpeningStreamsIsClosed(t *testing.T) {
 	}
 	if _, err := watcher.Request(ctx, &codec.Ping{}); err != nil {
 		t.Errorf("the others after the churner: %v", err)
+	}
+}
+
+func TestAClientThatClosesIsCountedAsClosingNormally(t *testing.T) {
+	ts := startServer(t)
+	for i := range 5 {
+		c, _ := join(t, ts, "lobby", fmt.Sprint("u", i))
+		c.Close()
+	}
+	waitUntil(t, "five sessions ended", func() bool {
+		return ts.disconnected(CloseNormal)+ts.disconnected(CloseClientGone) == 5
+	})
+	if n := ts.disconnected(CloseClientGone); n != 0 {
+		t.Errorf("%v of five clients that closed their sessions were counted as gone", n)
 	}
 }

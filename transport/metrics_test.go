@@ -107,7 +107,7 @@ func TestTheMetricsEndpointFollowsTheTraffic(t *testing.T) {
 
 	bob.Close()
 	waitUntil(t, "bob's session gone from the gauge", func() bool { return metricValues(t, ts)["posecast_sessions"] == 1 })
-	if got := metricValues(t, ts)[`posecast_disconnects_total{reason="client_gone"}`]; got < 1 {
-		t.Errorf("disconnects by client_gone: %v, want 1", got)
+	if got := metricValues(t, ts)[`posecast_disconnects_total{reason="normal"}`]; got < 1 {
+		t.Errorf("disconnects by normal: %v, want bob's", got)
 	}
 }

@@ -216,18 +216,31 @@ func (ss *session) run() {
 	ss.log.Info("session ended", "reason", ss.reason.String(), "detail", ss.detail, "lasted", time.Since(start).Round(time.Millisecond))
 }
 
-// endReason classifies a session that ended under us.
-func (ss *session) endReason() CloseReason {
-	cause := context.Cause(ss.wt.Context())
-	var idle *quic.IdleTimeoutError
-	var sessErr *webtransport.SessionError
-	var appErr *quic.ApplicationError
-	switch {
-	case errors.As(cause, &idle):
-		return CloseTimeout
-	case errors.As(cause, &sessErr) && sessErr.Remote,
-		errors.As(cause, &appErr) && appErr.Remote:
-		return CloseNormal
+// endReason classifies a session that ended under us: by why its context
+// ended, or, when it has not yet, by err, the error that told us.
+func (ss *session) endReason(err ...error) CloseReason {
+	causes := []error{context.Cause(ss.wt.Context())}
+	if ss.conn != nil {
+		// The session's context may end with no cause of its own when its
+		// connection does: the connection's says who closed it.
+		causes = append(causes, context.Cause(ss.conn.Context()))
+	}
+	for _, cause := range append(causes, err...) {
+		var idle *quic.IdleTimeoutError
+		var sessErr *webtransport.SessionError
+		var appErr *quic.ApplicationError
+		var strErr *webtransport.StreamError
+		switch {
+		case errors.As(cause, &idle):
+			return CloseTimeout
+		case errors.As(cause, &sessErr) && sessErr.Remote,
+			errors.As(cause, &appErr) && appErr.Remote,
+			errors.As(cause, &strErr) && strErr.Remote,
+			// A session the client closed may end with no cause of its own;
+			// a lost client ends in an idle timeout, which has one.
+			cause == context.Canceled:
+			return CloseNormal // the client closed it
+		}
 	}
 	return CloseClientGone
 }
@@ -257,7 +270,7 @@ func (ss *session) readLoop() {
 			ss.fail(CloseNormal, "client closed its control stream")
 			return
 		case err != nil:
-			ss.fail(ss.endReason(), err.Error())
+			ss.fail(ss.endReason(err), err.Error())
 			return
 		}
 		buf = body[:0]

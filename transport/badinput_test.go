@@ -3,9 +3,9 @@ package transport
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"

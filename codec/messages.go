@@ -185,16 +185,17 @@ type Resync struct {
 	Header
 }
 
-// Ping asks for a pong; Time is echoed.
+// Ping asks for a pong; Time, whatever the client put there (its clock,
+// say), is echoed as it came.
 type Ping struct {
 	Header
-	Time int64 `msgpack:"t,omitempty"`
+	Time any `msgpack:"t,omitempty"`
 }
 
 // Pong answers ping.
 type Pong struct {
 	Header
-	Time       int64 `msgpack:"t,omitempty"`
+	Time       any   `msgpack:"t,omitempty"`
 	ServerTime int64 `msgpack:"server_time"`
 }
 

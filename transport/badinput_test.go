@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -326,5 +327,19 @@ func TestAClientThatClosesIsCountedAsClosingNormally(t *testing.T) {
 	})
 	if n := ts.disconnected(CloseClientGone); n != 0 {
 		t.Errorf("%v of five clients that closed their sessions were counted as gone", n)
+	}
+}
+
+func TestAPingsTimeIsEchoedAsItCame(t *testing.T) {
+	ts := startServer(t)
+	c := dial(t, ts)
+	for _, stamp := range []any{uint64(math.MaxUint64), int64(-5), "t0", 1.5} {
+		reply, err := c.Request(testContext(t), &codec.Ping{Time: stamp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := reply.(*codec.Pong).Time; fmt.Sprint(got) != fmt.Sprint(stamp) {
+			t.Errorf("ping %v (%T) echoed as %v (%T)", stamp, stamp, got, got)
+		}
 	}
 }

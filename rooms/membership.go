@@ -29,6 +29,7 @@ type Membership struct {
 	room   *Room
 	member Member
 	slot   int
+	owner  uint64 // the user's owner number of the slot
 
 	// Guarded by room.mu.
 	user      *user
@@ -60,7 +61,13 @@ func (m *Membership) UpdatePose(rec []byte) (bool, error) {
 	if r.drivers[m.slot].Load() != m {
 		return false, ErrNotDriver
 	}
-	return r.table.Write(m.slot, rec, r.tickCount.Load()), nil
+	// The driver may change between the check and the write; the slot may
+	// even go to another user. The write is refused then.
+	changed, ok := r.table.WriteAs(m.slot, m.owner, rec, r.tickCount.Load())
+	if !ok {
+		return false, ErrNotDriver
+	}
+	return changed, nil
 }
 
 // Leave takes this device out of the room at once; others learn of it in

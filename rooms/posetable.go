@@ -22,7 +22,11 @@ const timeMask = uint64(0xffffffff) << 8
 // Every word is accessed atomically, so the table is clean under the race
 // detector.
 type PoseTable struct {
-	slots []poseSlot
+	slots []poseSlot // 64 bytes each: one cache line, written by one core
+	// owners number, by slot, the avatars that have held it (Claim); a
+	// write on behalf of an earlier one is refused (WriteAs). Read-mostly,
+	// apart from the slots so that they stay a cache line each.
+	owners []atomic.Uint64
 }
 
 type poseSlot struct {
@@ -36,7 +40,7 @@ type poseSlot struct {
 
 // NewPoseTable returns a table of n slots.
 func NewPoseTable(n int) *PoseTable {
-	return &PoseTable{slots: make([]poseSlot, n)}
+	return &PoseTable{slots: make([]poseSlot, n), owners: make([]atomic.Uint64, n)}
 }
 
 // Len returns the number of slots.
@@ -68,6 +72,46 @@ func (t *PoseTable) Write(i int, rec []byte, tick uint64) bool {
 	}
 	s.seq.Store(seq + 2)
 	return true
+}
+
+// Claim gives slot i to a new avatar and returns its owner number. A write
+// in progress for the avatar before finishes first; one after, on its
+// behalf, is refused.
+func (t *PoseTable) Claim(i int) uint64 {
+	s := &t.slots[i]
+	seq := s.lock()
+	owner := t.owners[i].Add(1)
+	s.seq.Store(seq)
+	return owner
+}
+
+// WriteAs is Write on behalf of the slot's owner number owner (from Claim):
+// when another avatar holds the slot now, it writes nothing and reports ok
+// false, so that a late pose of an avatar that left never lands on the
+// avatar that took its slot.
+func (t *PoseTable) WriteAs(i int, owner uint64, rec []byte, tick uint64) (changed, ok bool) {
+	s := &t.slots[i]
+	var w [poseWords]uint64
+	var buf [poseWords * 8]byte
+	copy(buf[:], rec)
+	for k := range w {
+		w[k] = binary.LittleEndian.Uint64(buf[k*8:])
+	}
+	seq := s.lock()
+	if t.owners[i].Load() != owner {
+		s.seq.Store(seq)
+		return false, false
+	}
+	s.heard.Store(tick)
+	if seq != 0 && s.words[0].Load()&^timeMask == w[0]&^timeMask && s.sameTail(&w) {
+		s.seq.Store(seq)
+		return false, true
+	}
+	for k := range w {
+		s.words[k].Store(w[k])
+	}
+	s.seq.Store(seq + 2)
+	return true, true
 }
 
 // lock takes the slot's write side and returns the even sequence it held.

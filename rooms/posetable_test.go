@@ -140,3 +140,26 @@ func BenchmarkPoseTableRead(b *testing.B) {
 		buf, _ = tab.Read(7, buf[:0])
 	}
 }
+
+func TestAPoseOfAnAvatarThatLeftNeverLandsOnTheNext(t *testing.T) {
+	table := NewPoseTable(1)
+	first := table.Claim(0)
+	if changed, ok := table.WriteAs(0, first, poseRecord(1, 1, 1, 1, false), 1); !changed || !ok {
+		t.Fatalf("the owner's write = %v, %v", changed, ok)
+	}
+	// The slot goes to another avatar; a pose of the first, checked as its
+	// driver's just before, comes late.
+	second := table.Claim(0)
+	if changed, ok := table.WriteAs(0, first, poseRecord(2, 9, 9, 9, false), 2); changed || ok {
+		t.Errorf("a late write of the slot's last owner = %v, %v; want refused", changed, ok)
+	}
+	if rec, _ := table.Read(0, nil); !bytes.Equal(rec, poseRecord(1, 1, 1, 1, false)) {
+		t.Errorf("the slot holds %x", rec)
+	}
+	if table.Heard(0) != 1 {
+		t.Errorf("the refused write was heard at tick %d", table.Heard(0))
+	}
+	if _, ok := table.WriteAs(0, second, poseRecord(3, 2, 2, 2, false), 3); !ok {
+		t.Error("the new owner's write was refused")
+	}
+}

@@ -52,6 +52,8 @@ type user struct {
 	id   string
 	name string
 	slot int
+	// owner is the user's owner number of the slot (PoseTable.Claim).
+	owner uint64
 	// devices are the user's memberships in the order they joined, held
 	// ones (dropped, within their reconnect grace) included.
 	devices []*Membership
@@ -237,7 +239,7 @@ func (r *Room) join(member Member, req JoinRequest) (*Membership, error) {
 		if !ok {
 			return nil, fmt.Errorf("%w: %d avatars", ErrRoomFull, len(r.users))
 		}
-		u = &user{id: req.User, name: req.Name, slot: slot}
+		u = &user{id: req.User, name: req.Name, slot: slot, owner: r.table.Claim(slot)}
 		r.users[u.id] = u
 	} else {
 		resumed = u.heldDevice(req.Device)
@@ -250,7 +252,7 @@ func (r *Room) join(member Member, req JoinRequest) (*Membership, error) {
 		}
 	}
 
-	m := &Membership{room: r, member: member, user: u, slot: u.slot, budget: newByteBudget(r.cfg.MemberBytes, budgetBurst*r.cfg.MemberBytes, now)}
+	m := &Membership{room: r, member: member, user: u, slot: u.slot, owner: u.owner, budget: newByteBudget(r.cfg.MemberBytes, budgetBurst*r.cfg.MemberBytes, now)}
 	m.meta = codec.PresenceMeta{Ref: newID("p"), Name: req.Name, Device: req.Device, OnlineAt: now.UnixMilli(), Meta: req.Meta}
 	if resumed != nil {
 		m.meta.PrevRef = resumed.meta.Ref

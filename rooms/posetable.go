@@ -54,24 +54,8 @@ func (t *PoseTable) Len() int { return len(t.slots) }
 // One session writes a slot; should two race (a user's devices swapping
 // which one drives the avatar), the sequence word serializes them.
 func (t *PoseTable) Write(i int, rec []byte, tick uint64) bool {
-	s := &t.slots[i]
-	s.heard.Store(tick)
-	var w [poseWords]uint64
-	var buf [poseWords * 8]byte
-	copy(buf[:], rec)
-	for k := range w {
-		w[k] = binary.LittleEndian.Uint64(buf[k*8:])
-	}
-	seq := s.lock()
-	if seq != 0 && s.words[0].Load()&^timeMask == w[0]&^timeMask && s.sameTail(&w) {
-		s.seq.Store(seq) // unchanged: release without a new version
-		return false
-	}
-	for k := range w {
-		s.words[k].Store(w[k])
-	}
-	s.seq.Store(seq + 2)
-	return true
+	changed, _ := t.write(i, 0, false, rec, tick)
+	return changed
 }
 
 // Claim gives slot i to a new avatar and returns its owner number. A write
@@ -90,6 +74,11 @@ func (t *PoseTable) Claim(i int) uint64 {
 // false, so that a late pose of an avatar that left never lands on the
 // avatar that took its slot.
 func (t *PoseTable) WriteAs(i int, owner uint64, rec []byte, tick uint64) (changed, ok bool) {
+	return t.write(i, owner, true, rec, tick)
+}
+
+// write is Write, and with checkOwner WriteAs.
+func (t *PoseTable) write(i int, owner uint64, checkOwner bool, rec []byte, tick uint64) (changed, ok bool) {
 	s := &t.slots[i]
 	var w [poseWords]uint64
 	var buf [poseWords * 8]byte
@@ -98,13 +87,13 @@ func (t *PoseTable) WriteAs(i int, owner uint64, rec []byte, tick uint64) (chang
 		w[k] = binary.LittleEndian.Uint64(buf[k*8:])
 	}
 	seq := s.lock()
-	if t.owners[i].Load() != owner {
+	if checkOwner && t.owners[i].Load() != owner {
 		s.seq.Store(seq)
 		return false, false
 	}
 	s.heard.Store(tick)
 	if seq != 0 && s.words[0].Load()&^timeMask == w[0]&^timeMask && s.sameTail(&w) {
-		s.seq.Store(seq)
+		s.seq.Store(seq) // unchanged: release without a new version
 		return false, true
 	}
 	for k := range w {

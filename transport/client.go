@@ -85,10 +85,12 @@ type Client struct {
 	wmu     sync.Mutex // serializes control stream writes and guards poseBuf
 	poseBuf []byte
 
-	mu        sync.Mutex // guards the following
-	view      View
-	slots     map[uint16]string // slot -> avatar entity
-	changed   chan struct{}     // closed and replaced on every change
+	mu    sync.Mutex // guards the following
+	view  View
+	slots map[uint16]string // slot -> avatar entity
+	// changed is closed on the next change, for WaitFor; nil while no one
+	// waits, so that a change costs nothing then.
+	changed   chan struct{}
 	waiters   map[uint32]chan codec.Message
 	repeat    int
 	seqs      map[uint32]*partSet // pose updates not yet complete
@@ -273,7 +275,6 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	c := &Client{
 		cfg:     cfg,
 		tr:      cfg.Transport,
-		changed: make(chan struct{}),
 		waiters: make(map[uint32]chan codec.Message),
 		slots:   make(map[uint16]string),
 		seqs:    make(map[uint32]*partSet),
@@ -559,6 +560,9 @@ func (c *Client) WaitFor(ctx context.Context, cond func(*View) bool) error {
 	for {
 		c.mu.Lock()
 		ok := cond(&c.view)
+		if c.changed == nil {
+			c.changed = make(chan struct{})
+		}
 		ch := c.changed
 		closed := c.view.Closed
 		c.mu.Unlock()
@@ -613,8 +617,10 @@ func (c *Client) Abort() {
 func (c *Client) LocalAddr() net.Addr { return c.conn.LocalAddr() }
 
 func (c *Client) notifyLocked() {
-	close(c.changed)
-	c.changed = make(chan struct{})
+	if c.changed != nil {
+		close(c.changed)
+		c.changed = nil
+	}
 }
 
 // readLoop reads control messages into the view and to request waiters.

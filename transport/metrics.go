@@ -3,6 +3,7 @@ package transport
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"sync/atomic"
 
 	"github.com/posecast/posecast/rooms"
 )
@@ -15,13 +16,8 @@ type metrics struct {
 	sessions      prometheus.Gauge
 	sessionsTotal prometheus.Counter
 	disconnects   *prometheus.CounterVec // by close reason
-	datagramsIn   prometheus.Counter
-	datagramsOut  prometheus.Counter
-	bytesIn       prometheus.Counter
-	bytesOut      prometheus.Counter
 	messagesIn    prometheus.Counter
 	messagesOut   prometheus.Counter
-	posesIn       prometheus.Counter
 	retries       prometheus.Counter
 	tick          prometheus.Histogram
 	tickLate      prometheus.Histogram
@@ -60,7 +56,7 @@ const (
 	rejectMoved           = "moved"
 )
 
-func newMetrics(registry *rooms.Registry, pendingBytes, pendingDatagrams func() int) *metrics {
+func newMetrics(registry *rooms.Registry, pendingBytes, pendingDatagrams func() int, total func(func(*traffic) *atomic.Uint64) float64) *metrics {
 	reg := prometheus.NewRegistry()
 	f := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "posecast", Name: name, Help: help})
@@ -72,14 +68,9 @@ func newMetrics(registry *rooms.Registry, pendingBytes, pendingDatagrams func() 
 		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "posecast", Name: "disconnects_total", Help: "Sessions ended, by reason.",
 		}, []string{"reason"}),
-		datagramsIn:  f("datagrams_in_total", "Datagrams received."),
-		datagramsOut: f("datagrams_out_total", "Datagrams sent."),
-		bytesIn:      f("bytes_in_total", "Bytes received in datagrams and control messages."),
-		bytesOut:     f("bytes_out_total", "Bytes sent in datagrams and control messages."),
-		messagesIn:   f("messages_in_total", "Control messages received."),
-		messagesOut:  f("messages_out_total", "Control messages sent."),
-		posesIn:      f("poses_in_total", "Pose datagrams stored in a pose table."),
-		retries:      f("quic_retries_total", "New QUIC connections asked to prove their address with a Retry, handshakes coming fast."),
+		messagesIn:  f("messages_in_total", "Control messages received."),
+		messagesOut: f("messages_out_total", "Control messages sent."),
+		retries:     f("quic_retries_total", "New QUIC connections asked to prove their address with a Retry, handshakes coming fast."),
 		tick: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "posecast", Name: "tick_seconds", Help: "How long a room's tick took: diffs, stale marking and the pose fan-out.",
 			Buckets: prometheus.ExponentialBuckets(10e-6, 2.5, 10), // 10 µs .. 38 ms
@@ -108,6 +99,17 @@ func newMetrics(registry *rooms.Registry, pendingBytes, pendingDatagrams func() 
 	m.rejMessageRate = m.rejected.WithLabelValues(rejectMessageRate)
 	m.rejUnauthorized = m.rejected.WithLabelValues(rejectUnauthorized)
 	m.rejMoved = m.rejected.WithLabelValues(rejectMoved)
+	counted := func(name, help string, count func(*traffic) *atomic.Uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "posecast", Name: name, Help: help},
+			func() float64 { return total(count) })
+	}
+	reg.MustRegister(
+		counted("datagrams_in_total", "Datagrams received.", func(t *traffic) *atomic.Uint64 { return &t.datagramsIn }),
+		counted("datagrams_out_total", "Datagrams sent.", func(t *traffic) *atomic.Uint64 { return &t.datagramsOut }),
+		counted("bytes_in_total", "Bytes received in datagrams and control messages.", func(t *traffic) *atomic.Uint64 { return &t.bytesIn }),
+		counted("bytes_out_total", "Bytes sent in datagrams and control messages.", func(t *traffic) *atomic.Uint64 { return &t.bytesOut }),
+		counted("poses_in_total", "Pose datagrams stored in a pose table.", func(t *traffic) *atomic.Uint64 { return &t.posesIn }),
+	)
 	reg.MustRegister(
 		m.tick, m.tickLate,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "posecast", Name: "members", Help: "Devices in rooms, held ones included."},
@@ -118,8 +120,7 @@ func newMetrics(registry *rooms.Registry, pendingBytes, pendingDatagrams func() 
 				}
 				return float64(n)
 			}),
-		m.sessions, m.sessionsTotal, m.disconnects, m.datagramsIn, m.datagramsOut,
-		m.bytesIn, m.bytesOut, m.messagesIn, m.messagesOut, m.posesIn, m.retries, m.drops, m.rejected,
+		m.sessions, m.sessionsTotal, m.disconnects, m.messagesIn, m.messagesOut, m.retries, m.drops, m.rejected,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "posecast", Name: "outbound_pending_bytes", Help: "Control message bytes queued for sessions, or being written.",
 		}, func() float64 { return float64(pendingBytes()) }),

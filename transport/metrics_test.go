@@ -111,3 +111,19 @@ func TestTheMetricsEndpointFollowsTheTraffic(t *testing.T) {
 		t.Errorf("disconnects by normal: %v, want bob's", got)
 	}
 }
+
+func TestTrafficCountsOutliveTheirSessions(t *testing.T) {
+	ts := startServer(t)
+	c, _ := join(t, ts, "lobby", "ada")
+	for i := range uint32(5) {
+		if err := c.SendPose(pose(i+1, float64(i), 1.6, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "the poses counted", func() bool { return metricValues(t, ts)["posecast_poses_in_total"] == 5 })
+	c.Close()
+	waitUntil(t, "the session ended", func() bool { return ts.Sessions() == 0 })
+	if got := metricValues(t, ts)["posecast_poses_in_total"]; got != 5 {
+		t.Errorf("poses counted after the session ended: %v, want 5", got)
+	}
+}

@@ -253,6 +253,7 @@ type Server struct {
 	sessions map[*session]struct{}
 	perIP    map[string]int      // open connections by remote address (IPv6 by /64)
 	conns    int                 // open connections
+	ended    traffic             // what the sessions that ended moved
 	hasSess  map[*quic.Conn]bool // connections that opened a session
 	closing  bool
 }
@@ -288,7 +289,7 @@ func NewServer(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.metrics = newMetrics(cfg.Registry, s.pendingBytes, s.pendingDatagrams)
+	s.metrics = newMetrics(cfg.Registry, s.pendingBytes, s.pendingDatagrams, s.trafficTotal)
 	wtMux := http.NewServeMux()
 	wtMux.HandleFunc(Path, s.handleWebTransport)
 	s.tlsConf = http3.ConfigureTLSConfig(cfg.Certs.TLSConfig())
@@ -725,6 +726,7 @@ func (s *Server) handleWebTransport(w http.ResponseWriter, r *http.Request) {
 		ss.run()
 		s.mu.Lock()
 		delete(s.sessions, ss)
+		ss.traffic.addTo(&s.ended) // in the same step: /metrics never counts it twice or not at all
 		s.mu.Unlock()
 		s.metrics.sessions.Dec()
 	}()

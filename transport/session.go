@@ -49,6 +49,7 @@ type session struct {
 	lastHeard   atomic.Int64 // Unix nanoseconds
 	membership  atomic.Pointer[rooms.Membership]
 	presence    presenceSubs
+	traffic     traffic
 
 	helloBy time.Time // hello must have come by then
 
@@ -307,7 +308,7 @@ func (ss *session) process(body []byte, rs *readState) bool {
 	}
 	now := ss.heard()
 	ss.srv.metrics.messagesIn.Inc()
-	ss.srv.metrics.bytesIn.Add(float64(len(body) + codec.FrameHeaderSize))
+	ss.traffic.bytesIn.Add(uint64(len(body) + codec.FrameHeaderSize))
 	// Every frame after hello counts against the message limit before it
 	// is decoded: malformed ones cost the server as much as any.
 	if rs.hello && !rs.messages.allow(now) {
@@ -685,7 +686,7 @@ func (ss *session) writeLoop() {
 				return
 			}
 			ss.srv.metrics.messagesOut.Add(float64(len(frames)))
-			ss.srv.metrics.bytesOut.Add(float64(len(out)))
+			ss.traffic.bytesOut.Add(uint64(len(out)))
 			if cap(out) > 64<<10 {
 				out = nil // do not keep a burst's buffer for the session's life
 			}
@@ -709,8 +710,8 @@ func (ss *session) datagramLoop() {
 			return
 		}
 		now := ss.heard()
-		m.datagramsIn.Inc()
-		m.bytesIn.Add(float64(len(b)))
+		ss.traffic.datagramsIn.Add(1)
+		ss.traffic.bytesIn.Add(uint64(len(b)))
 		if !limit.allow(now) {
 			m.rejPoseRate.Inc()
 			if ss.overLimit(limit, now, "datagram") {
@@ -737,7 +738,7 @@ func (ss *session) datagramLoop() {
 				m.rejNotDriver.Inc()
 				continue
 			}
-			m.posesIn.Inc()
+			ss.traffic.posesIn.Add(1)
 		case kind == codec.DatagramPing:
 			if codec.CheckPingDatagram(b) != nil {
 				m.rejBadDatagram.Inc()
@@ -792,8 +793,8 @@ func (ss *session) sendLoop() {
 				}
 				continue
 			}
-			m.datagramsOut.Inc()
-			m.bytesOut.Add(float64(len(b)))
+			ss.traffic.datagramsOut.Add(1)
+			ss.traffic.bytesOut.Add(uint64(len(b)))
 		}
 	}
 }

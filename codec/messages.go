@@ -1,5 +1,7 @@
 package codec
 
+import "time"
+
 // Version is the protocol version this package speaks, sent in hello and welcome.
 const Version = 1
 
@@ -291,6 +293,19 @@ type Location struct {
 	// serves now and of the one it serves after its next rotation.
 	Current CertHash  `msgpack:"current" json:"current"`
 	Next    *CertHash `msgpack:"next,omitempty" json:"next,omitempty"`
+}
+
+// CertHashResponse is the JSON of GET /cert-hash: where the WebTransport
+// endpoint is (a room's, when asked with ?room=), and the SHA-256 hashes of
+// the certificate it serves now and of the one it serves after the next
+// rotation.
+type CertHashResponse struct {
+	Location
+	// Alternates are the WebTransport URLs on the machine's other
+	// addresses, for a page loaded from localhost (say, through adb reverse)
+	// whose WebTransport must go to the LAN address.
+	Alternates []string   `json:"alternates,omitempty"`
+	Expires    *time.Time `json:"expires,omitempty"`
 }
 
 // CertHash is a certificate's SHA-256 hash in hex and in base64.

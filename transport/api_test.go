@@ -16,6 +16,7 @@ import (
 
 	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/rooms"
+	"github.com/posecast/posecast/transport/client"
 )
 
 // apiDo sends a rooms API request with a raw body and returns the status
@@ -311,7 +312,7 @@ func TestAJoinWhileTheStoreIsDownSaysSoWithoutItsInsides(t *testing.T) {
 	ts := startServerOn(t, &downStore{})
 	c := dial(t, ts)
 	_, err := c.Join(testContext(t), codec.Join{Room: "lobby"})
-	var rerr *RequestError
+	var rerr *client.RequestError
 	if !errors.As(err, &rerr) || rerr.Code != codec.CodeUnavailable || strings.Contains(rerr.Message, errDown.Error()) {
 		t.Errorf("join = %v, want unavailable without the store's own words", err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/posecast/posecast/certs"
 	"github.com/posecast/posecast/rooms"
+	"github.com/posecast/posecast/transport/client"
 )
 
 func TestTokens(t *testing.T) {
@@ -121,7 +122,7 @@ func TestSessionsFromOtherOriginsAreRefusedAtTheUpgrade(t *testing.T) {
 				c.AllowedOrigins = tt.allowed
 			})
 			current, _ := ts.certs.Hashes()
-			c, err := Dial(testContext(t), ClientConfig{URL: ts.URL(), CertHashes: []certs.Hash{current}, Origin: tt.origin})
+			c, err := client.Dial(testContext(t), client.Config{URL: ts.URL(), CertHashes: []certs.Hash{current}, Origin: tt.origin})
 			if !tt.ok {
 				if err == nil {
 					c.Close()

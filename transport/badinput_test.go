@@ -15,6 +15,7 @@ import (
 
 	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/rooms"
+	"github.com/posecast/posecast/transport/client"
 )
 
 func (ts *testServer) rejected(reason string) float64 {
@@ -28,13 +29,13 @@ func (ts *testServer) disconnected(reason CloseReason) float64 {
 // roomGoesOn checks that the room still works for honest members: a pose
 // sent by one reaches the other. The stamp also sets the position, since a
 // pose in the same place as the last is not sent again.
-func roomGoesOn(t *testing.T, sender, receiver *Client, stamp uint32) {
+func roomGoesOn(t *testing.T, sender, receiver *client.Client, stamp uint32) {
 	t.Helper()
 	if err := sender.SendPose(pose(stamp, float64(stamp), 2, 3)); err != nil {
 		t.Fatal(err)
 	}
 	user := sender.View().User
-	waitFor(t, receiver, "the room goes on", func(v *View) bool { return v.Poses[user].Time == stamp })
+	waitFor(t, receiver, "the room goes on", func(v *client.View) bool { return v.Poses[user].Time == stamp })
 }
 
 func TestGarbageDatagramsAreCountedAndIgnored(t *testing.T) {
@@ -45,7 +46,7 @@ func TestGarbageDatagramsAreCountedAndIgnored(t *testing.T) {
 	if err := offender.SendPose(pose(1, 0, 1, 0)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, watcher, "the offender's honest pose", func(v *View) bool { return v.Poses["offender"].Time == 1 })
+	waitFor(t, watcher, "the offender's honest pose", func(v *client.View) bool { return v.Poses["offender"].Time == 1 })
 
 	rng := rand.New(rand.NewPCG(3, 4))
 	good := codec.AppendPoseDatagram(nil, pose(2, 9, 9, 9))
@@ -93,12 +94,12 @@ func TestOversizeControlMessageClosesOnlyThatSession(t *testing.T) {
 	if err := offender.SendRaw(frame[:]); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, offender, "the offender's goodbye", func(v *View) bool { return v.Goodbye != nil })
+	waitFor(t, offender, "the offender's goodbye", func(v *client.View) bool { return v.Goodbye != nil })
 	if g := offender.View().Goodbye; g.Code != codec.CodeTooLarge {
 		t.Errorf("goodbye %+v, want %s", g, codec.CodeTooLarge)
 	}
 	<-offender.Done()
-	waitFor(t, watcher, "the offender is gone", func(v *View) bool { return v.Presence["offender"] == nil })
+	waitFor(t, watcher, "the offender is gone", func(v *client.View) bool { return v.Presence["offender"] == nil })
 	roomGoesOn(t, honest, watcher, 4)
 	waitUntil(t, "the close counted", func() bool { return ts.disconnected(CloseTooLarge) == 1 })
 }
@@ -127,7 +128,7 @@ func TestMalformedControlMessagesGetAnErrorAndTheSessionGoesOn(t *testing.T) {
 			if err := c.SendRaw(frameOf(tt.body)); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, c, "an error answer", func(v *View) bool { return len(v.Errors) > errorsBefore })
+			waitFor(t, c, "an error answer", func(v *client.View) bool { return len(v.Errors) > errorsBefore })
 			if e := c.View().Errors[errorsBefore]; e.Code != codec.CodeBadMessage && e.Code != codec.CodeTooLarge || e.Ref != tt.ref {
 				t.Errorf("error %+v, want %s or %s with ref %d", e, codec.CodeBadMessage, codec.CodeTooLarge, tt.ref)
 			}
@@ -173,11 +174,11 @@ func TestNoOneMovesAnotherUsersAvatar(t *testing.T) {
 	if err := victim.SendPose(pose(1, 1, 1, 1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, watcher, "the victim's pose", func(v *View) bool { return v.Poses["victim"].Time == 1 })
+	waitFor(t, watcher, "the victim's pose", func(v *client.View) bool { return v.Poses["victim"].Time == 1 })
 	attacker, _ := join(t, ts, "lobby", "attacker")
 	ctx := testContext(t)
 
-	var reqErr *RequestError
+	var reqErr *client.RequestError
 	_, err := attacker.Request(ctx, &codec.Update{Entity: "victim", Components: codec.Components{"position": []any{50.0, 50.0, 50.0}}})
 	if !errors.As(err, &reqErr) || reqErr.Code != codec.CodeForbidden {
 		t.Errorf("updating another avatar: %v, want %s", err, codec.CodeForbidden)
@@ -218,20 +219,20 @@ func TestOnlyTheNewestDeviceMovesTheAvatar(t *testing.T) {
 	if err := newer.SendPose(pose(6, 6, 6, 6)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, watcher, "the newer device's pose", func(v *View) bool { return v.Poses["ada"].Time == 6 })
+	waitFor(t, watcher, "the newer device's pose", func(v *client.View) bool { return v.Poses["ada"].Time == 6 })
 	newer.Close()
-	waitFor(t, watcher, "ada on one device", func(v *View) bool { return len(v.Presence["ada"]) == 1 })
+	waitFor(t, watcher, "ada on one device", func(v *client.View) bool { return len(v.Presence["ada"]) == 1 })
 	if err := older.SendPose(pose(7, 7, 7, 7)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, watcher, "the older device drives again", func(v *View) bool { return v.Poses["ada"].Time == 7 })
+	waitFor(t, watcher, "the older device drives again", func(v *client.View) bool { return v.Poses["ada"].Time == 7 })
 }
 
 func TestExtraStreamsAreResetAndTheSessionGoesOn(t *testing.T) {
 	ts := startServer(t)
 	c, _ := join(t, ts, "lobby", "ada")
 	ctx := testContext(t)
-	str, err := c.sess.OpenStreamSync(ctx)
+	str, err := c.Session().OpenStreamSync(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +278,7 @@ func TestADecodeBombIsRefusedBeforeItIsDecoded(t *testing.T) {
 			if err := c.SendRaw(frameOf(tt.body)); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, c, "an error answer", func(v *View) bool { return len(v.Errors) > errorsBefore })
+			waitFor(t, c, "an error answer", func(v *client.View) bool { return len(v.Errors) > errorsBefore })
 			if e := c.View().Errors[errorsBefore]; e.Code != tt.code || e.Ref != uint32(5+i) {
 				t.Errorf("error %+v, want %s with ref %d", e, tt.code, 5+i)
 			}
@@ -295,7 +296,7 @@ func TestASessionThatKeepsOpeningStreamsIsClosed(t *testing.T) {
 	ctx := testContext(t)
 	for i := range 200 {
 		octx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		str, err := c.sess.OpenStreamSync(octx) // as the server grants more
+		str, err := c.Session().OpenStreamSync(octx) // as the server grants more
 		cancel()
 		if err != nil {
 			break // the session is closed

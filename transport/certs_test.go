@@ -18,6 +18,7 @@ import (
 	"github.com/posecast/posecast/certs"
 	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/rooms"
+	"github.com/posecast/posecast/transport/client"
 )
 
 // servedCertificate returns the leaf certificate the QUIC listener presents.
@@ -49,7 +50,7 @@ func TestTheServedCertificateIsOneChromeAccepts(t *testing.T) {
 func TestTheHashEndpointMatchesTheListener(t *testing.T) {
 	ts := startServer(t)
 	ctx := testContext(t)
-	resp, hashes, err := FetchCertHash(ctx, ts.HTTPURL())
+	resp, hashes, err := client.FetchCertHash(ctx, ts.HTTPURL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,12 +65,12 @@ func TestTheHashEndpointMatchesTheListener(t *testing.T) {
 	}
 	// A client that trusts the endpoint's hashes connects; one with a wrong
 	// hash does not.
-	c, err := Dial(ctx, ClientConfig{URL: resp.URL, CertHashes: hashes})
+	c, err := client.Dial(ctx, client.Config{URL: resp.URL, CertHashes: hashes})
 	if err != nil {
 		t.Fatalf("dial with the endpoint's hashes: %v", err)
 	}
 	c.Close()
-	if c, err := Dial(ctx, ClientConfig{URL: resp.URL, CertHashes: []certs.Hash{{1, 2, 3}}}); err == nil {
+	if c, err := client.Dial(ctx, client.Config{URL: resp.URL, CertHashes: []certs.Hash{{1, 2, 3}}}); err == nil {
 		c.Close()
 		t.Fatal("dial with a wrong hash succeeded")
 	}
@@ -102,16 +103,16 @@ func TestTheHashEndpointNamesTheHostItWasAskedOn(t *testing.T) {
 func TestRotationHandsOutTheNextCertificateAndKeepsSessions(t *testing.T) {
 	ts := startServer(t)
 	ctx := testContext(t)
-	before, hashes, err := FetchCertHash(ctx, ts.HTTPURL())
+	before, hashes, err := client.FetchCertHash(ctx, ts.HTTPURL())
 	if err != nil {
 		t.Fatal(err)
 	}
-	old, _ := join(t, ts, "lobby", "old", func(c *ClientConfig) { c.CertHashes = hashes[:1] })
+	old, _ := join(t, ts, "lobby", "old", func(c *client.Config) { c.CertHashes = hashes[:1] })
 
 	if err := ts.certs.Rotate(); err != nil {
 		t.Fatal(err)
 	}
-	after, hashes, err := FetchCertHash(ctx, ts.HTTPURL())
+	after, hashes, err := client.FetchCertHash(ctx, ts.HTTPURL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +123,7 @@ func TestRotationHandsOutTheNextCertificateAndKeepsSessions(t *testing.T) {
 		t.Errorf("listener serves %s after rotation, want %s", got.Hex(), after.Current.Hex)
 	}
 	// A new session trusting only the new certificate connects...
-	newer, _ := join(t, ts, "lobby", "new", func(c *ClientConfig) { c.CertHashes = hashes[:1] })
+	newer, _ := join(t, ts, "lobby", "new", func(c *client.Config) { c.CertHashes = hashes[:1] })
 	// ...and the old session lives on.
 	if _, err := old.Request(ctx, &codec.Ping{}); err != nil {
 		t.Fatalf("the old session after rotation: %v", err)
@@ -145,7 +146,7 @@ func TestHealthz(t *testing.T) {
 
 func TestTheHashEndpointListsTheOtherAddresses(t *testing.T) {
 	ts := startServer(t, func(c *Config, _ *rooms.Config) { c.Listen = ":0" })
-	resp, _, err := FetchCertHash(testContext(t), ts.HTTPURL())
+	resp, _, err := client.FetchCertHash(testContext(t), ts.HTTPURL())
 	if err != nil {
 		t.Fatal(err)
 	}

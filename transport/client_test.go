@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/posecast/posecast/transport/client"
 )
 
 func TestClientsCanShareOneUDPSocket(t *testing.T) {
@@ -18,7 +20,7 @@ func TestClientsCanShareOneUDPSocket(t *testing.T) {
 		tr.Close()
 		udp.Close()
 	})
-	shared := func(c *ClientConfig) { c.Transport = tr }
+	shared := func(c *client.Config) { c.Transport = tr }
 	a, _ := join(t, ts, "lobby", "ada", shared)
 	b, _ := join(t, ts, "lobby", "bob", shared)
 	if a.LocalAddr().String() != b.LocalAddr().String() {
@@ -27,6 +29,6 @@ func TestClientsCanShareOneUDPSocket(t *testing.T) {
 	roomGoesOn(t, a, b, 21)
 	roomGoesOn(t, b, a, 22)
 	a.Close()
-	waitFor(t, b, "ada gone", func(v *View) bool { return v.Presence["ada"] == nil })
+	waitFor(t, b, "ada gone", func(v *client.View) bool { return v.Presence["ada"] == nil })
 	roomGoesOn(t, b, b, 23) // closing one client leaves the shared socket to the other
 }

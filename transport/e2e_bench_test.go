@@ -15,6 +15,7 @@ import (
 	"github.com/posecast/posecast/certs"
 	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/rooms"
+	"github.com/posecast/posecast/transport/client"
 )
 
 // BenchmarkEndToEnd runs clients in one room on loopback, each sending head
@@ -75,9 +76,9 @@ func runEndToEnd(b *testing.B, members, hz int, duration time.Duration, flood bo
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), duration+30*time.Second)
 	defer cancel()
-	clients := make([]*Client, members)
+	clients := make([]*client.Client, members)
 	for i := range clients {
-		c, err := Dial(ctx, ClientConfig{
+		c, err := client.Dial(ctx, client.Config{
 			URL:        ts.URL(),
 			CertHashes: []certs.Hash{current},
 			OnPoses:    func(slot uint16, rec []byte, at time.Time) { record(slot, rec, at) },
@@ -98,7 +99,7 @@ func runEndToEnd(b *testing.B, members, hz int, duration time.Duration, flood bo
 	start := time.Now()
 	var wg sync.WaitGroup
 	if flood {
-		f, err := Dial(ctx, ClientConfig{URL: ts.URL(), CertHashes: []certs.Hash{current}})
+		f, err := client.Dial(ctx, client.Config{URL: ts.URL(), CertHashes: []certs.Hash{current}})
 		if err != nil {
 			b.Fatal(err)
 		}

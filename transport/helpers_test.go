@@ -22,6 +22,7 @@ import (
 	"github.com/posecast/posecast/certs"
 	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/rooms"
+	"github.com/posecast/posecast/transport/client"
 )
 
 // TestMain fails the package when goroutines of the project or of QUIC
@@ -136,14 +137,14 @@ func testContext(t *testing.T) context.Context {
 
 // dial connects a client to ts, trusting its certificate by hash, and closes
 // it when the test ends.
-func dial(t *testing.T, ts *testServer, cfg ...func(*ClientConfig)) *Client {
+func dial(t *testing.T, ts *testServer, cfg ...func(*client.Config)) *client.Client {
 	t.Helper()
 	current, _ := ts.certs.Hashes()
-	cc := ClientConfig{URL: ts.URL(), CertHashes: []certs.Hash{current}, Name: t.Name()}
+	cc := client.Config{URL: ts.URL(), CertHashes: []certs.Hash{current}, Name: t.Name()}
 	for _, f := range cfg {
 		f(&cc)
 	}
-	c, err := Dial(testContext(t), cc)
+	c, err := client.Dial(testContext(t), cc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +202,7 @@ func httpGet(t *testing.T, url string) (int, []byte) {
 }
 
 // join dials and joins room as user.
-func join(t *testing.T, ts *testServer, room, user string, cfg ...func(*ClientConfig)) (*Client, *codec.Joined) {
+func join(t *testing.T, ts *testServer, room, user string, cfg ...func(*client.Config)) (*client.Client, *codec.Joined) {
 	t.Helper()
 	c := dial(t, ts, cfg...)
 	j, err := c.Join(testContext(t), codec.Join{Room: room, Name: "name of " + user, Token: token(t, ts, room, user)})
@@ -228,7 +229,7 @@ func near(got, want [3]float64) bool {
 }
 
 // waitFor waits for cond on c's view, failing the test with what on timeout.
-func waitFor(t *testing.T, c *Client, what string, cond func(*View) bool) {
+func waitFor(t *testing.T, c *client.Client, what string, cond func(*client.View) bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -271,7 +272,7 @@ func dialRaw(t *testing.T, ts *testServer) *webtransport.Stream {
 	return str
 }
 
-func hasEvent(v *View, name, user string) bool {
+func hasEvent(v *client.View, name, user string) bool {
 	for _, e := range v.Events {
 		if e.Name == name && e.User == user {
 			return true

@@ -22,6 +22,7 @@ import (
 	"github.com/posecast/posecast/certs"
 	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/rooms"
+	"github.com/posecast/posecast/transport/client"
 )
 
 func TestJoinTokens(t *testing.T) {
@@ -48,7 +49,7 @@ func TestJoinTokens(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := c.Join(testContext(t), codec.Join{Room: "lobby", Token: tt.token})
-			var re *RequestError
+			var re *client.RequestError
 			if !errors.As(err, &re) || re.Code != codec.CodeUnauthorized {
 				t.Errorf("join: %v, want %s", err, codec.CodeUnauthorized)
 			}
@@ -61,7 +62,7 @@ func TestJoinTokens(t *testing.T) {
 	if err := c.SendRaw(rawFrame(t, map[string]any{"type": "join", "ref": 1, "room": "lobby", "user": "mallory", "token": valid})); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, c, "joined", func(v *View) bool { return v.User != "" && v.Entities != nil })
+	waitFor(t, c, "joined", func(v *client.View) bool { return v.User != "" && v.Entities != nil })
 	if j := c.View(); j.User != "ada" || j.Token != "" {
 		t.Errorf("joined as %q with token %q, want the token's user ada and no token back", j.User, j.Token)
 	}
@@ -70,7 +71,7 @@ func TestJoinTokens(t *testing.T) {
 	if _, err := second.Join(testContext(t), codec.Join{Room: "lobby", Token: valid}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, c, "ada on two devices", func(v *View) bool {
+	waitFor(t, c, "ada on two devices", func(v *client.View) bool {
 		metas := v.Presence["ada"]
 		return len(metas) == 2 && metas[0].Name == "Ada L." && len(v.Presence) == 1
 	})
@@ -86,7 +87,7 @@ func TestDevelopmentModeMakesUsersUp(t *testing.T) {
 	if err := ada.SendPose(pose(7, 1, 1.6, 1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, watcher, "ada's pose", func(v *View) bool { return v.Poses["ada"].Time == 7 })
+	waitFor(t, watcher, "ada's pose", func(v *client.View) bool { return v.Poses["ada"].Time == 7 })
 
 	forged, err := SignToken([]byte("a guess"), Claims{Room: "lobby", User: "ada", Expires: time.Now().Add(time.Hour).Unix()})
 	if err != nil {
@@ -108,7 +109,7 @@ func TestDevelopmentModeMakesUsersUp(t *testing.T) {
 			if err := mallory.SendRaw(rawFrame(t, tt.join)); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, mallory, "joined", func(v *View) bool { return v.User != "" && v.Entities != nil })
+			waitFor(t, mallory, "joined", func(v *client.View) bool { return v.User != "" && v.Entities != nil })
 			j := mallory.View()
 			if j.User == "ada" || j.Token == "" {
 				t.Fatalf("joined as %q with token %q: want a user of its own and a token for it", j.User, j.Token)
@@ -123,7 +124,7 @@ func TestDevelopmentModeMakesUsersUp(t *testing.T) {
 			if err := mallory.SendPose(pose(8, 5, 1.6, 5)); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, watcher, "the newcomer's pose", func(v *View) bool { return v.Poses[j.User].Time == 8 })
+			waitFor(t, watcher, "the newcomer's pose", func(v *client.View) bool { return v.Poses[j.User].Time == 8 })
 			v := watcher.View()
 			if metas := v.Presence["ada"]; len(metas) != 1 || v.Poses["ada"].Time != 7 {
 				t.Errorf("ada has %d metas and pose %+v, want 1 and the one she sent", len(metas), v.Poses["ada"])
@@ -138,7 +139,7 @@ func TestDevelopmentModeMakesUsersUp(t *testing.T) {
 			if j2.User != j.User {
 				t.Errorf("the second device joined as %q, want %q", j2.User, j.User)
 			}
-			waitFor(t, watcher, "the newcomer on two devices", func(v *View) bool { return len(v.Presence[j.User]) == 2 })
+			waitFor(t, watcher, "the newcomer on two devices", func(v *client.View) bool { return len(v.Presence[j.User]) == 2 })
 		})
 	}
 }
@@ -178,8 +179,8 @@ func TestAFlooderIsThrottledThenClosedWhileTheRoomGoesOn(t *testing.T) {
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-	waitFor(t, watcher, "the mover's last pose", func(v *View) bool { return v.Poses["mover"].Time == 40 })
-	waitFor(t, flooder, "the flooder's goodbye", func(v *View) bool { return v.Goodbye != nil })
+	waitFor(t, watcher, "the mover's last pose", func(v *client.View) bool { return v.Poses["mover"].Time == 40 })
+	waitFor(t, flooder, "the flooder's goodbye", func(v *client.View) bool { return v.Goodbye != nil })
 	cancel()
 	flood.Wait()
 	if g := flooder.View().Goodbye; g.Code != codec.CodeRateLimited {
@@ -222,7 +223,7 @@ func TestASlowConsumerIsClosedAndTheRoomGoesOn(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, watcher, "the slow one present", func(v *View) bool { return v.Presence["slow"] != nil })
+	waitFor(t, watcher, "the slow one present", func(v *client.View) bool { return v.Presence["slow"] != nil })
 
 	// The talker's events fill the slow one's QUIC window, then its backlog.
 	var slowSession *session
@@ -250,7 +251,7 @@ func TestASlowConsumerIsClosedAndTheRoomGoesOn(t *testing.T) {
 	if peak > 256<<10+64<<10 {
 		t.Errorf("%d control bytes queued at the peak, bound 256 KiB", peak)
 	}
-	waitFor(t, watcher, "the slow one gone", func(v *View) bool { return v.Presence["slow"] == nil })
+	waitFor(t, watcher, "the slow one gone", func(v *client.View) bool { return v.Presence["slow"] == nil })
 	roomGoesOn(t, talker, watcher, 31)
 	if p := ts.pendingBytes(); p > 1<<20 {
 		t.Errorf("%d control bytes still queued after the slow consumer left", p)
@@ -293,7 +294,7 @@ func TestConnectionsFromOneAddressAreBoundedAndIdleOnesClosed(t *testing.T) {
 		bare = append(bare, conn)
 	}
 	current, _ := ts.certs.Hashes()
-	if c, err := Dial(ctx, ClientConfig{URL: ts.URL(), CertHashes: []certs.Hash{current}}); err == nil {
+	if c, err := client.Dial(ctx, client.Config{URL: ts.URL(), CertHashes: []certs.Hash{current}}); err == nil {
 		c.Close()
 		t.Fatal("a third connection from one address was let in")
 	}
@@ -304,7 +305,7 @@ func TestConnectionsFromOneAddressAreBoundedAndIdleOnesClosed(t *testing.T) {
 			t.Fatal("a connection without a session outlived the hello deadline")
 		}
 	}
-	c, err := Dial(ctx, ClientConfig{URL: ts.URL(), CertHashes: []certs.Hash{current}})
+	c, err := client.Dial(ctx, client.Config{URL: ts.URL(), CertHashes: []certs.Hash{current}})
 	if err != nil {
 		t.Fatalf("a connection once the idle ones were closed: %v", err)
 	}
@@ -348,7 +349,7 @@ func TestMalformedMessagesCountAgainstTheMessageRate(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	waitFor(t, c, "the goodbye", func(v *View) bool { return v.Goodbye != nil })
+	waitFor(t, c, "the goodbye", func(v *client.View) bool { return v.Goodbye != nil })
 	if g := c.View().Goodbye; g.Code != codec.CodeRateLimited {
 		t.Errorf("goodbye %+v, want %s", g, codec.CodeRateLimited)
 	}
@@ -362,7 +363,7 @@ func TestANodeFullOfSessionsRefusesMoreSayingWhy(t *testing.T) {
 	dial(t, ts)
 	dial(t, ts)
 	current, _ := ts.certs.Hashes()
-	c, err := Dial(testContext(t), ClientConfig{URL: ts.URL(), CertHashes: []certs.Hash{current}})
+	c, err := client.Dial(testContext(t), client.Config{URL: ts.URL(), CertHashes: []certs.Hash{current}})
 	if err == nil {
 		c.Close()
 		t.Fatal("a third session on a node of two was let in")
@@ -447,20 +448,20 @@ func TestMembersSendingTheirAllowanceAtOnceEvictNoOne(t *testing.T) {
 	// past their budget and the room's), not on five honest members, who
 	// stay, read what came, and go on.
 	ts := startServer(t)
-	var honest []*Client
+	var honest []*client.Client
 	for i := range 5 {
 		c, _ := join(t, ts, "lobby", fmt.Sprint("honest", i))
 		honest = append(honest, c)
 	}
 	blob := strings.Repeat("x", 60<<10)
-	var senders []*Client
+	var senders []*client.Client
 	for i := range 4 {
 		sender, _ := join(t, ts, "lobby", fmt.Sprint("sender", i))
 		senders = append(senders, sender)
 	}
 	before := make([]uint64, len(honest))
 	for i, c := range honest {
-		waitFor(t, c, "the senders present", func(v *View) bool { return len(v.Presence) == 9 })
+		waitFor(t, c, "the senders present", func(v *client.View) bool { return len(v.Presence) == 9 })
 		before[i] = c.Traffic().BytesReceived
 	}
 	start := time.Now()
@@ -471,7 +472,7 @@ func TestMembersSendingTheirAllowanceAtOnceEvictNoOne(t *testing.T) {
 			var inner sync.WaitGroup
 			for range 19 {
 				inner.Go(func() {
-					var rerr *RequestError
+					var rerr *client.RequestError
 					if err := sender.Publish(testContext(t), "blob", blob); errors.As(err, &rerr) && rerr.Code == codec.CodeRateLimited {
 						refused.Add(1)
 					}
@@ -520,7 +521,7 @@ func TestClientsProveTheirAddressWhenHandshakesComeFast(t *testing.T) {
 	if err := a.SendPose(pose(3, 1, 1.7, 1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, b, "ada's pose", func(v *View) bool { return v.Poses["ada"].Time == 3 })
+	waitFor(t, b, "ada's pose", func(v *client.View) bool { return v.Poses["ada"].Time == 3 })
 	if n := testutil.ToFloat64(ts.metrics.retries); n < 2 {
 		t.Errorf("%v connections went through a Retry, want both", n)
 	}
@@ -539,7 +540,7 @@ func TestNewRoomsFromOneAddressAreBounded(t *testing.T) {
 		return s
 	}
 	started := 0
-	var rerr *RequestError
+	var rerr *client.RequestError
 	for i := range 15 {
 		room := fmt.Sprint("room", i)
 		if _, err := c.Join(ctx, codec.Join{Room: room, Token: tok(room)}); err != nil {

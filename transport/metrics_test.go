@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/posecast/posecast/rooms"
+	"github.com/posecast/posecast/transport/client"
 )
 
 // metricValues reads ts's /metrics and returns every sample by its name and
@@ -66,7 +67,7 @@ func TestTheMetricsEndpointFollowsTheTraffic(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	waitFor(t, bob, "ada's last pose", func(v *View) bool { return v.Poses["ada"].Time == poses })
+	waitFor(t, bob, "ada's last pose", func(v *client.View) bool { return v.Poses["ada"].Time == poses })
 	waitUntil(t, "every pose counted", func() bool { return metricValues(t, ts)["posecast_poses_in_total"] >= poses })
 	after := metricValues(t, ts)
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/rooms"
+	"github.com/posecast/posecast/transport/client"
 )
 
 // roomSnapshot is what a room looks like to an honest member and to the
@@ -22,7 +23,7 @@ type roomSnapshot struct {
 	stored   map[string]codec.Components // the store's environment entities
 }
 
-func snapshotRoom(t *testing.T, ts *testServer, honest *Client, room string) roomSnapshot {
+func snapshotRoom(t *testing.T, ts *testServer, honest *client.Client, room string) roomSnapshot {
 	t.Helper()
 	v := honest.View()
 	stored, err := ts.store.Entities(testContext(t), room)
@@ -87,7 +88,7 @@ func entityChanges(before, after map[string]codec.Components) []string {
 // entity changes in tick order, and the store writes them in order: once
 // the marker is seen, whatever the room did before it has been seen too.
 // It returns the marker entity's id.
-func settle(t *testing.T, ts *testServer, herald, honest *Client, room string, eventsBefore int) string {
+func settle(t *testing.T, ts *testServer, herald, honest *client.Client, room string, eventsBefore int) string {
 	t.Helper()
 	ctx := testContext(t)
 	marker, err := herald.CreateEntity(ctx, codec.Components{"marker": true})
@@ -97,7 +98,7 @@ func settle(t *testing.T, ts *testServer, herald, honest *Client, room string, e
 	if err := herald.Publish(ctx, "marker", nil); err != nil {
 		t.Fatalf("the herald's marker event: %v", err)
 	}
-	waitFor(t, honest, "the herald's marker", func(v *View) bool {
+	waitFor(t, honest, "the herald's marker", func(v *client.View) bool {
 		return v.Entities[marker] != nil && len(v.Events) > eventsBefore && v.Events[len(v.Events)-1].Name == "marker"
 	})
 	waitUntil(t, "the marker in the store", func() bool {
@@ -117,7 +118,7 @@ func TestOperationsOutsideARoomAreRefusedAsNotJoined(t *testing.T) {
 	const room = "lobby"
 	honest, _ := join(t, ts, room, "honest")
 	herald, _ := join(t, ts, room, "herald")
-	waitFor(t, honest, "the herald present", func(v *View) bool { return v.Presence["herald"] != nil })
+	waitFor(t, honest, "the herald present", func(v *client.View) bool { return v.Presence["herald"] != nil })
 
 	// The room's generated content: a spawn point and obstacles.
 	var spawn, obstacle string
@@ -137,19 +138,19 @@ func TestOperationsOutsideARoomAreRefusedAsNotJoined(t *testing.T) {
 		name string
 		// open returns a session that is in no room, with its user name,
 		// empty for one that never joined.
-		open func(t *testing.T, n int) (*Client, string)
+		open func(t *testing.T, n int) (*client.Client, string)
 	}{
-		{"a session that never joined", func(t *testing.T, _ int) (*Client, string) {
+		{"a session that never joined", func(t *testing.T, _ int) (*client.Client, string) {
 			return dial(t, ts), ""
 		}},
-		{"a session that left the room", func(t *testing.T, n int) (*Client, string) {
+		{"a session that left the room", func(t *testing.T, n int) (*client.Client, string) {
 			user := "leaver" + string(rune('a'+n))
 			c, _ := join(t, ts, room, user)
-			waitFor(t, honest, "the leaver's avatar", func(v *View) bool { return v.Entities[user] != nil })
+			waitFor(t, honest, "the leaver's avatar", func(v *client.View) bool { return v.Entities[user] != nil })
 			if err := c.Leave(testContext(t)); err != nil {
 				t.Fatalf("leave: %v", err)
 			}
-			waitFor(t, honest, "the leaver gone", func(v *View) bool {
+			waitFor(t, honest, "the leaver gone", func(v *client.View) bool {
 				return v.Entities[user] == nil && v.Presence[user] == nil
 			})
 			return c, user
@@ -194,7 +195,7 @@ func TestOperationsOutsideARoomAreRefusedAsNotJoined(t *testing.T) {
 					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 					defer cancel()
 					reply, err := outsider.Request(ctx, op.msg())
-					var re *RequestError
+					var re *client.RequestError
 					if !errors.As(err, &re) || re.Code != codec.CodeNotJoined {
 						// Go on: what the operation did to the room matters more.
 						t.Errorf("answer %#v, %v; want error %s", reply, err, codec.CodeNotJoined)

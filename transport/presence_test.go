@@ -14,6 +14,7 @@ import (
 
 	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/rooms"
+	"github.com/posecast/posecast/transport/client"
 )
 
 // collectionUsers lists a collection as room/user, sorted.
@@ -41,18 +42,18 @@ func TestAPresenceSubscriptionFollowsTheRoomsItMatches(t *testing.T) {
 	}
 	// The state comes at once, before any interval: ada, once her join's
 	// tick has published her presence.
-	waitFor(t, watcher, "ada in the collection", func(v *View) bool {
+	waitFor(t, watcher, "ada in the collection", func(v *client.View) bool {
 		return collectionUsers(v.Collections[sub]) == "lobby:1/ada"
 	})
 	bob, _ := join(t, ts, "lobby:2", "bob")
 	join(t, ts, "game:1", "cy")
-	waitFor(t, watcher, "bob in the collection, cy never", func(v *View) bool {
+	waitFor(t, watcher, "bob in the collection, cy never", func(v *client.View) bool {
 		return collectionUsers(v.Collections[sub]) == "lobby:1/ada lobby:2/bob"
 	})
 	if err := bob.Leave(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, watcher, "bob gone from the collection", func(v *View) bool {
+	waitFor(t, watcher, "bob gone from the collection", func(v *client.View) bool {
 		return collectionUsers(v.Collections[sub]) == "lobby:1/ada"
 	})
 
@@ -93,7 +94,7 @@ func TestAPresenceSubscriptionSendsOneMessagePerInterval(t *testing.T) {
 	for i := range 10 {
 		join(t, ts, "hall", fmt.Sprint("u", i))
 	}
-	waitFor(t, watcher, "ten users in the hall", func(v *View) bool { return len(v.Collections[sub]["hall"]) == 10 })
+	waitFor(t, watcher, "ten users in the hall", func(v *client.View) bool { return len(v.Collections[sub]["hall"]) == 10 })
 	if n := watcher.View().CollectionMessages; n > 3 {
 		t.Errorf("%d presence messages for ten joins: want the state and one or two diffs", n)
 	}
@@ -121,13 +122,13 @@ func TestPresenceSubscriptionsAreChecked(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := c.SubscribePresence(ctx, tt.req)
-			var rerr *RequestError
+			var rerr *client.RequestError
 			if !errors.As(err, &rerr) || rerr.Code != tt.code {
 				t.Errorf("got %v, want %s", err, tt.code)
 			}
 		})
 	}
-	var rerr *RequestError
+	var rerr *client.RequestError
 	if err := c.UnsubscribePresence(ctx, 999); !errors.As(err, &rerr) || rerr.Code != codec.CodeNotFound {
 		t.Errorf("unsubscribing from nothing: %v, want not_found", err)
 	}
@@ -161,7 +162,7 @@ func TestPresenceAcrossRoomsNeedsATokenWithASecret(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := c.SubscribePresence(ctx, codec.SubscribePresence{Match: "^lobby", Token: tt.token})
-			var rerr *RequestError
+			var rerr *client.RequestError
 			if tt.ok && err != nil || !tt.ok && (!errors.As(err, &rerr) || rerr.Code != codec.CodeUnauthorized) {
 				t.Errorf("subscribe = %v", err)
 			}
@@ -275,7 +276,7 @@ func TestThePresenceStreamSendsTheStateThenDiffs(t *testing.T) {
 func TestCertHashForARoomOnOneNodeNamesThisNode(t *testing.T) {
 	ts := startServer(t)
 	status, body := httpGet(t, ts.HTTPURL()+"/cert-hash?room=lobby")
-	var resp CertHashResponse
+	var resp codec.CertHashResponse
 	if status != http.StatusOK || json.Unmarshal(body, &resp) != nil {
 		t.Fatalf("GET /cert-hash?room=lobby: %d %s", status, body)
 	}
@@ -287,7 +288,7 @@ func TestCertHashForARoomOnOneNodeNamesThisNode(t *testing.T) {
 		t.Errorf("cert-hash for an invalid room id: %d, want 400", status)
 	}
 	// Connect goes through it.
-	c, joined, err := Connect(testContext(t), ConnectConfig{HTTP: ts.HTTPURL(), Join: codec.Join{Room: "lobby", Name: "ada"}})
+	c, joined, err := client.Connect(testContext(t), client.ConnectConfig{HTTP: ts.HTTPURL(), Join: codec.Join{Room: "lobby", Name: "ada"}})
 	if err != nil {
 		t.Fatal(err)
 	}

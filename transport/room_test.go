@@ -11,18 +11,19 @@ import (
 
 	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/rooms"
+	"github.com/posecast/posecast/transport/client"
 )
 
 func TestThreeClientsSeeEachOtherMoveAndLeave(t *testing.T) {
 	ts := startServer(t)
 	users := []string{"ada", "bob", "cy"}
-	clients := make([]*Client, len(users))
+	clients := make([]*client.Client, len(users))
 	for i, u := range users {
 		clients[i], _ = join(t, ts, "lobby", u)
 	}
 	// Everyone sees everyone: in the snapshot or as creates.
 	for i, c := range clients {
-		waitFor(t, c, users[i]+" sees all three avatars", func(v *View) bool {
+		waitFor(t, c, users[i]+" sees all three avatars", func(v *client.View) bool {
 			for _, u := range users {
 				if v.Entities[u]["avatar"] != true || len(v.Presence[u]) != 1 {
 					return false
@@ -55,7 +56,7 @@ func TestThreeClientsSeeEachOtherMoveAndLeave(t *testing.T) {
 	}
 	for i, c := range clients[1:] {
 		var seqAt uint32
-		waitFor(t, c, users[i+1]+" sees ada move", func(v *View) bool {
+		waitFor(t, c, users[i+1]+" sees ada move", func(v *client.View) bool {
 			p, ok := v.Poses["ada"]
 			if ok && p.Time == 777 && near(p.Head.Position, target) {
 				seqAt = v.Seq
@@ -73,7 +74,7 @@ func TestThreeClientsSeeEachOtherMoveAndLeave(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, c := range clients[:2] {
-		waitFor(t, c, users[i]+" sees cy leave", func(v *View) bool {
+		waitFor(t, c, users[i]+" sees cy leave", func(v *client.View) bool {
 			_, entity := v.Entities["cy"]
 			_, present := v.Presence["cy"]
 			_, posed := v.Poses["cy"]
@@ -91,7 +92,12 @@ func TestJoinPlacesTheAvatarNearTheSpawnPoint(t *testing.T) {
 		if comp["spawn_point"] == true {
 			pos := comp["position"].([]any)
 			for i := range 3 {
-				spawn[i], _ = asFloat(pos[i])
+				switch v := pos[i].(type) {
+				case float64:
+					spawn[i] = v
+				case int64:
+					spawn[i] = float64(v)
+				}
 			}
 			found = true
 		}
@@ -114,7 +120,7 @@ func TestOneUserOnTwoDevices(t *testing.T) {
 	watcher, _ := join(t, ts, "lobby", "watcher")
 	headset, _ := join(t, ts, "lobby", "ada")
 	laptop, _ := join(t, ts, "lobby", "ada")
-	waitFor(t, watcher, "ada present with two metas", func(v *View) bool {
+	waitFor(t, watcher, "ada present with two metas", func(v *client.View) bool {
 		return len(v.Presence["ada"]) == 2
 	})
 	metas := watcher.View().Presence["ada"]
@@ -123,7 +129,7 @@ func TestOneUserOnTwoDevices(t *testing.T) {
 	}
 
 	laptop.Close()
-	waitFor(t, watcher, "ada present with one meta", func(v *View) bool {
+	waitFor(t, watcher, "ada present with one meta", func(v *client.View) bool {
 		return len(v.Presence["ada"]) == 1
 	})
 	if v := watcher.View(); hasEvent(&v, codec.EventUserLeft, "ada") || v.Entities["ada"] == nil {
@@ -131,7 +137,7 @@ func TestOneUserOnTwoDevices(t *testing.T) {
 	}
 
 	headset.Close()
-	waitFor(t, watcher, "ada gone", func(v *View) bool {
+	waitFor(t, watcher, "ada gone", func(v *client.View) bool {
 		_, present := v.Presence["ada"]
 		return !present && v.Entities["ada"] == nil && hasEvent(v, codec.EventUserLeft, "ada")
 	})
@@ -144,9 +150,9 @@ func TestAVanishedClientIsGoneWithinTheIdleTimeout(t *testing.T) {
 	})
 	watcher, _ := join(t, ts, "lobby", "watcher")
 	ghost, _ := join(t, ts, "lobby", "ghost")
-	waitFor(t, watcher, "ghost present", func(v *View) bool { return v.Presence["ghost"] != nil })
+	waitFor(t, watcher, "ghost present", func(v *client.View) bool { return v.Presence["ghost"] != nil })
 	ghost.Abort()
-	waitFor(t, watcher, "ghost gone", func(v *View) bool {
+	waitFor(t, watcher, "ghost gone", func(v *client.View) bool {
 		_, present := v.Presence["ghost"]
 		return !present && v.Entities["ghost"] == nil && hasEvent(v, codec.EventUserLeft, "ghost")
 	})
@@ -166,7 +172,7 @@ func TestAReconnectKeepsTheAvatarWithoutAFlap(t *testing.T) {
 	if ada == "ada" || j1.Token == "" {
 		t.Fatalf("joined as %q with token %q: want a user the server made up, and a token", ada, j1.Token)
 	}
-	waitFor(t, watcher, "ada present", func(v *View) bool { return v.Presence[ada] != nil })
+	waitFor(t, watcher, "ada present", func(v *client.View) bool { return v.Presence[ada] != nil })
 	first.Close() // the page reloads: the session ends without a leave
 	waitUntil(t, "the server to see the session end", func() bool { return ts.sessionOf(ada) == nil && ts.Sessions() == 1 })
 
@@ -178,21 +184,21 @@ func TestAReconnectKeepsTheAvatarWithoutAFlap(t *testing.T) {
 	if !j2.Resumed || j2.Slot != j1.Slot || j2.User != ada {
 		t.Errorf("rejoin: %s resumed %v slot %d, want %s resumed in slot %d", j2.User, j2.Resumed, j2.Slot, ada, j1.Slot)
 	}
-	waitFor(t, watcher, "ada's new device present", func(v *View) bool {
+	waitFor(t, watcher, "ada's new device present", func(v *client.View) bool {
 		metas := v.Presence[ada]
 		return len(metas) == 1 && metas[0].Ref == j2.PresenceRef
 	})
 	if err := second.SendPose(pose(5, 1, 1, 1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, watcher, "ada moved by the new device", func(v *View) bool { return v.Poses[ada].Time == 5 })
+	waitFor(t, watcher, "ada moved by the new device", func(v *client.View) bool { return v.Poses[ada].Time == 5 })
 	v := watcher.View()
 	if hasEvent(&v, codec.EventUserLeft, ada) || len(eventsNamed(&v, codec.EventUserJoined, ada)) != 1 {
 		t.Errorf("a reconnect flapped: events %v", v.Events)
 	}
 }
 
-func eventsNamed(v *View, name, user string) []codec.Event {
+func eventsNamed(v *client.View, name, user string) []codec.Event {
 	var out []codec.Event
 	for _, e := range v.Events {
 		if e.Name == name && e.User == user {
@@ -218,14 +224,14 @@ func TestRoomsAreIsolated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, a2, "bob sees everything ada did", func(v *View) bool {
+	waitFor(t, a2, "bob sees everything ada did", func(v *client.View) bool {
 		return v.Poses["ada"].Time == 1 && hasEvent(v, "door_opened", "ada") && v.Entities[id] != nil
 	})
 	// By then room-b has ticked past it; give it a few more ticks anyway.
 	if err := b.SendPose(pose(2, 0, 0, 0)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, b, "cy's own pose comes back", func(v *View) bool { return v.Poses["cy"].Time == 2 })
+	waitFor(t, b, "cy's own pose comes back", func(v *client.View) bool { return v.Poses["cy"].Time == 2 })
 	v := b.View()
 	for _, leaked := range []string{"ada", "bob", id} {
 		if _, ok := v.Entities[leaked]; ok {
@@ -249,7 +255,7 @@ func TestALossyReceiverConvergesToEveryFinalPose(t *testing.T) {
 	ts := startServer(t)
 	var mu sync.Mutex
 	rng := rand.New(rand.NewPCG(1, 2))
-	lossy, _ := join(t, ts, "lobby", "lossy", func(c *ClientConfig) {
+	lossy, _ := join(t, ts, "lobby", "lossy", func(c *client.Config) {
 		c.DropDatagram = func() bool {
 			mu.Lock()
 			defer mu.Unlock()
@@ -280,7 +286,7 @@ func TestALossyReceiverConvergesToEveryFinalPose(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	waitFor(t, lossy, "the lossy receiver holds every final pose", func(v *View) bool {
+	waitFor(t, lossy, "the lossy receiver holds every final pose", func(v *client.View) bool {
 		for user, end := range final {
 			if p, ok := v.Poses[user]; !ok || p.Time != 1000 || !near(p.Head.Position, end) {
 				return false
@@ -295,7 +301,7 @@ func TestAReceiverThatLosesEverythingAsksForAResync(t *testing.T) {
 	ts := startServer(t)
 	var dropping sync.Mutex
 	drop := true
-	deaf, _ := join(t, ts, "lobby", "deaf", func(c *ClientConfig) {
+	deaf, _ := join(t, ts, "lobby", "deaf", func(c *client.Config) {
 		c.DropDatagram = func() bool {
 			dropping.Lock()
 			defer dropping.Unlock()
@@ -306,7 +312,7 @@ func TestAReceiverThatLosesEverythingAsksForAResync(t *testing.T) {
 	if err := mover.SendPose(pose(42, 2, 2, 2)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, mover, "the mover's pose went out and the room went quiet", func(v *View) bool {
+	waitFor(t, mover, "the mover's pose went out and the room went quiet", func(v *client.View) bool {
 		return v.Poses["mover"].Time == 42 && v.Heartbeats > 0
 	})
 	dropping.Lock()
@@ -314,7 +320,7 @@ func TestAReceiverThatLosesEverythingAsksForAResync(t *testing.T) {
 	dropping.Unlock()
 	// The deaf receiver lost every update with the pose; the next heartbeat
 	// tells it so, and the resync's snapshot carries the pose.
-	waitFor(t, deaf, "the deaf receiver resynced to the pose", func(v *View) bool {
+	waitFor(t, deaf, "the deaf receiver resynced to the pose", func(v *client.View) bool {
 		return v.Resyncs > 0 && v.Poses["mover"].Time == 42 && near(v.Poses["mover"].Head.Position, [3]float64{2, 2, 2})
 	})
 }
@@ -327,7 +333,7 @@ func TestExplicitLeaveAndRejoinInOneSession(t *testing.T) {
 	if err := c.Leave(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, watcher, "ada left", func(v *View) bool { return hasEvent(v, codec.EventUserLeft, "ada") })
+	waitFor(t, watcher, "ada left", func(v *client.View) bool { return hasEvent(v, codec.EventUserLeft, "ada") })
 	if _, err := c.Join(ctx, codec.Join{Room: "other", Token: token(t, ts, "other", "ada")}); err != nil {
 		t.Fatalf("join another room after leaving: %v", err)
 	}
@@ -344,7 +350,7 @@ func TestServerShutdownSaysGoodbye(t *testing.T) {
 	if err := ts.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, c, "goodbye", func(v *View) bool { return v.Goodbye != nil || v.Closed })
+	waitFor(t, c, "goodbye", func(v *client.View) bool { return v.Goodbye != nil || v.Closed })
 	if g := c.View().Goodbye; g == nil || g.Code != codec.CodeServerShutdown {
 		t.Errorf("goodbye = %+v, want code %s", g, codec.CodeServerShutdown)
 	}
@@ -359,11 +365,11 @@ func TestAClientAddressChangeKeepsTheSession(t *testing.T) {
 	ts := startServer(t)
 	watcher, _ := join(t, ts, "lobby", "watcher")
 	relay := startRelay(t, ts.Addr().String())
-	walker, _ := join(t, ts, "lobby", "walker", func(c *ClientConfig) { c.URL = "https://" + relay.Addr() + Path })
+	walker, _ := join(t, ts, "lobby", "walker", func(c *client.Config) { c.URL = "https://" + relay.Addr() + Path })
 	if err := walker.SendPose(pose(8, 1, 1.7, 1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, watcher, "the walker's pose", func(v *View) bool { return v.Poses["walker"].Time == 8 })
+	waitFor(t, watcher, "the walker's pose", func(v *client.View) bool { return v.Poses["walker"].Time == 8 })
 
 	// The walker's packets now reach the server from another address, as
 	// when a headset's Wi-Fi address changes.
@@ -371,7 +377,7 @@ func TestAClientAddressChangeKeepsTheSession(t *testing.T) {
 	if err := walker.SendPose(pose(9, 4, 1.7, 4)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, watcher, "the walker's pose from the new address", func(v *View) bool { return v.Poses["walker"].Time == 9 })
+	waitFor(t, watcher, "the walker's pose from the new address", func(v *client.View) bool { return v.Poses["walker"].Time == 9 })
 	if err := walker.Publish(testContext(t), "waved", nil); err != nil {
 		t.Fatalf("control stream after the address change: %v", err)
 	}
@@ -401,7 +407,7 @@ func TestAPoseSentAsSoonAsJoinedIsTaken(t *testing.T) {
 		if err := c.SendPose(pose(uint32(100+i), float64(i), 1.6, 0)); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, watcher, "the newcomer's first pose", func(v *View) bool { return v.Poses[j.User].Time == uint32(100+i) })
+		waitFor(t, watcher, "the newcomer's first pose", func(v *client.View) bool { return v.Poses[j.User].Time == uint32(100+i) })
 		c.Close()
 	}
 	if n := testutil.ToFloat64(ts.metrics.rejNotJoined); n != 0 {
@@ -445,7 +451,7 @@ func TestAShutdownDuringAJoinStillSaysGoodbye(t *testing.T) {
 		defer cancel()
 		shutdown <- ts.Shutdown(ctx)
 	}()
-	waitFor(t, c, "the goodbye", func(v *View) bool { return v.Goodbye != nil })
+	waitFor(t, c, "the goodbye", func(v *client.View) bool { return v.Goodbye != nil })
 	if g := c.View().Goodbye; g.Code != codec.CodeServerShutdown {
 		t.Errorf("goodbye %+v, want %s", g, codec.CodeServerShutdown)
 	}

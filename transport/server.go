@@ -540,33 +540,14 @@ func (s *Server) urlFor(host string) string {
 	return "https://" + net.JoinHostPort(host, strconv.Itoa(port)) + Path
 }
 
-// CertHashResponse is the JSON of GET /cert-hash: where the WebTransport
-// endpoint is, and the SHA-256 hashes of the certificate it serves now and
-// of the one it will serve after the next rotation.
-type CertHashResponse struct {
-	// Node names the node, for a room that lives on another one.
-	Node string `json:"node,omitempty"`
-	URL  string `json:"url"`
-	// Alternates are the WebTransport URLs on this machine's other
-	// addresses, for a page loaded from localhost (say, through adb reverse)
-	// whose WebTransport must go to the LAN address.
-	Alternates []string   `json:"alternates,omitempty"`
-	Current    HashJSON   `json:"current"`
-	Next       *HashJSON  `json:"next,omitempty"`
-	Expires    *time.Time `json:"expires,omitempty"`
-}
-
-// HashJSON is one certificate hash in hex and base64.
-type HashJSON = codec.CertHash
-
 // CertHashes returns the hashes of the certificate the QUIC listener serves
 // now and of the one it serves after the next rotation (nil for
 // certificate files).
-func (s *Server) CertHashes() (current HashJSON, next *HashJSON) {
+func (s *Server) CertHashes() (current codec.CertHash, next *codec.CertHash) {
 	c, n := s.cfg.Certs.Hashes()
-	current = HashJSON{Hex: c.Hex(), Base64: c.Base64()}
+	current = codec.CertHash{Hex: c.Hex(), Base64: c.Base64()}
 	if !n.IsZero() {
-		next = &HashJSON{Hex: n.Hex(), Base64: n.Base64()}
+		next = &codec.CertHash{Hex: n.Hex(), Base64: n.Base64()}
 	}
 	return current, next
 }
@@ -599,10 +580,10 @@ func (s *Server) handleCertHash(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusServiceUnavailable, APIError{Error: err.Error()})
 			return
 		case !here:
-			writeJSON(w, http.StatusOK, CertHashResponse{Node: owner.Node, URL: owner.URL, Current: owner.Current, Next: owner.Next})
+			writeJSON(w, http.StatusOK, codec.CertHashResponse{Location: owner})
 			return
 		case s.cfg.AdvertiseURL != nil:
-			resp := CertHashResponse{URL: s.cfg.AdvertiseURL()}
+			resp := codec.CertHashResponse{Location: codec.Location{URL: s.cfg.AdvertiseURL()}}
 			resp.Current, resp.Next = s.CertHashes()
 			writeJSON(w, http.StatusOK, resp)
 			return
@@ -613,7 +594,7 @@ func (s *Server) handleCertHash(w http.ResponseWriter, r *http.Request) {
 		host = h
 	}
 	info := s.cfg.Certs.Current()
-	resp := CertHashResponse{URL: s.urlFor(host), Expires: &info.NotAfter}
+	resp := codec.CertHashResponse{Location: codec.Location{URL: s.urlFor(host)}, Expires: &info.NotAfter}
 	resp.Current, resp.Next = s.CertHashes()
 	for _, ip := range s.otherAddresses(host) {
 		resp.Alternates = append(resp.Alternates, s.urlFor(ip))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/transport"
+	"github.com/posecast/posecast/transport/client"
 )
 
 // clientsPerSocket is how many sessions share one UDP socket. quic-go
@@ -71,10 +72,10 @@ type botClient struct {
 	id      int
 	room    *room
 	run     *loadTest
-	client  *transport.Client
+	client  *client.Client
 	ownSlot atomic.Int32 // its avatar's slot, -1 before it joins
 	// before is the traffic of the sessions it had before a move.
-	before   transport.Traffic
+	before   client.Traffic
 	joinedAt time.Time
 	// newest holds, by slot, the sender timestamp of the newest pose this
 	// bot received for that avatar (0 for none yet).
@@ -202,11 +203,11 @@ func (r *loadTest) startBot(ctx context.Context, id int, rm *room, tr *quic.Tran
 // connect opens a session where the room lives, starting at where (nil:
 // ask the server) and following moved answers, and joins. Its error is the
 // kind of failure, to count.
-func (b *botClient) connect(ctx context.Context, tr *quic.Transport, join codec.Join, where *codec.Location) (*transport.Client, *codec.Joined, error) {
-	c, joined, err := transport.Connect(ctx, transport.ConnectConfig{
+func (b *botClient) connect(ctx context.Context, tr *quic.Transport, join codec.Join, where *codec.Location) (*client.Client, *codec.Joined, error) {
+	c, joined, err := client.Connect(ctx, client.ConnectConfig{
 		HTTP:     b.run.cfg.server,
 		Location: where,
-		Client: transport.ClientConfig{
+		Client: client.Config{
 			Name:      "posebot",
 			Transport: tr,
 			OnPoses:   b.onPoses,
@@ -214,7 +215,7 @@ func (b *botClient) connect(ctx context.Context, tr *quic.Transport, join codec.
 		},
 		Join: join,
 	})
-	var rerr *transport.RequestError
+	var rerr *client.RequestError
 	switch {
 	case err == nil:
 		loc := c.Location()
@@ -255,7 +256,7 @@ func (b *botClient) follow(ctx context.Context, tr *quic.Transport, join codec.J
 
 // traffic returns what the bot's sessions sent and received. Call it once
 // the bot has stopped.
-func (b *botClient) traffic() transport.Traffic {
+func (b *botClient) traffic() client.Traffic {
 	t := b.client.Traffic()
 	t.DatagramsSent += b.before.DatagramsSent
 	t.DatagramsReceived += b.before.DatagramsReceived

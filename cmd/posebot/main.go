@@ -30,7 +30,7 @@ import (
 	"time"
 
 	"github.com/posecast/posecast/rooms"
-	"github.com/posecast/posecast/transport"
+	"github.com/posecast/posecast/transport/client"
 )
 
 func main() {
@@ -127,7 +127,7 @@ func parseFlags(args []string) (config, string, error) {
 // execute does one run and returns its report.
 func execute(ctx context.Context, cfg config, out io.Writer) (*report, error) {
 	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, _, err := transport.FetchCertHash(fctx, cfg.server)
+	_, _, err := client.FetchCertHash(fctx, cfg.server)
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)

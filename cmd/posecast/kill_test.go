@@ -14,7 +14,7 @@ import (
 	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/internal/pgtest"
 	"github.com/posecast/posecast/rooms/pgstore"
-	"github.com/posecast/posecast/transport"
+	"github.com/posecast/posecast/transport/client"
 )
 
 // TestAKilledServerLosesNothingItAcknowledged builds posecast, runs it on a
@@ -59,7 +59,7 @@ func TestAKilledServerLosesNothingItAcknowledged(t *testing.T) {
 	var mu sync.Mutex
 	killed := make(chan struct{})
 	for w := range writers {
-		c, _, err := transport.Connect(ctx, transport.ConnectConfig{HTTP: httpURL, Join: codec.Join{Room: "lobby", Name: fmt.Sprint("writer ", w)}})
+		c, _, err := client.Connect(ctx, client.ConnectConfig{HTTP: httpURL, Join: codec.Join{Room: "lobby", Name: fmt.Sprint("writer ", w)}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/transport"
+	"github.com/posecast/posecast/transport/client"
 )
 
 func TestFlagsComeFromTheEnvironmentUnlessGiven(t *testing.T) {
@@ -148,13 +149,13 @@ func (s *serving) stop(t *testing.T, ctx context.Context) {
 
 // join connects a client as a browser would, by the certificate's hash,
 // and joins room. The client is closed when t ends.
-func (s *serving) join(t *testing.T, ctx context.Context, room string) *transport.Client {
+func (s *serving) join(t *testing.T, ctx context.Context, room string) *client.Client {
 	t.Helper()
-	info, hashes, err := transport.FetchCertHash(ctx, s.httpURL)
+	info, hashes, err := client.FetchCertHash(ctx, s.httpURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := transport.Dial(ctx, transport.ClientConfig{URL: info.URL, CertHashes: hashes})
+	c, err := client.Dial(ctx, client.Config{URL: info.URL, CertHashes: hashes})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/posecast/posecast/transport"
+	"github.com/posecast/posecast/transport/client"
 )
 
 // withDefaults gives a benchmark's nodes posecast's default timings, and,
@@ -169,7 +169,7 @@ func BenchmarkFailover(b *testing.B) {
 		h := newHarness(b)
 		withDefaults(h)
 		a, v := h.startNode("a", 0), h.startNode("v", 1)
-		var clients []*transport.Client
+		var clients []*client.Client
 		for i := range 20 {
 			c, _ := h.connect(v, fmt.Sprint("lobby:", i%2), fmt.Sprint("u", i))
 			clients = append(clients, c)
@@ -231,7 +231,7 @@ func BenchmarkFailover(b *testing.B) {
 }
 
 // collectionOf lists a watcher's collection as room/user.
-func collectionOf(c *transport.Client, sub uint32) []string {
+func collectionOf(c *client.Client, sub uint32) []string {
 	var out []string
 	for room, us := range c.View().Collections[sub] {
 		for u := range us {
@@ -242,7 +242,7 @@ func collectionOf(c *transport.Client, sub uint32) []string {
 }
 
 // holdsAny reports whether a watcher's collection holds a meta of refs.
-func holdsAny(c *transport.Client, sub uint32, refs map[string]bool) bool {
+func holdsAny(c *client.Client, sub uint32, refs map[string]bool) bool {
 	for _, us := range c.View().Collections[sub] {
 		for _, metas := range us {
 			for _, m := range metas {

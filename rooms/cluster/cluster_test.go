@@ -18,6 +18,7 @@ import (
 	"github.com/posecast/posecast/rooms"
 	"github.com/posecast/posecast/rooms/cluster"
 	"github.com/posecast/posecast/transport"
+	"github.com/posecast/posecast/transport/client"
 )
 
 // owners returns the nodes on which room is live.
@@ -44,7 +45,7 @@ func users(col map[string]rooms.RoomPresence) string {
 }
 
 // collection returns what a watcher's subscription holds.
-func collection(c *transport.Client, sub uint32) string {
+func collection(c *client.Client, sub uint32) string {
 	return users(c.View().Collections[sub])
 }
 
@@ -85,13 +86,13 @@ func TestAClaimIsExclusive(t *testing.T) {
 		t.Errorf("the owner holds %d users, want 20", s.Users)
 	}
 	// Another room goes to the node asked first.
-	loc, err := transport.LocateRoom(testContext(t), nodes[1].HTTP(), "r2", h.joinToken("r2", "x"))
+	loc, err := client.LocateRoom(testContext(t), nodes[1].HTTP(), "r2", h.joinToken("r2", "x"))
 	if err != nil || loc.URL != nodes[1].URL() {
 		t.Errorf("r2 asked of b is placed at %+v, %v; want b", loc, err)
 	}
 	// Asked without a token (with an auth secret), a node claims nothing:
 	// asking for random rooms does not fill the directory.
-	if _, err := transport.LocateRoom(testContext(t), nodes[1].HTTP(), "r3", ""); err != nil {
+	if _, err := client.LocateRoom(testContext(t), nodes[1].HTTP(), "r3", ""); err != nil {
 		t.Fatal(err)
 	}
 	h.connect(nodes[2], "r3", "u")
@@ -109,7 +110,7 @@ func TestCertHashForARoomNamesItsOwnerOnEveryNode(t *testing.T) {
 	}
 	current, next := a.srv.CertHashes()
 	for _, n := range []*testNode{a, b, c} {
-		loc, err := transport.LocateRoom(testContext(t), n.HTTP(), "lobby", "")
+		loc, err := client.LocateRoom(testContext(t), n.HTTP(), "lobby", "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -135,16 +136,16 @@ func TestAJoinAtTheWrongNodeIsMovedAndFollowed(t *testing.T) {
 	// A client that goes straight to b is told where the room is.
 	direct := b.dial()
 	_, err := direct.Join(testContext(t), codec.Join{Room: "lobby", Token: h.joinToken("lobby", "bob")})
-	var rerr *transport.RequestError
+	var rerr *client.RequestError
 	if !errors.As(err, &rerr) || rerr.Code != codec.CodeMoved || rerr.Moved == nil || rerr.Moved.URL != a.URL() || rerr.Moved.Node != "a" {
 		t.Fatalf("join at b = %v, want moved to a", err)
 	}
 	// Connect follows it from b.
 	bLoc := codec.Location{URL: b.URL()}
 	bLoc.Current, bLoc.Next = b.srv.CertHashes()
-	bob, joined, err := transport.Connect(testContext(t), transport.ConnectConfig{
+	bob, joined, err := client.Connect(testContext(t), client.ConnectConfig{
 		Location: &bLoc,
-		Client:   transport.ClientConfig{IdleTimeout: testIdle},
+		Client:   client.Config{IdleTimeout: testIdle},
 		Join:     codec.Join{Room: "lobby", Token: h.joinToken("lobby", "bob")},
 	})
 	if err != nil {
@@ -411,12 +412,12 @@ func TestAPartitionedOwnerYields(t *testing.T) {
 	eventually(t, "one instance of lobby:3", func() bool { return fmt.Sprint(owners("lobby:3", a, c)) == "[a]" })
 	// cy follows the move and lands in a's room; asked first, c may still
 	// be taking its lease again, and a client tries again, as the page does.
-	var cy2 *transport.Client
+	var cy2 *client.Client
 	eventually(t, "cy back in through c", func() bool {
 		var err error
-		cy2, _, err = transport.Connect(testContext(t), transport.ConnectConfig{
+		cy2, _, err = client.Connect(testContext(t), client.ConnectConfig{
 			HTTP: c.HTTP(), Location: g.Moved,
-			Client: transport.ClientConfig{IdleTimeout: testIdle},
+			Client: client.Config{IdleTimeout: testIdle},
 			Join:   codec.Join{Room: "lobby:3", Token: h.joinToken("lobby:3", "cy")},
 		})
 		return err == nil
@@ -459,7 +460,7 @@ func TestWithoutNatsANodeServesItsRoomsAndRefusesNewOnes(t *testing.T) {
 	// A new room cannot be placed, and the refusal says why.
 	c := a.dial()
 	_, err := c.Join(testContext(t), codec.Join{Room: "hall", Token: h.joinToken("hall", "cy")})
-	var rerr *transport.RequestError
+	var rerr *client.RequestError
 	if !errors.As(err, &rerr) || rerr.Code != codec.CodeUnavailable || !strings.Contains(rerr.Message, "NATS") {
 		t.Errorf("join of a new room without NATS = %v, want unavailable, saying why", err)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/posecast/posecast/rooms/cluster"
 	"github.com/posecast/posecast/rooms/pgstore"
 	"github.com/posecast/posecast/transport"
+	"github.com/posecast/posecast/transport/client"
 )
 
 // The tests run against one NATS cluster of three servers with JetStream,
@@ -642,7 +643,7 @@ func testContext(t testing.TB) context.Context {
 
 // connect joins room as user through any node's HTTP address, following
 // moved, and closes the client when the test ends.
-func (h *harness) connect(via *testNode, room, user string) (*transport.Client, *codec.Joined) {
+func (h *harness) connect(via *testNode, room, user string) (*client.Client, *codec.Joined) {
 	h.t.Helper()
 	c, joined, err := h.tryConnect(via, room, user)
 	if err != nil {
@@ -651,10 +652,10 @@ func (h *harness) connect(via *testNode, room, user string) (*transport.Client, 
 	return c, joined
 }
 
-func (h *harness) tryConnect(via *testNode, room, user string) (*transport.Client, *codec.Joined, error) {
-	c, joined, err := transport.Connect(testContext(h.t), transport.ConnectConfig{
+func (h *harness) tryConnect(via *testNode, room, user string) (*client.Client, *codec.Joined, error) {
+	c, joined, err := client.Connect(testContext(h.t), client.ConnectConfig{
 		HTTP:   via.HTTP(),
-		Client: transport.ClientConfig{Name: user, IdleTimeout: h.idle},
+		Client: client.Config{Name: user, IdleTimeout: h.idle},
 		Join:   codec.Join{Room: room, Device: user + "-device", Token: h.joinToken(room, user)},
 	})
 	if err == nil {
@@ -673,7 +674,7 @@ func (h *harness) presenceToken(match string) string {
 }
 
 // watch dials node and subscribes to the presence of the rooms matching.
-func (h *harness) watch(node *testNode, match string) (*transport.Client, uint32) {
+func (h *harness) watch(node *testNode, match string) (*client.Client, uint32) {
 	h.t.Helper()
 	c := node.dial()
 	sub, err := c.SubscribePresence(testContext(h.t), codec.SubscribePresence{Match: match, Token: h.presenceToken(match)})
@@ -685,11 +686,11 @@ func (h *harness) watch(node *testNode, match string) (*transport.Client, uint32
 
 // dial opens a session to this node without joining, and closes it when
 // the test ends.
-func (n *testNode) dial() *transport.Client {
+func (n *testNode) dial() *client.Client {
 	t := n.h.t
 	t.Helper()
 	current, _ := n.certs.Hashes()
-	c, err := transport.Dial(testContext(t), transport.ClientConfig{URL: n.URL(), CertHashes: []certs.Hash{current}, Name: "test", IdleTimeout: n.h.idle})
+	c, err := client.Dial(testContext(t), client.Config{URL: n.URL(), CertHashes: []certs.Hash{current}, Name: "test", IdleTimeout: n.h.idle})
 	if err != nil {
 		t.Fatal(err)
 	}

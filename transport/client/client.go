@@ -1,4 +1,4 @@
-package transport
+package client
 
 import (
 	"bufio"
@@ -29,8 +29,8 @@ import (
 	"github.com/posecast/posecast/rooms"
 )
 
-// ClientConfig configures Dial. URL is required.
-type ClientConfig struct {
+// Config configures Dial. URL is required.
+type Config struct {
 	// URL is the server's WebTransport URL, https://host:port/wt.
 	URL string
 	// CertHashes are the SHA-256 hashes of the certificates to accept, as a
@@ -68,7 +68,7 @@ type ClientConfig struct {
 // hello, joins a room, sends poses and keeps a View of the room from what
 // the server sends. Its methods are safe for concurrent use.
 type Client struct {
-	cfg     ClientConfig
+	cfg     Config
 	udp     net.PacketConn // nil when the transport is shared
 	tr      *quic.Transport
 	conn    *quic.Conn
@@ -148,7 +148,7 @@ type partSet struct {
 
 // FetchCertHash asks a server's HTTP address (http://host:port) for its
 // WebTransport URL and certificate hashes.
-func FetchCertHash(ctx context.Context, httpURL string) (CertHashResponse, []certs.Hash, error) {
+func FetchCertHash(ctx context.Context, httpURL string) (codec.CertHashResponse, []certs.Hash, error) {
 	return fetchCertHash(ctx, httpURL+"/cert-hash")
 }
 
@@ -162,11 +162,11 @@ func LocateRoom(ctx context.Context, httpURL, room, token string) (codec.Locatio
 		q.Set("token", token)
 	}
 	resp, _, err := fetchCertHash(ctx, httpURL+"/cert-hash?"+q.Encode())
-	return codec.Location{Node: resp.Node, URL: resp.URL, Current: resp.Current, Next: resp.Next}, err
+	return resp.Location, err
 }
 
-func fetchCertHash(ctx context.Context, u string) (CertHashResponse, []certs.Hash, error) {
-	var resp CertHashResponse
+func fetchCertHash(ctx context.Context, u string) (codec.CertHashResponse, []certs.Hash, error) {
+	var resp codec.CertHashResponse
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return resp, nil, err
@@ -177,7 +177,9 @@ func fetchCertHash(ctx context.Context, u string) (CertHashResponse, []certs.Has
 	}
 	defer r.Body.Close()
 	if r.StatusCode != http.StatusOK {
-		var apiErr APIError
+		var apiErr struct {
+			Error string `json:"error"`
+		}
 		json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&apiErr)
 		return resp, nil, fmt.Errorf("GET %s: %s %s", u, r.Status, apiErr.Error)
 	}
@@ -192,9 +194,9 @@ func fetchCertHash(ctx context.Context, u string) (CertHashResponse, []certs.Has
 }
 
 // locationHashes decodes the hashes of a location.
-func locationHashes(current HashJSON, next *HashJSON) ([]certs.Hash, error) {
+func locationHashes(current codec.CertHash, next *codec.CertHash) ([]certs.Hash, error) {
 	var hashes []certs.Hash
-	for _, h := range []*HashJSON{&current, next} {
+	for _, h := range []*codec.CertHash{&current, next} {
 		if h == nil {
 			continue
 		}
@@ -216,7 +218,7 @@ type ConnectConfig struct {
 	// named, say.
 	Location *codec.Location
 	// Client configures each session; Connect sets its URL and hashes.
-	Client ClientConfig
+	Client Config
 	// Join is the join to make.
 	Join codec.Join
 	// MaxMoves bounds the moved answers followed. Defaults to 3.
@@ -265,7 +267,7 @@ func Connect(ctx context.Context, cfg ConnectConfig) (*Client, *codec.Joined, er
 
 // Dial opens a session with the server at cfg.URL, opens the control stream
 // and says hello. It returns once the server has welcomed the client.
-func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
+func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.MaxMessage == 0 {
 		cfg.MaxMessage = 16 << 20
 	}
@@ -366,7 +368,7 @@ func (c *Client) dial(ctx context.Context) error {
 func (c *Client) Location() codec.Location {
 	loc := codec.Location{URL: c.cfg.URL}
 	for i, h := range c.cfg.CertHashes {
-		j := HashJSON{Hex: h.Hex(), Base64: h.Base64()}
+		j := codec.CertHash{Hex: h.Hex(), Base64: h.Base64()}
 		switch i {
 		case 0:
 			loc.Current = j
@@ -579,6 +581,10 @@ func (c *Client) WaitFor(ctx context.Context, cond func(*View) bool) error {
 		}
 	}
 }
+
+// Session returns the client's WebTransport session, for callers that
+// open streams of their own beside the protocol's.
+func (c *Client) Session() *webtransport.Session { return c.sess }
 
 // Done is closed when the session ends.
 func (c *Client) Done() <-chan struct{} { return c.sess.Context().Done() }

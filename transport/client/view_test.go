@@ -1,4 +1,4 @@
-package transport
+package client
 
 import (
 	"testing"
@@ -25,6 +25,11 @@ func update(seq uint32, recs ...[]byte) codec.PoseUpdate {
 	return codec.PoseUpdate{Seq: seq, Part: 0, Parts: 1, Records: b}
 }
 
+// headAt returns a head pose at x on the x axis, stamped with t.
+func headAt(t uint32, x float64) *codec.Pose {
+	return &codec.Pose{Time: t, Head: codec.Transform{Position: [3]float64{x, 0, 0}, Rotation: codec.Identity.Rotation}}
+}
+
 func slotRec(slot uint16, p *codec.Pose) []byte {
 	return codec.AppendSlotRecord(nil, slot, codec.AppendPose(nil, p))
 }
@@ -44,16 +49,16 @@ func TestALateEntitiesStateKeepsNewerPoses(t *testing.T) {
 	// seq 21 and stops: seqs 21..24 carry it. They arrive before the state.
 	c.apply(&codec.EntitiesState{Seq: 10, Entities: map[string]codec.Components{"b": avatar(1, 0, 100), "c": avatar(2, 0, 100)}})
 	for s := uint32(11); s <= 20; s++ {
-		c.applyPoses(update(s, slotRec(2, pose(100+s, 1, 0, 0))), now)
+		c.applyPoses(update(s, slotRec(2, headAt(100+s, 1))), now)
 	}
 	for s := uint32(21); s <= 24; s++ {
-		c.applyPoses(update(s, slotRec(1, pose(300, 5, 0, 0)), slotRec(2, pose(100+s, 1, 0, 0))), now)
+		c.applyPoses(update(s, slotRec(1, headAt(300, 5)), slotRec(2, headAt(100+s, 1))), now)
 	}
 	t.Logf("before the late state: b at %v, seq %d", c.view.Poses["b"].Head.Position, c.view.Seq)
 	c.apply(&codec.EntitiesState{Seq: 20, Entities: map[string]codec.Components{"b": avatar(1, 0, 200), "c": avatar(2, 1, 120)}})
 	resync := false
 	for s := uint32(25); s <= 30; s++ { // c keeps moving; b is still
-		resync = c.applyPoses(update(s, slotRec(2, pose(100+s, 1, 0, 0))), now) || resync
+		resync = c.applyPoses(update(s, slotRec(2, headAt(100+s, 1))), now) || resync
 	}
 	got := c.view.Poses["b"].Head.Position
 	t.Logf("after: b at %v, seq %d, resync asked: %v", got, c.view.Seq, resync)

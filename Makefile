@@ -55,6 +55,11 @@ bench-load: ## Capacity of one node: posecast and posebot on loopback for 100..3
 bench-floor: ## The transport's own cost for the same traffic, without posecast: bare QUIC and WebTransport (SIZES=...).
 	bash scripts/bench-floor.sh
 
+.PHONY: bench-peer
+bench-peer: ## posecast against Colyseus 0.18 on the same workload, over ws and wss (SIZES=..., LOSS=2 drops 2 % of packets).
+	@[ scripts/peer/node_modules/.package-lock.json -nt scripts/peer/package-lock.json ] || (cd scripts/peer && npm ci)
+	bash scripts/bench-peer.sh
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each.
 	@set -e; for pkg in $$($(GO) list $(PKGS)); do \

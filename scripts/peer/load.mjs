@@ -152,17 +152,16 @@ async function parent() {
   // where its staleness can be sampled.
   procs.forEach((p, w) => p.send({ type: "start", cfg, started, worker: w, workers, clients: n }));
 
-  let last = { sent: 0, received: 0, at: started };
+  // A live line each second; rates are each worker's over its own last
+  // second, summed.
   const live = setInterval(() => {
     usage.sample();
     const sum = { joined: 0, sent: 0, received: 0, errors: {} };
     for (const p of progress.filter(Boolean)) {
-      sum.joined += p.joined; sum.sent += p.sent; sum.received += p.received;
+      sum.joined += p.joined; sum.sent += p.sentRate; sum.received += p.receivedRate;
       for (const [k, v] of Object.entries(p.errors)) sum.errors[k] = (sum.errors[k] ?? 0) + v;
     }
-    const now = Date.now(), secs = (now - last.at) / 1000;
-    console.log(`joined ${sum.joined}/${n}  poses/s ${((sum.sent - last.sent) / secs).toFixed(0)}  updates/s ${((sum.received - last.received) / secs).toFixed(0)}  errors ${errorSummary(sum.errors)}`);
-    last = { sent: sum.sent, received: sum.received, at: now };
+    console.log(`joined ${sum.joined}/${n}  poses/s ${sum.sent.toFixed(0)}  updates/s ${sum.received.toFixed(0)}  errors ${errorSummary(sum.errors)}`);
   }, 1000);
 
   const done = await Promise.all(results);
@@ -323,7 +322,7 @@ async function worker() {
 
     room.onLeave(() => {
       bot.left = true;
-      clearInterval(bot.sending);
+      clearTimeout(bot.sending);
       if (!ending) failed("disconnect");
     });
 
@@ -344,15 +343,25 @@ async function worker() {
     const walk = motion(i, started);
     await sleep(Math.random() * period);
     if (ending || bot.left) return;
-    bot.sending = setInterval(() => {
-      if (!room.connection.isOpen) return;
-      try {
-        room.send("pose", walk(Date.now()));
-        posesSent++;
-      } catch {
-        failed("send");
+    // A fixed schedule, as Go's ticker keeps: each send is due a period after
+    // the last one was due, not after it ran; when more than a period
+    // behind, the missed sends are dropped.
+    let due = Date.now();
+    const tick = () => {
+      if (ending || bot.left) return;
+      if (room.connection.isOpen) {
+        try {
+          room.send("pose", walk(Date.now()));
+          posesSent++;
+        } catch {
+          failed("send");
+        }
       }
-    }, period);
+      due += period;
+      if (due < Date.now() - period) due = Date.now();
+      bot.sending = setTimeout(tick, due - Date.now());
+    };
+    tick();
   }
 
   // sampleStaleness records, for every bot and every other bot in its room,
@@ -378,12 +387,17 @@ async function worker() {
     if (r % workers === w) starts.push(startBot(i, `${cfg.roomPrefix}${r}`));
   }
   const sampler = setInterval(sampleStaleness, 100);
-  const progress = setInterval(() => process.send({ type: "progress", joined, sent: posesSent, received: updatesReceived, errors }), 1000);
+  let last = { sent: 0, received: 0, at: Date.now() };
+  const progress = setInterval(() => {
+    const now = Date.now(), secs = (now - last.at) / 1000;
+    process.send({ type: "progress", joined, sentRate: (posesSent - last.sent) / secs, receivedRate: (updatesReceived - last.received) / secs, errors });
+    last = { sent: posesSent, received: updatesReceived, at: now };
+  }, 1000);
   await sleep(end - Date.now());
   ending = true;
   clearInterval(sampler);
   clearInterval(progress);
-  for (const b of bots) clearInterval(b.sending);
+  for (const b of bots) clearTimeout(b.sending);
   await Promise.race([Promise.allSettled(starts), sleep(1000)]);
   await Promise.race([Promise.allSettled(bots.filter((b) => !b.left).map((b) => b.room.leave())), sleep(3000)]);
   process.send({

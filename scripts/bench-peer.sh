@@ -31,6 +31,14 @@ HTTP_PORT=${HTTP_PORT:-18080}
 PEER_PORT=${PEER_PORT:-12567}
 
 [ -d scripts/peer/node_modules ] || { echo "scripts/peer/node_modules is missing: run make bench-peer (or npm ci in scripts/peer)" >&2; exit 1; }
+# Another server on these ports would answer in place of the run's own.
+for p in "u $UDP_PORT" "t $HTTP_PORT" "t $PEER_PORT"; do
+  read -r proto port <<<"$p"
+  if [ -n "$(ss -Hln"$proto" "sport = :$port")" ]; then
+    echo "port $port is taken here; choose others with UDP_PORT, HTTP_PORT and PEER_PORT" >&2
+    exit 1
+  fi
+done
 go build -o bin/ ./cmd/...
 rm -rf "$OUT" && mkdir -p "$OUT"
 # The wss runs' certificate, with the address the clients dial in it, so that
@@ -88,6 +96,7 @@ start_posecast() {
     --max-members $(( PER_ROOM * 2 )) --max-sessions-per-ip 100000 --pprof >"$OUT/$1.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 50); do
+    kill -0 "$server_pid" 2>/dev/null || break
     curl -fsS "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null 2>&1 && return
     sleep 0.1
   done

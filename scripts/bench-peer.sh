@@ -59,6 +59,7 @@ stop_server() {
 cleanup() {
   stop_server
   if [ -n "$loss_table" ]; then
+    echo "== nftables dropped $(nft list table inet posecast_loss 2>/dev/null | awk '/drop/ { for (i = 1; i < NF; i++) if ($i == "packets") n += $(i + 1) } END { print n + 0 }') packets"
     nft delete table inet posecast_loss 2>/dev/null || true
   fi
 }
@@ -77,10 +78,10 @@ start_loss() {
   nft add table inet posecast_loss 2>/dev/null || return 1
   loss_table=1
   nft add chain inet posecast_loss input '{ type filter hook input priority 0; policy accept; }' &&
-    nft add rule inet posecast_loss input udp dport "$UDP_PORT" numgen random mod 100 '<' "$LOSS" drop &&
-    nft add rule inet posecast_loss input udp sport "$UDP_PORT" numgen random mod 100 '<' "$LOSS" drop &&
-    nft add rule inet posecast_loss input tcp dport "$PEER_PORT" numgen random mod 100 '<' "$LOSS" drop &&
-    nft add rule inet posecast_loss input tcp sport "$PEER_PORT" numgen random mod 100 '<' "$LOSS" drop
+    nft add rule inet posecast_loss input udp dport "$UDP_PORT" numgen random mod 100 '<' "$LOSS" counter drop &&
+    nft add rule inet posecast_loss input udp sport "$UDP_PORT" numgen random mod 100 '<' "$LOSS" counter drop &&
+    nft add rule inet posecast_loss input tcp dport "$PEER_PORT" numgen random mod 100 '<' "$LOSS" counter drop &&
+    nft add rule inet posecast_loss input tcp sport "$PEER_PORT" numgen random mod 100 '<' "$LOSS" counter drop
 }
 
 # children_cpu sets cpu_now to the CPU seconds of this shell's reaped

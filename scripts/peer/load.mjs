@@ -311,7 +311,11 @@ async function worker() {
     const bot = { id: i, room, sessionId: room.sessionId, joinedAt: Date.now(), newest: new Map(), sending: null, left: false };
     bots.push(bot);
     if (!rooms.has(name)) rooms.set(name, []);
-    rooms.get(name).push(bot);
+    const members = rooms.get(name);
+    // The matchmaker must put every client of a name in one room: count a
+    // client that landed in another as an error of its own.
+    if (members.length > 0 && members[0].room.roomId !== room.roomId) failed("split_room");
+    members.push(bot);
 
     // Application bytes, as posebot counts them: every WebSocket message's
     // payload, sent and received, from the join on.

@@ -15,7 +15,9 @@ cd "$(dirname "$0")/.."
 
 SIZES=${SIZES:-"100 500 1000 2000 3000"}
 PER_ROOM=${PER_ROOM:-50}
-HZ=${HZ:-20}
+# HZ=20 sends 20 poses a second per client, free-running; without it the
+# clients send one pose per tick, in step with it (posebot's default).
+HZ=${HZ:-}
 DURATION=${DURATION:-40s}
 RAMP=${RAMP:-10s}
 OUT=${OUT:-bin/bench-load}
@@ -49,8 +51,8 @@ for n in $SIZES; do
       sleep 0.1
     done
   fi
-  echo "== $n clients in $rooms rooms of $PER_ROOM, $HZ Hz, $DURATION against $server"
-  bin/posebot --server "$server" --rooms "$rooms" --per-room "$PER_ROOM" --hz "$HZ" \
+  echo "== $n clients in $rooms rooms of $PER_ROOM, ${HZ:+$HZ Hz}${HZ:-a pose per tick}, $DURATION against $server"
+  bin/posebot --server "$server" --rooms "$rooms" --per-room "$PER_ROOM" ${HZ:+--hz "$HZ"} \
     --duration "$DURATION" --ramp "$RAMP" --join-timeout 30s "${pid_flag[@]}" \
     --json "$OUT/$(printf %05d "$n").json" | tail -n 16 || echo "(posebot reported a failed run)"
   stop_server
@@ -62,5 +64,5 @@ where=$(machine)
 if [ -n "${SERVER:-}" ]; then
   where="$where, loading $SERVER (a server whose machine this line does not describe)"
 fi
-write_block bench-load "$(printf '`%s` on %s, %s.\nRooms of %s, %s Hz head poses, %s per run (%s ramp), server tick 200 ms.\n\n%s' \
-  "${SERVER:+SERVER=$SERVER }SIZES=\"$SIZES\" DURATION=$DURATION RAMP=$RAMP scripts/bench-load.sh" "$(date -u +%Y-%m-%d)" "$where" "$PER_ROOM" "$HZ" "$DURATION" "$RAMP" "$table")"
+write_block bench-load "$(printf '`%s` on %s, %s.\nRooms of %s, head poses %s, %s per run (%s ramp), server tick 200 ms.\n\n%s' \
+  "${SERVER:+SERVER=$SERVER }${HZ:+HZ=$HZ }SIZES=\"$SIZES\" DURATION=$DURATION RAMP=$RAMP scripts/bench-load.sh" "$(date -u +%Y-%m-%d)" "$where" "$PER_ROOM" "${HZ:+at $HZ Hz}${HZ:-once per tick}" "$DURATION" "$RAMP" "$table")"

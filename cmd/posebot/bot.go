@@ -27,7 +27,7 @@ type config struct {
 	server       string // the server's HTTP address, http://host:port
 	rooms        int
 	perRoom      int
-	hz           float64
+	schedule     client.Schedule // Hz zero: in step with the tick
 	duration     time.Duration
 	ramp         time.Duration
 	roomPrefix   string
@@ -40,6 +40,14 @@ type config struct {
 }
 
 func (c *config) clients() int { return c.rooms * c.perRoom }
+
+// scheduleName is the schedule's name in the report: "tick" or "free".
+func (c *config) scheduleName() string {
+	if c.schedule.Hz > 0 {
+		return "free"
+	}
+	return "tick"
+}
 
 // room is one room of the run: its name and, as they join, its bots.
 type room struct {
@@ -86,6 +94,7 @@ type botClient struct {
 type loadTest struct {
 	cfg     config
 	tickMS  atomic.Int64
+	ownCPU  float64 // posebot's CPU seconds when the run began
 	stats   counters
 	latency histogram
 	stale   histogram
@@ -163,15 +172,15 @@ func (r *loadTest) startBot(ctx context.Context, id int, rm *room, tr *quic.Tran
 	r.mu.Unlock()
 
 	m := newMotion(joined.Position, uint64(id)+1, r.cfg.hands, r.started)
-	period := time.Duration(float64(time.Second) / r.cfg.hz)
-	// Start at a random point of the period, as real headsets do.
-	select {
-	case <-time.After(time.Duration(rand.Int64N(int64(period)))):
-	case <-ctx.Done():
-		return
+	pacer := c.Pacer(r.cfg.schedule)
+	due := time.Now()
+	if r.cfg.schedule.Hz > 0 {
+		// Free-running bots start at a random point of their period, as
+		// real headsets do; in step with the tick, the tick sets it.
+		due = due.Add(time.Duration(rand.Int64N(int64(time.Second / time.Duration(r.cfg.schedule.Hz)))))
 	}
-	tick := time.NewTicker(period)
-	defer tick.Stop()
+	timer := time.NewTimer(time.Until(due))
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -183,7 +192,8 @@ func (r *loadTest) startBot(ctx context.Context, id int, rm *room, tr *quic.Tran
 				r.finish(b)
 				return
 			}
-		case now := <-tick.C:
+			pacer = b.client.Pacer(r.cfg.schedule)
+		case now := <-timer.C:
 			p := m.pose(now)
 			if err := b.client.SendPose(&p); err != nil {
 				select {
@@ -193,9 +203,11 @@ func (r *loadTest) startBot(ctx context.Context, id int, rm *room, tr *quic.Tran
 				default:
 					r.stats.fail(errSend)
 				}
-				continue
+			} else {
+				r.stats.posesSent.Add(1)
 			}
-			r.stats.posesSent.Add(1)
+			now = time.Now()
+			timer.Reset(pacer.Next(now).Sub(now))
 		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -92,7 +93,9 @@ func parseFlags(args []string) (config, string, error) {
 	fs.StringVar(&c.server, "server", "http://127.0.0.1:8080", "the server's HTTP address; the WebTransport URL and certificate hashes come from its /cert-hash")
 	fs.IntVar(&c.rooms, "rooms", 4, "rooms to fill")
 	fs.IntVar(&c.perRoom, "per-room", 25, "clients per room")
-	fs.Float64Var(&c.hz, "hz", 20, "poses each client sends per second")
+	fs.Float64Var(&c.schedule.Hz, "hz", 0, "poses each client sends per second, free-running (default: one per tick of the room, timed to arrive just before it)")
+	fs.DurationVar(&c.schedule.Margin, "margin", 0, "in step with the tick, how long before the tick a pose is meant to arrive (default: set from the round trip)")
+	fs.IntVar(&c.schedule.Copies, "copies", 1, "poses sent per tick in step with the tick: 1, or 2 for lossy links")
 	fs.DurationVar(&c.duration, "duration", 30*time.Second, "how long the run lasts, ramp included")
 	fs.DurationVar(&c.ramp, "ramp", 3*time.Second, "how long it takes to start every client")
 	fs.StringVar(&c.roomPrefix, "room-prefix", "bot-", "prefix of the rooms' names")
@@ -111,8 +114,10 @@ func parseFlags(args []string) (config, string, error) {
 		return c, "", fmt.Errorf("unexpected arguments %q", fs.Args())
 	case c.rooms < 1 || c.perRoom < 1:
 		return c, "", errors.New("--rooms and --per-room must be at least 1")
-	case c.hz <= 0 || c.hz > 1000:
-		return c, "", errors.New("--hz must be in (0, 1000]")
+	case c.schedule.Hz < 0 || c.schedule.Hz > 1000:
+		return c, "", errors.New("--hz must be in [0, 1000]")
+	case c.schedule.Copies < 1 || c.schedule.Copies > 2:
+		return c, "", errors.New("--copies must be 1 or 2")
 	case c.duration <= 0 || c.ramp < 0 || c.ramp >= c.duration:
 		return c, "", errors.New("--duration must be positive and longer than --ramp")
 	case c.joinTimeout <= 0:
@@ -140,6 +145,7 @@ func execute(ctx context.Context, cfg config, out io.Writer) (*report, error) {
 	defer closeSockets()
 
 	r := &loadTest{cfg: cfg, started: time.Now()}
+	r.ownCPU, _, _ = readProc(os.Getpid())
 	usage := newServerUsage(cfg.serverPID, cfg.server)
 	usage.begin(ctx)
 	rooms := make([]*room, cfg.rooms)
@@ -164,10 +170,13 @@ func execute(ctx context.Context, cfg config, out io.Writer) (*report, error) {
 	return r.report(elapsed, usage), nil
 }
 
-// watch samples staleness every 100 ms and, every second, the server's
-// usage and the live line, until ctx ends.
+// watch samples staleness ten times a second on average and, every
+// second, the server's usage and the live line, until ctx ends. The samples
+// are spaced at random (50 to 150 ms apart): at fixed times they would fall
+// at the same point of every tick and see the same part of the sawtooth of
+// staleness each time.
 func (r *loadTest) watch(ctx context.Context, usage *serverUsage, live *liveLine) {
-	sample := time.NewTicker(100 * time.Millisecond)
+	sample := time.NewTimer(sampleInterval())
 	defer sample.Stop()
 	second := time.NewTicker(time.Second)
 	defer second.Stop()
@@ -177,6 +186,7 @@ func (r *loadTest) watch(ctx context.Context, usage *serverUsage, live *liveLine
 			return
 		case now := <-sample.C:
 			r.sampleStaleness(now)
+			sample.Reset(sampleInterval())
 		case <-second.C:
 			usage.sample(ctx)
 			errs, _ := r.stats.errorCounts()
@@ -193,6 +203,11 @@ func (r *loadTest) watch(ctx context.Context, usage *serverUsage, live *liveLine
 	}
 }
 
+// sampleInterval is the time to the next staleness sample.
+func sampleInterval() time.Duration {
+	return 50*time.Millisecond + rand.N(100*time.Millisecond)
+}
+
 // report assembles the run's result.
 func (r *loadTest) report(elapsed time.Duration, usage *serverUsage) *report {
 	errs, _ := r.stats.errorCounts()
@@ -201,7 +216,9 @@ func (r *loadTest) report(elapsed time.Duration, usage *serverUsage) *report {
 		Joined:          int(r.stats.joined.Load()),
 		Rooms:           r.cfg.rooms,
 		PerRoom:         r.cfg.perRoom,
-		Hz:              r.cfg.hz,
+		Schedule:        r.cfg.scheduleName(),
+		Hz:              r.cfg.schedule.Hz,
+		Copies:          r.cfg.schedule.Copies,
 		Hands:           r.cfg.hands,
 		JoinMS:          quantiles{P50: r.joins.quantile(0.5), P99: r.joins.quantile(0.99)},
 		LatencyMS:       quantiles{P50: r.latency.quantile(0.5), P90: ptr(r.latency.quantile(0.9)), P99: r.latency.quantile(0.99), Max: ptr(float64(r.latency.max.Load()))},
@@ -223,6 +240,9 @@ func (r *loadTest) report(elapsed time.Duration, usage *serverUsage) *report {
 		rep.BytesReceived += t.BytesReceived
 	}
 	r.mu.Unlock()
+	if cpu, _, err := readProc(os.Getpid()); err == nil {
+		rep.LoadCPUS = ptr(round1(cpu - r.ownCPU))
+	}
 	if usage.ok {
 		rep.ServerCPUS = ptr(round1(usage.cpuEnd - usage.cpuStart))
 		rep.ServerRSSMB = ptr(round1(usage.rssPeak / (1 << 20)))

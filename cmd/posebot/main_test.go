@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -18,17 +19,23 @@ import (
 	"github.com/posecast/posecast/transport"
 )
 
-// startServer runs a posecast node on loopback for the test and returns its
-// HTTP address and a function that stops it (also run at cleanup). With a
-// secret, joins need tokens signed with it.
+// startServer runs a posecast node on loopback for the test, ticking every
+// 100 ms, and returns its HTTP address and a function that stops it (also
+// run at cleanup). With a secret, joins need tokens signed with it.
 func startServer(t *testing.T, secret string) (string, func()) {
+	t.Helper()
+	return startServerTicking(t, secret, 100*time.Millisecond)
+}
+
+// startServerTicking is startServer with rooms that tick every tick.
+func startServerTicking(t *testing.T, secret string, tick time.Duration) (string, func()) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cm, err := certs.NewSelfSigned(certs.SelfSignedConfig{Hosts: []string{"127.0.0.1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := rooms.NewRegistry(&rooms.MemoryStore{}, rooms.Config{Tick: 100 * time.Millisecond, Logger: log})
+	reg, err := rooms.NewRegistry(&rooms.MemoryStore{}, rooms.Config{Tick: tick, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +124,39 @@ func TestARunReportsEveryField(t *testing.T) {
 	}
 }
 
+// By default the bots send one pose per tick of the room, whatever its
+// period, timed to reach the server just before the tick: a pose is then
+// forwarded less than half a tick after it was sent, where poses sent at the
+// tick's rate but at random times wait half a tick on average.
+func TestBotsSendInStepWithTheRoomsTick(t *testing.T) {
+	for _, tick := range []time.Duration{50 * time.Millisecond, 200 * time.Millisecond} {
+		t.Run(tick.String(), func(t *testing.T) {
+			server, _ := startServerTicking(t, "", tick)
+			out := filepath.Join(t.TempDir(), "run.json")
+			const clients, duration, ramp = 4, 4 * time.Second, 200 * time.Millisecond
+			err := run(context.Background(), []string{
+				"--server", server, "--rooms", "1", "--per-room", fmt.Sprint(clients),
+				"--duration", duration.String(), "--ramp", ramp.String(), "--json", out,
+			}, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := readReport(t, out)
+			// A bot sends one pose as it joins and one per tick from then.
+			ticks := float64(clients) * (duration.Seconds()/tick.Seconds() + 1)
+			perTick := float64(r.PosesSent) / ticks
+			switch {
+			case r.Schedule != "tick" || r.TickMS != tick.Milliseconds():
+				t.Errorf("schedule %q at %d ms, want tick at %d", r.Schedule, r.TickMS, tick.Milliseconds())
+			case perTick < 0.7 || perTick > 1:
+				t.Errorf("%d poses from %d clients in %.0f ticks each: %.2f a tick, want 1", r.PosesSent, clients, ticks/clients, perTick)
+			case r.LatencyMS.P50 >= float64(tick.Milliseconds())/2:
+				t.Errorf("latency p50 %.0f ms, want less than half the %v tick", r.LatencyMS.P50, tick)
+			}
+		})
+	}
+}
+
 func TestAServerThatStopsMidRunFailsTheRun(t *testing.T) {
 	server, stop := startServer(t, "")
 	out := filepath.Join(t.TempDir(), "run.json")
@@ -166,14 +206,7 @@ func TestTokensForAServerWithASecret(t *testing.T) {
 			if (err == nil) != (tt.joined == 3) {
 				t.Errorf("run: %v", err)
 			}
-			b, rerr := os.ReadFile(out)
-			if rerr != nil {
-				t.Fatal(rerr)
-			}
-			var r report
-			if err := json.Unmarshal(b, &r); err != nil {
-				t.Fatal(err)
-			}
+			r := readReport(t, out)
 			if r.Joined != tt.joined || (tt.joined == 0 && r.Errors[errJoin] != 3) {
 				t.Errorf("joined %d, errors %v; want %d joined", r.Joined, r.Errors, tt.joined)
 			}
@@ -192,6 +225,10 @@ func TestFlagsRefuseRoomsNoServerWouldTake(t *testing.T) {
 		{"a prefix too long", []string{"--room-prefix", strings.Repeat("r", rooms.MaxIDLength)}, false},
 		{"no rooms", []string{"--rooms", "0"}, false},
 		{"ramp past the end", []string{"--duration", "2s", "--ramp", "3s"}, false},
+		{"free-running", []string{"--hz", "20"}, true},
+		{"a negative rate", []string{"--hz", "-1"}, false},
+		{"two copies a tick", []string{"--copies", "2"}, true},
+		{"three copies a tick", []string{"--copies", "3"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -204,19 +241,28 @@ func TestFlagsRefuseRoomsNoServerWouldTake(t *testing.T) {
 
 func TestTableRendersReports(t *testing.T) {
 	dir := t.TempDir()
-	r := report{Clients: 100, Joined: 100, Rooms: 2, PerRoom: 50, PosesSent: 20000, DatagramsReceived: 5000, BytesReceived: 5e6,
-		LatencyMS: quantiles{P50: 25, P99: 49}, StalenessMS: quantiles{P99: 250}, DurationS: 10, ServerCPUS: ptr(3), ServerRSSMB: ptr(40)}
-	path := filepath.Join(dir, "a.json")
-	if err := writeJSON(path, &r); err != nil {
-		t.Fatal(err)
+	free := report{Clients: 100, Joined: 100, Rooms: 2, PerRoom: 50, Schedule: "free", Hz: 20, PosesSent: 20000, DatagramsReceived: 5000, BytesReceived: 5e6,
+		LatencyMS: quantiles{P50: 25, P99: 49}, StalenessMS: quantiles{P99: 250}, DurationS: 10, ServerCPUS: ptr(3), ServerRSSMB: ptr(40), LoadCPUS: ptr(1.5)}
+	tick := report{Clients: 100, Joined: 99, Rooms: 2, PerRoom: 50, Schedule: "tick", Copies: 2, PosesSent: 9900, DatagramsReceived: 5000, BytesReceived: 5e6,
+		LatencyMS: quantiles{P50: 6, P99: 20}, StalenessMS: quantiles{P99: 210}, DurationS: 10}
+	var paths []string
+	for i, r := range []*report{&free, &tick} {
+		paths = append(paths, filepath.Join(dir, fmt.Sprintf("%d.json", i)))
+		if err := writeJSON(paths[i], r); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"table", path}, &out); err != nil {
+	if err := run(context.Background(), append([]string{"table"}, paths...), &out); err != nil {
 		t.Fatal(err)
 	}
-	want := "| 100 | 2 × 50 | 0.30 | 40 MB | 2000 | 500 | 500000 | 25 / 49 ms | 250 ms | 0 |"
-	if !strings.Contains(out.String(), want) {
-		t.Errorf("table:\n%s\nwant a row %s", out.String(), want)
+	for _, want := range []string{
+		"| 100 | 2 × 50 | 20 Hz | 0.30 | 40 MB | 0.15 | 2000 | 500 | 500000 | 25 / 49 ms | 250 ms | 0 |",
+		"| 99 | 2 × 50 | 2 per tick | – | – | – | 990 | 500 | 500000 | 6 / 20 ms | 210 ms | 0 |",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table:\n%s\nwant a row %s", out.String(), want)
+		}
 	}
 }
 

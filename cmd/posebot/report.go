@@ -20,11 +20,15 @@ type quantiles struct {
 
 // report is a run's result; its JSON field names are posebot's interface.
 type report struct {
-	Clients           int       `json:"clients"`
-	Joined            int       `json:"joined"`
-	Rooms             int       `json:"rooms"`
-	PerRoom           int       `json:"per_room"`
-	Hz                float64   `json:"hz"`
+	Clients int `json:"clients"`
+	Joined  int `json:"joined"`
+	Rooms   int `json:"rooms"`
+	PerRoom int `json:"per_room"`
+	// Schedule is "tick" (poses in step with the room's tick, Copies per
+	// tick) or "free" (Hz poses a second).
+	Schedule          string    `json:"schedule"`
+	Hz                float64   `json:"hz,omitempty"`
+	Copies            int       `json:"copies,omitempty"`
 	Hands             bool      `json:"hands"`
 	JoinMS            quantiles `json:"join_ms"`
 	LatencyMS         quantiles `json:"latency_ms"`
@@ -44,6 +48,8 @@ type report struct {
 	DurationS   float64           `json:"duration_s"`
 	ServerCPUS  *float64          `json:"server_cpu_s,omitempty"`
 	ServerRSSMB *float64          `json:"server_rss_mb,omitempty"`
+	// LoadCPUS is posebot's own CPU time over the run.
+	LoadCPUS *float64 `json:"load_cpu_s,omitempty"`
 }
 
 func ptr(v float64) *float64 { return &v }
@@ -64,6 +70,7 @@ func (r *report) writeSummary(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, args...)...) }
 	row("clients joined", "%d / %d in %d rooms of %d", r.Joined, r.Clients, r.Rooms, r.PerRoom)
+	row("schedule", "%s", r.scheduleSummary())
 	row("join", "p50 %.0f ms  p99 %.0f ms", r.JoinMS.P50, r.JoinMS.P99)
 	row("latency", "p50 %.0f ms  p90 %.0f ms  p99 %.0f ms  max %.0f ms", r.LatencyMS.P50, *r.LatencyMS.P90, r.LatencyMS.P99, *r.LatencyMS.Max)
 	row("staleness", "p50 %.0f ms  p99 %.0f ms  max %.0f ms", r.StalenessMS.P50, r.StalenessMS.P99, *r.StalenessMS.Max)
@@ -79,8 +86,19 @@ func (r *report) writeSummary(w io.Writer) {
 		row("server CPU", "%.1f s (%.2f cores)", *r.ServerCPUS, *r.ServerCPUS/r.DurationS)
 		row("server RSS peak", "%.1f MB", *r.ServerRSSMB)
 	}
+	if r.LoadCPUS != nil {
+		row("posebot CPU", "%.1f s (%.2f cores)", *r.LoadCPUS, *r.LoadCPUS/r.DurationS)
+	}
 	row("duration", "%.1f s", r.DurationS)
 	tw.Flush()
+}
+
+// scheduleSummary says how the bots timed their poses.
+func (r *report) scheduleSummary() string {
+	if r.Schedule == "free" {
+		return fmt.Sprintf("free-running, %g Hz", r.Hz)
+	}
+	return fmt.Sprintf("in step with the %d ms tick, %d per tick", r.TickMS, max(1, r.Copies))
 }
 
 func writeJSON(path string, r *report) error {
@@ -94,16 +112,25 @@ func writeJSON(path string, r *report) error {
 // markdownTable renders reports as the load table of docs/BENCHMARKS.md.
 func markdownTable(reports []*report) string {
 	var b strings.Builder
-	b.WriteString("| clients | rooms × size | server CPU (cores) | server RSS | poses in/s | datagrams out/s | bytes out/s | latency p50 / p99 | staleness p99 | errors |\n")
-	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| clients | rooms × size | poses | server CPU (cores) | server RSS | posebot CPU (cores) | poses in/s | datagrams out/s | bytes out/s | latency p50 / p99 | staleness p99 | errors |\n")
+	b.WriteString("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range reports {
-		cpu, rss := "–", "–"
+		cpu, rss, load := "–", "–", "–"
 		if r.ServerCPUS != nil {
 			cpu = fmt.Sprintf("%.2f", *r.ServerCPUS/r.DurationS)
 			rss = fmt.Sprintf("%.0f MB", *r.ServerRSSMB)
 		}
-		fmt.Fprintf(&b, "| %d | %d × %d | %s | %s | %.0f | %.0f | %.0f | %.0f / %.0f ms | %.0f ms | %s |\n",
-			r.Joined, r.Rooms, r.PerRoom, cpu, rss,
+		if r.LoadCPUS != nil {
+			load = fmt.Sprintf("%.2f", *r.LoadCPUS/r.DurationS)
+		}
+		schedule := "per tick"
+		if r.Schedule == "free" {
+			schedule = fmt.Sprintf("%g Hz", r.Hz)
+		} else if r.Copies > 1 {
+			schedule = fmt.Sprintf("%d per tick", r.Copies)
+		}
+		fmt.Fprintf(&b, "| %d | %d × %d | %s | %s | %s | %s | %.0f | %.0f | %.0f | %.0f / %.0f ms | %.0f ms | %s |\n",
+			r.Joined, r.Rooms, r.PerRoom, schedule, cpu, rss, load,
 			float64(r.PosesSent)/r.DurationS,
 			float64(r.DatagramsReceived)/r.DurationS,
 			float64(r.BytesReceived)/r.DurationS,

@@ -82,6 +82,26 @@ type Client struct {
 		messagesSent, messagesReceived                             atomic.Uint64
 	}
 
+	// tickPeriod is the room's tick period (the server's, before a join),
+	// in nanoseconds. tickArrivals are when the latest ticks' first pose
+	// datagrams arrived, in Unix nanoseconds (0 for none), written in turn
+	// at tickArrivalN: the pacer's phase.
+	tickPeriod   atomic.Int64
+	tickArrivals [8]atomic.Int64
+	tickArrivalN atomic.Uint32
+	// ownSlot is the joined avatar's slot (-1 before a join). sentPoses
+	// holds the times of the last two poses sent (the older in the high
+	// half) and sentCount counts them; margin is how long before the tick
+	// the pacer aims a pose, in nanoseconds, adjusted by judgeOwnPose.
+	ownSlot   atomic.Int32
+	sentPoses atomic.Uint64
+	sentCount atomic.Uint32
+	margin    atomic.Int64
+	// judged is the pose update and the count of poses sent at the last
+	// judgement; only the datagram goroutine uses them.
+	judgedSeq   uint32
+	judgedCount uint32
+
 	wmu     sync.Mutex // serializes control stream writes and guards poseBuf
 	poseBuf []byte
 
@@ -281,6 +301,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		slots:   make(map[uint16]string),
 		seqs:    make(map[uint32]*partSet),
 	}
+	c.ownSlot.Store(-1)
 	if c.tr == nil {
 		udp, err := net.ListenUDP("udp", nil)
 		if err != nil {
@@ -355,6 +376,7 @@ func (c *Client) dial(ctx context.Context) error {
 		c.Close()
 		return fmt.Errorf("hello: answered with %T", reply)
 	}
+	c.tickPeriod.Store(int64(time.Duration(w.TickMillis) * time.Millisecond))
 	c.mu.Lock()
 	c.welcome = *w
 	c.repeat = w.Repeat
@@ -501,6 +523,10 @@ func (c *Client) SendPose(p *codec.Pose) error {
 	c.wmu.Lock()
 	c.poseBuf = codec.AppendPoseDatagram(c.poseBuf[:0], p)
 	err := c.SendDatagram(c.poseBuf)
+	if err == nil {
+		c.sentPoses.Store(c.sentPoses.Load()<<32 | uint64(p.Time))
+		c.sentCount.Add(1)
+	}
 	c.wmu.Unlock()
 	return err
 }
@@ -513,6 +539,33 @@ func (c *Client) SendDatagram(b []byte) error {
 	c.traffic.datagramsSent.Add(1)
 	c.traffic.bytesSent.Add(uint64(len(b)))
 	return nil
+}
+
+// TickPeriod returns the period of the room's tick, from joined (the
+// server's, from welcome, before a join).
+func (c *Client) TickPeriod() time.Duration { return time.Duration(c.tickPeriod.Load()) }
+
+// tickPhase returns the earliest that the latest ticks' first pose
+// datagrams arrived, each moved by whole periods to the newest one's: the
+// time a tick's datagram arrives when nothing delays it, which the pacer
+// steps from. Delays only ever make a datagram later, so the earliest of a
+// few is the truest. It reports false before any has arrived since the join.
+func (c *Client) tickPhase() (time.Time, bool) {
+	period := c.tickPeriod.Load()
+	newest := c.tickArrivals[c.tickArrivalN.Load()%uint32(len(c.tickArrivals))].Load()
+	if newest == 0 || period <= 0 {
+		return time.Time{}, false
+	}
+	phase := newest
+	for i := range c.tickArrivals {
+		a := c.tickArrivals[i].Load()
+		if a == 0 {
+			continue
+		}
+		a += (newest - a + period/2) / period * period // to the newest one's period
+		phase = min(phase, a)
+	}
+	return time.Unix(0, phase), true
 }
 
 // Traffic is what a client has sent and received. Bytes count datagram
@@ -679,6 +732,15 @@ func (c *Client) apply(msg codec.Message) (goodbye bool) {
 	case *codec.Joined:
 		ref = m.Ref
 		v.Room, v.User, v.Slot, v.Token = m.Room, m.User, m.Slot, m.Token
+		if m.TickMillis > 0 {
+			c.tickPeriod.Store(int64(time.Duration(m.TickMillis) * time.Millisecond))
+		}
+		for i := range c.tickArrivals {
+			c.tickArrivals[i].Store(0) // another room ticks at its own times
+		}
+		c.tickArrivalN.Store(0)
+		c.ownSlot.Store(int32(m.Slot))
+		c.margin.Store(c.tickPeriod.Load() / 40)
 		v.Entities, v.Presence, v.Poses = nil, nil, nil
 		v.Seq = 0      // pose updates are numbered per room
 		clear(c.slots) // the room's entities_state comes next
@@ -930,6 +992,11 @@ func (c *Client) datagramLoop() {
 		if err != nil {
 			continue
 		}
+		if u.Part == 0 {
+			n := c.tickArrivalN.Add(1)
+			c.tickArrivals[n%uint32(len(c.tickArrivals))].Store(now.UnixNano())
+		}
+		c.judgeOwnPose(u)
 		if c.cfg.OnPoses != nil {
 			for rest := u.Records; len(rest) > 0; {
 				var slot uint16
@@ -945,6 +1012,52 @@ func (c *Client) datagramLoop() {
 		}
 	}
 }
+
+// judgeOwnPose adjusts the pacer's margin from the client's own avatar in a
+// pose update: a tick that forwards the newest pose sent before it shows the
+// pose arrived in time, one that forwards the pose before that shows the
+// newest came late. The margin tracks the lateness the client meets so that
+// one pose in lateTarget is late: a late pose adds a fortieth of the tick
+// period, a pose in time takes lateTarget-1 times less. A tick that carries
+// neither (the avatar did not move, or nothing was sent since the last
+// judgement) says nothing, and neither do the ticks before the pacer has
+// its phase from a full set of arrivals.
+func (c *Client) judgeOwnPose(u codec.PoseUpdate) {
+	own := c.ownSlot.Load()
+	count := c.sentCount.Load()
+	if own < 0 || u.Parts == 0 || u.Seq == c.judgedSeq || count == c.judgedCount ||
+		c.tickArrivalN.Load() < uint32(2*len(c.tickArrivals)) {
+		return
+	}
+	for rest := u.Records; len(rest) > 0; {
+		slot, rec, r, err := codec.NextRecord(rest)
+		if err != nil {
+			return
+		}
+		rest = r
+		if int32(slot) != own {
+			continue
+		}
+		c.judgedSeq, c.judgedCount = u.Seq, count
+		sent := c.sentPoses.Load()
+		period := c.tickPeriod.Load()
+		margin := c.margin.Load()
+		switch codec.PoseTime(rec) {
+		case uint32(sent):
+			margin -= period / 40 / (lateTarget - 1)
+		case uint32(sent >> 32):
+			margin += period / 40
+		default:
+			return
+		}
+		c.margin.Store(min(period/2, max(int64(time.Millisecond)/2, margin)))
+		return
+	}
+}
+
+// lateTarget is one in how many poses the pacer lets come too late for
+// their tick: each costs the others a tick of staleness.
+const lateTarget = 200
 
 // applyPoses folds a pose update into the view, tracks which updates
 // arrived whole, and asks for a resync when one that cannot be recovered

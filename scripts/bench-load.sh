@@ -27,13 +27,6 @@ HTTP_PORT=${HTTP_PORT:-18080}
 go build -o bin/ ./cmd/...
 rm -rf "$OUT" && mkdir -p "$OUT"
 server_pid=
-stop_server() {
-  if [ -n "$server_pid" ]; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=
-  fi
-}
 trap stop_server EXIT
 
 for n in $SIZES; do

@@ -3,7 +3,7 @@
 # workload and this machine's cores: rooms of 50, 20 Hz head poses, what
 # changed sent every 200 ms. For each size, one after the other:
 #   a. posecast, posebot free-running at --hz
-#   b. posecast, posebot on its default (tick-aligned) schedule, when it has one
+#   b. posecast, posebot on its default schedule: a pose per tick, in step
 #   c. Colyseus over ws://, the load from scripts/peer/load.mjs
 #   d. Colyseus over wss:// (a self-signed certificate made here, in bin/)
 # then writes one table into docs/BENCHMARKS.md between the bench-peer markers.
@@ -49,13 +49,6 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 
 server_pid=
 loss_table=
-stop_server() {
-  if [ -n "$server_pid" ]; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=
-  fi
-}
 cleanup() {
   stop_server
   if [ -n "$loss_table" ]; then
@@ -84,14 +77,6 @@ start_loss() {
     nft add rule inet posecast_loss input tcp sport "$PEER_PORT" numgen random mod 100 '<' "$LOSS" counter drop
 }
 
-# children_cpu sets cpu_now to the CPU seconds of this shell's reaped
-# children so far. times runs in this shell, not in a subshell of its own,
-# whose children these are not.
-children_cpu() {
-  times >"$OUT/times"
-  cpu_now=$(awk 'NR == 2 { for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); s += p[1] * 60 + p[2] } print s }' "$OUT/times")
-}
-
 start_posecast() {
   bin/posecast --listen "127.0.0.1:$UDP_PORT" --http "127.0.0.1:$HTTP_PORT" --log-level warn \
     --max-members $(( PER_ROOM * 2 )) --max-sessions-per-ip 100000 --pprof >"$OUT/$1.log" 2>&1 &
@@ -106,25 +91,15 @@ start_posecast() {
 }
 
 # run_posebot NAME ARGS... runs posebot against the posecast started, into
-# $OUT/NAME.json. posebot's JSON has load_cpu_s once posebot reports its own
-# CPU; until then it is posebot's whole process as this shell reaped it.
+# $OUT/NAME.json.
 run_posebot() {
-  local name=$1 cpu
+  local name=$1
   shift
   start_posecast "$name"
-  children_cpu
-  cpu=$cpu_now
   bin/posebot --server "http://127.0.0.1:$HTTP_PORT" --rooms "$rooms" --per-room "$PER_ROOM" \
     --duration "$DURATION" --ramp "$RAMP" --join-timeout 30s --server-pid "$server_pid" \
-    --json "$OUT/$name.json" "$@" | tail -n 16 || echo "(posebot reported a failed run)"
-  children_cpu
-  cpu=$(awk -v a="$cpu" -v b="$cpu_now" 'BEGIN { print b - a }')
+    --json "$OUT/$name.json" "$@" | tail -n 18 || echo "(posebot reported a failed run)"
   stop_server
-  if [ -f "$OUT/$name.json" ]; then
-    node -e 'const fs = require("fs"), [f, cpu] = process.argv.slice(1), r = JSON.parse(fs.readFileSync(f));
-      if (r.load_cpu_s === undefined) { r.load_cpu_s = Math.round(cpu * 10) / 10; fs.writeFileSync(f, JSON.stringify(r, null, 2) + "\n"); }' \
-      "$OUT/$name.json" "$cpu"
-  fi
 }
 
 # run_colyseus NAME ws|wss runs the Colyseus server and load.mjs against it.
@@ -157,18 +132,13 @@ if [ "$LOSS" != 0 ]; then
   echo "== dropping $LOSS % of the packets on udp $UDP_PORT and tcp $PEER_PORT"
 fi
 
-posebot_help=$(bin/posebot --help 2>&1 || true)
 for n in $SIZES; do
   rooms=$(( (n + PER_ROOM - 1) / PER_ROOM ))
   n5=$(printf %05d "$n")
   echo "== $n clients in $rooms rooms of $PER_ROOM: posecast, posebot free-running at $HZ Hz"
   run_posebot "$n5-a-posecast" --hz "$HZ"
-  if [[ $posebot_help == *schedule* ]]; then
-    echo "== $n clients: posecast, posebot on its default schedule"
-    run_posebot "$n5-b-posecast-tick"
-  else
-    echo "== $n clients: posebot has no schedule of its own yet (its --help does not say schedule); run b skipped"
-  fi
+  echo "== $n clients: posecast, posebot sending a pose per tick"
+  run_posebot "$n5-b-posecast-tick"
   echo "== $n clients: Colyseus over ws://"
   run_colyseus "$n5-c-colyseus-ws" ws
   echo "== $n clients: Colyseus over wss://"

@@ -146,6 +146,7 @@ func execute(ctx context.Context, cfg config, out io.Writer) (*report, error) {
 
 	r := &loadTest{cfg: cfg, started: time.Now()}
 	r.ownCPU, _, _ = readProc(os.Getpid())
+	udpBefore, udpErr := readUDP()
 	usage := newServerUsage(cfg.serverPID, cfg.server)
 	usage.begin(ctx)
 	rooms := make([]*room, cfg.rooms)
@@ -167,7 +168,16 @@ func execute(ctx context.Context, cfg config, out io.Writer) (*report, error) {
 	watch.Wait()
 	elapsed := time.Since(r.started)
 	usage.sample(context.Background())
-	return r.report(elapsed, usage), nil
+	rep := r.report(elapsed, usage)
+	if udpAfter, err := readUDP(); err == nil && udpErr == nil {
+		secs := elapsed.Seconds()
+		rep.HostUDP = &hostUDP{
+			InPerS:       round1(float64(udpAfter.in-udpBefore.in) / secs),
+			OutPerS:      round1(float64(udpAfter.out-udpBefore.out) / secs),
+			RcvbufErrors: udpAfter.rcvbufErrors - udpBefore.rcvbufErrors,
+		}
+	}
+	return rep, nil
 }
 
 // watch samples staleness ten times a second on average and, every

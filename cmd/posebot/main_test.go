@@ -85,7 +85,8 @@ func TestARunReportsEveryField(t *testing.T) {
 		"latency_ms": {"p50", "p90", "p99", "max"}, "staleness_ms": {"p50", "p99", "max"},
 		"poses_sent": nil, "updates_received": nil, "datagrams_sent": nil, "datagrams_received": nil,
 		"bytes_sent": nil, "bytes_received": nil, "moved": nil, "errors": nil, "tick_ms": nil, "duration_s": nil,
-		"server_cpu_s": nil, "server_rss_mb": nil,
+		"server_cpu_s": nil, "server_rss_mb": nil, "schedule": nil, "hz": nil, "load_cpu_s": nil,
+		"host_udp": {"in_per_s", "out_per_s", "rcvbuf_errors"},
 	}
 	for name, sub := range fields {
 		v, ok := got[name]

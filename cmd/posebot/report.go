@@ -50,6 +50,17 @@ type report struct {
 	ServerRSSMB *float64          `json:"server_rss_mb,omitempty"`
 	// LoadCPUS is posebot's own CPU time over the run.
 	LoadCPUS *float64 `json:"load_cpu_s,omitempty"`
+	// HostUDP is what this host's UDP counters saw over the run: every
+	// process's traffic, the server's and the bots' when they share it.
+	HostUDP *hostUDP `json:"host_udp,omitempty"`
+}
+
+// hostUDP is the host's UDP datagrams a second over a run, and the datagrams
+// its sockets dropped because their receive buffers were full.
+type hostUDP struct {
+	InPerS       float64 `json:"in_per_s"`
+	OutPerS      float64 `json:"out_per_s"`
+	RcvbufErrors uint64  `json:"rcvbuf_errors"`
 }
 
 func ptr(v float64) *float64 { return &v }
@@ -85,6 +96,9 @@ func (r *report) writeSummary(w io.Writer) {
 	if r.ServerCPUS != nil {
 		row("server CPU", "%.1f s (%.2f cores)", *r.ServerCPUS, *r.ServerCPUS/r.DurationS)
 		row("server RSS peak", "%.1f MB", *r.ServerRSSMB)
+	}
+	if r.HostUDP != nil {
+		row("host UDP", "in %.0f/s  out %.0f/s  receive buffer drops %d", r.HostUDP.InPerS, r.HostUDP.OutPerS, r.HostUDP.RcvbufErrors)
 	}
 	if r.LoadCPUS != nil {
 		row("posebot CPU", "%.1f s (%.2f cores)", *r.LoadCPUS, *r.LoadCPUS/r.DurationS)

@@ -125,3 +125,46 @@ func (s *serverUsage) sample(ctx context.Context) {
 	s.cpuEnd = cpu
 	s.rssPeak = max(s.rssPeak, rss)
 }
+
+// udpCounts are this host's UDP datagram counters, from /proc/net/snmp:
+// with server and bots on one host, every datagram either sends counts once
+// out and once in.
+type udpCounts struct {
+	in, out, rcvbufErrors uint64
+}
+
+// readUDP reads the host's UDP counters.
+func readUDP() (udpCounts, error) {
+	b, err := os.ReadFile("/proc/net/snmp")
+	if err != nil {
+		return udpCounts{}, err
+	}
+	var names []string
+	for line := range strings.Lines(string(b)) {
+		rest, ok := strings.CutPrefix(line, "Udp: ")
+		if !ok {
+			continue
+		}
+		if names == nil {
+			names = strings.Fields(rest)
+			continue
+		}
+		var c udpCounts
+		for i, v := range strings.Fields(rest) {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil || i >= len(names) {
+				return udpCounts{}, fmt.Errorf("/proc/net/snmp: Udp %q", rest)
+			}
+			switch names[i] {
+			case "InDatagrams":
+				c.in = n
+			case "OutDatagrams":
+				c.out = n
+			case "RcvbufErrors":
+				c.rcvbufErrors = n
+			}
+		}
+		return c, nil
+	}
+	return udpCounts{}, fmt.Errorf("/proc/net/snmp: no Udp counters")
+}

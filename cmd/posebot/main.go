@@ -94,7 +94,7 @@ func parseFlags(args []string) (config, string, error) {
 	fs.IntVar(&c.rooms, "rooms", 4, "rooms to fill")
 	fs.IntVar(&c.perRoom, "per-room", 25, "clients per room")
 	fs.Float64Var(&c.schedule.Hz, "hz", 0, "poses each client sends per second, free-running (default: one per tick of the room, timed to arrive just before it)")
-	fs.DurationVar(&c.schedule.Margin, "margin", 0, "in step with the tick, how long before the tick a pose is meant to arrive (default: set from the round trip)")
+	fs.DurationVar(&c.schedule.Margin, "margin", 0, "in step with the tick, how long before the tick a pose is meant to arrive (default: learned from what the ticks show of its own poses)")
 	fs.IntVar(&c.schedule.Copies, "copies", 1, "poses sent per tick in step with the tick: 1, or 2 for lossy links")
 	fs.DurationVar(&c.duration, "duration", 30*time.Second, "how long the run lasts, ramp included")
 	fs.DurationVar(&c.ramp, "ramp", 3*time.Second, "how long it takes to start every client")

@@ -57,6 +57,9 @@ func (p *Pacer) Next(now time.Time) time.Time {
 		return p.last
 	}
 	period := p.c.TickPeriod()
+	if period <= 0 {
+		period = unknownTick
+	}
 	arrival, ok := p.c.tickPhase()
 	if !ok {
 		p.last = latest(now, p.last.Add(period/time.Duration(p.s.Copies)))
@@ -79,6 +82,10 @@ func (p *Pacer) Next(now time.Time) time.Time {
 	p.last = due
 	return latest(now, due)
 }
+
+// unknownTick is the period a pacer assumes for a server that names none:
+// posecast's default tick.
+const unknownTick = 200 * time.Millisecond
 
 // tickPlan is what nextDue works from.
 type tickPlan struct {

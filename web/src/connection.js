@@ -65,6 +65,7 @@ export class Connection {
     this.url = '';
     this.sessions = 0; // sessions that joined
     this.rtt = null; // the latest datagram round trip, ms
+    this.minRtt = 0; // the least round trip of the session, ms; 0 until one is measured
     this.wt = null;
     this.writer = null;
     this.dgWriter = null;
@@ -154,6 +155,7 @@ export class Connection {
       return;
     }
     this.wt = wt;
+    this.minRtt = 0; // another session may take another path
     const ended = wt.closed.then(() => {}, () => {});
     try {
       const stream = await wt.createBidirectionalStream();
@@ -168,6 +170,8 @@ export class Connection {
       this.sessions++;
       onJoined();
       this.setState('connected', moved ? `moved to ${destination(moved)}` : '');
+      // At once, and then now and then: the pose schedule wants the round trip.
+      this.ping();
       const pinger = setInterval(() => this.ping(), this.opts.pingEvery);
       try {
         await Promise.race([ended, reading]);
@@ -279,7 +283,10 @@ export class Connection {
         if (done) return;
         if (datagramKind(value) === DATAGRAM_PING) {
           const sent = this.pings.get(parsePing(value));
-          if (sent !== undefined) this.rtt = performance.now() - sent;
+          if (sent !== undefined) {
+            this.rtt = performance.now() - sent;
+            this.minRtt = this.minRtt > 0 ? Math.min(this.minRtt, this.rtt) : this.rtt;
+          }
           continue;
         }
         this.opts.onDatagram?.(value);

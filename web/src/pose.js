@@ -148,6 +148,16 @@ export function decodePose(view, off = 0, end = view.byteLength) {
   return pose;
 }
 
+// samePlace reports whether two pose records put the avatar in the same
+// place, differing at most in their time: the server keeps the first time
+// of a run of such records (codec.SamePlace).
+export function samePlace(a, b) {
+  if (a.length !== b.length || a.length < 5) return false;
+  if (a[0] !== b[0]) return false;
+  for (let i = 5; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 // poseDatagram returns a client's pose datagram: [1, bin8(record)].
 export function poseDatagram(pose) {
   const n = poseSize(pose);

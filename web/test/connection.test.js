@@ -151,6 +151,7 @@ test('it says hello, joins with the certificate hash, and hands on what the room
   await until('the room state', () => messages.some((m) => m.type === 'presence_state'));
   assert.deepEqual(messages.map((m) => m.type), ['welcome', 'joined', 'entities_state', 'presence_state']);
   await until('a round trip', () => conn.rtt !== null);
+  assert.ok(conn.minRtt > 0 && conn.minRtt <= conn.rtt, `least round trip ${conn.minRtt}, latest ${conn.rtt}`);
   conn.stop();
   await running;
   assert.equal(conn.state, 'closed');

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { decode } from '@msgpack/msgpack';
 import {
   datagramKind, decodePose, encodePose, packRotation, parsePing, parsePoseUpdate,
-  pingDatagram, poseDatagram, poseTime, unpackRotation,
+  pingDatagram, poseDatagram, poseTime, samePlace, unpackRotation,
 } from '../src/pose.js';
 
 const hex = (s) => Uint8Array.from(s.split(/\s+/).filter(Boolean), (h) => parseInt(h, 16));
@@ -111,4 +111,12 @@ test('a ping is msgpack [3, id] and its echo gives the id back', () => {
   assert.deepEqual(decode(d), [3, 0xdeadbeef]);
   assert.equal(parsePing(d), 0xdeadbeef);
   assert.equal(parsePing(poseDatagramExample), -1);
+});
+
+test('records that differ only in their time are in the same place', () => {
+  const rec = (pose) => poseDatagram(pose).subarray(4);
+  const a = rec(poseExample);
+  assert.ok(samePlace(a, rec({ ...poseExample, time: 7 })));
+  assert.ok(!samePlace(a, rec({ ...poseExample, head: { ...poseExample.head, position: [1.5, 1.701, -2.25] } })));
+  assert.ok(!samePlace(a, rec({ ...poseExample, left: poseExample.head })));
 });

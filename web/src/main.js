@@ -2,16 +2,21 @@
 // the mouse and keys or in VR. window.posecast.state() tells what the page
 // knows, for tests and for the curious.
 //
-// URL parameters: room, name, rate (poses sent a second, 1 to 90, default
-// 30), token (a join token), wt (a WebTransport URL to use instead of the one
-// /cert-hash names; a room that moves to another node is followed there all
-// the same).
+// The page sends its newest pose once per tick of the room, timed to reach
+// the server just before the tick reads it (pacer.js).
+//
+// URL parameters: room, name, rate (poses sent a second, 1 to 90, whatever
+// the tick, instead of one per tick), copies (2: two poses per tick, for a
+// lossy link), token (a join token), wt (a WebTransport URL to use instead
+// of the one /cert-hash names; a room that moves to another node is
+// followed there all the same).
 import { Connection } from './connection.js';
 import { DesktopControls } from './desktop.js';
-import { DATAGRAM_POSES, datagramKind, parsePoseUpdate, poseDatagram, poseTime } from './pose.js';
+import { PoseSender, TickPacer } from './pacer.js';
+import { DATAGRAM_POSES, datagramKind, parsePoseUpdate, poseTime } from './pose.js';
 import { RoomView } from './roomview.js';
 import { RoomScene } from './scene.js';
-import { PoseSender, roomSpace, sampleXRPose } from './xr.js';
+import { roomSpace, sampleXRPose } from './xr.js';
 
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
@@ -31,7 +36,10 @@ function storedId(storage, key, prefix) {
 const canvas = $('view');
 const scene = new RoomScene(canvas);
 const controls = new DesktopControls(canvas);
-const rate = Math.max(1, Math.min(90, Number(params.get('rate')) || 30));
+// Free-running at rate poses a second when the URL says so; else 0, in step
+// with the tick.
+const rate = params.has('rate') ? Math.max(1, Math.min(90, Number(params.get('rate')) || 30)) : 0;
+const copies = params.get('copies') === '2' ? 2 : 1;
 const view = new RoomView();
 // The device, and the token a server in development mode hands back, live
 // as long as the tab: a reconnect resumes the avatar, and a reload (which
@@ -49,7 +57,8 @@ let placed = false; // the camera has been put where the server placed us
 let selfPose = controls.pose(0);
 let xr = { supported: false, presenting: false };
 
-const sender = new PoseSender(rate, (pose) => conn?.sendDatagram(poseDatagram(pose)));
+const pacer = new TickPacer({ hz: rate, copies });
+const sender = new PoseSender(pacer, (datagram) => conn?.sendDatagram(datagram));
 
 function start(room, name) {
   join.room = room;
@@ -73,7 +82,11 @@ function start(room, name) {
     wtURL: params.get('wt') || undefined,
     onMessage(m) {
       view.apply(m, performance.now());
-      if (m.type === 'welcome') view.welcome(m);
+      if (m.type === 'welcome') {
+        view.welcome(m);
+        pacer.welcome(m.tick_ms);
+      }
+      if (m.type === 'joined') pacer.joined(m.tick_ms, m.slot);
       if (m.type === 'joined' && m.token) {
         sessionStorage.setItem(tokenKey(join.room), m.token);
         // Development mode: the link that opens this user on another device.
@@ -96,8 +109,10 @@ function start(room, name) {
       } catch {
         return; // not ours to fix: the next update will do
       }
+      const now = performance.now();
+      pacer.arrived(u, now);
       // With a ref, so that a resync the server drops is answered, and asked again.
-      if (view.applyPoses(u, performance.now())) view.resyncRef = conn.ask({ type: 'resync' });
+      if (view.applyPoses(u, now)) view.resyncRef = conn.ask({ type: 'resync' });
     },
   });
   conn.run();
@@ -186,14 +201,14 @@ function frame(_, xrFrame) {
         const p = sampleXRPose(xrFrame, scene.renderer.xr.getReferenceSpace(), poseTime(Date.now()));
         if (p) selfPose = p;
         return p;
-      });
+      }, conn.minRtt);
     }
   } else {
     controls.step(dt);
     scene.camera.position.fromArray(controls.position);
     scene.camera.quaternion.fromArray(controls.rotation());
     selfPose = controls.pose(poseTime(Date.now()));
-    if (connected) sender.offer(now, () => selfPose);
+    if (connected) sender.offer(now, () => selfPose, conn.minRtt);
   }
   scene.update(view, now);
   scene.render();
@@ -203,13 +218,15 @@ function frame(_, xrFrame) {
   }
 }
 
+const sending = rate ? `sending ${rate}/s` : `sending ${copies === 2 ? '2 ' : ''}per tick`;
+
 function drawHud(now) {
   if (!conn) return;
   $('dot').className = conn.state;
   // Connected has a detail only after a move: where the room went.
   $('status').textContent = `${conn.state}${conn.detail ? ': ' + conn.detail : ''}`;
   const rtt = conn.rtt === null ? '–' : `${conn.rtt.toFixed(1)} ms`;
-  $('stats').textContent = `rtt ${rtt} · tick ${view.tickMs} ms · ${view.updateRate(now).toFixed(1)} updates/s · sending ${rate}/s`;
+  $('stats').textContent = `rtt ${rtt} · tick ${view.tickMs} ms · ${view.updateRate(now).toFixed(1)} updates/s · ${sending}`;
   const items = [...(view.presence || [])].map(([user, metas]) => {
     const li = document.createElement('li');
     const name = metas[0]?.name || user;
@@ -265,7 +282,10 @@ function state() {
     rtt: conn?.rtt ?? null,
     tickMs: view.tickMs,
     updateRate: view.updateRate(now),
+    schedule: rate ? 'free' : 'tick',
     posesSent: sender.sent,
+    margin: pacer.margin,
+    minRtt: conn?.minRtt ?? 0,
     resyncs: view.resyncs,
     xr: { ...xr },
   };

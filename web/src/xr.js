@@ -1,5 +1,6 @@
 // What the page sends in VR: the viewer's pose and each tracked hand or
-// controller, read from an XRFrame in room coordinates, at a set rate.
+// controller, read from an XRFrame in room coordinates (PoseSender, in
+// pacer.js, says when).
 
 // sampleXRPose returns the pose to send for an XR frame, or null while the
 // viewer is not tracked. refSpace is the room's reference space; time is
@@ -37,27 +38,4 @@ export function roomSpace(base, position, yaw, RigidTransform = globalThis.XRRig
   );
   // An offset space's poses are the base's seen from the offset: the inverse.
   return base.getOffsetReferenceSpace(standing.inverse);
-}
-
-// PoseSender sends poses at most rate times a second, on average exactly
-// that when offered more often, from a render loop at any frame rate.
-export class PoseSender {
-  constructor(rate, send) {
-    this.interval = 1000 / rate;
-    this.send = send;
-    this.next = -Infinity;
-    this.sent = 0;
-  }
-
-  // offer sends pose() if one is due at local time now (ms); pose may
-  // return null (nothing tracked) and nothing is sent.
-  offer(now, pose) {
-    if (now < this.next) return false;
-    this.next = this.next + this.interval > now ? this.next + this.interval : now + this.interval;
-    const p = pose();
-    if (!p) return false;
-    this.send(p);
-    this.sent++;
-    return true;
-  }
 }

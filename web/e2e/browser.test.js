@@ -130,6 +130,55 @@ test('two pages in a room see each other move, and leave', async () => {
   await b.context().close();
 });
 
+// paced walks a page in a room of srv for about `seconds` and checks it
+// sends about one pose per tick of tickMs, in step with the tick, while a
+// second page sees it walk. It returns what it saw.
+async function paced(srv, room, tickMs, seconds) {
+  // The page sends on its animation frames, and software WebGL on a small
+  // machine draws 800 × 500 at a few frames a second: fewer than the
+  // ticks. A small page draws at 60.
+  const small = { viewport: { width: 200, height: 125 } };
+  const a = await open(`${srv.http}/?room=${room}&name=Pat`, small);
+  const b = await open(`${srv.http}/?room=${room}&name=Quinn`, small);
+  const idA = (await until(a, 'A to join', (s) => s.connected && s.room === room && s.self.slot >= 0)).self.id;
+  await until(b, 'B to see A', (s) => s.avatars[idA]);
+  // Ticks for the phase, and the page past its first frames and pings,
+  // slow while it starts.
+  await a.waitForTimeout(2000);
+  await a.keyboard.down('KeyW');
+  const from = await state(a);
+  const fromAt = Date.now();
+  const seenFrom = (await state(b)).avatars[idA].position;
+  await a.waitForTimeout(seconds * 1000);
+  const to = await state(a);
+  const toAt = Date.now();
+  await a.keyboard.up('KeyW');
+  assert.equal(to.schedule, 'tick');
+  assert.equal(to.tickMs, tickMs);
+  const perTick = (to.posesSent - from.posesSent) / ((toAt - fromAt) / tickMs);
+  assert.ok(perTick >= 0.6 && perTick <= 1.1, `${perTick.toFixed(2)} poses per ${tickMs} ms tick`);
+  assert.ok(to.margin >= 0.5 && to.margin <= tickMs / 2, `margin ${to.margin} ms`);
+  // B sees A walk, and end where A stopped.
+  const stopped = (await state(a)).self.position;
+  const seen = await until(b, "B's avatar for A to reach A", (s) => s.avatars[idA] && distance(s.avatars[idA].position, stopped) < 0.002);
+  assert.ok(distance(seenFrom, seen.avatars[idA].position) > 1, `B saw A go only from ${seenFrom} to ${seen.avatars[idA].position}`);
+  console.log(`tick ${tickMs} ms: ${perTick.toFixed(2)} poses a tick over ${((toAt - fromAt) / 1000).toFixed(1)} s, margin ${to.margin.toFixed(2)} ms, least rtt ${to.minRtt.toFixed(2)} ms`);
+  await a.context().close();
+  await b.context().close();
+}
+
+test('a page sends one pose per tick of its room, at the default tick and at 50 ms', async () => {
+  await paced(server, 'e2e-pace', 200, 5);
+  const fast = await startPosecast(['--tick', '50ms']);
+  let code;
+  try {
+    await paced(fast, 'e2e-pace', 50, 3);
+  } finally {
+    code = await fast.stop();
+  }
+  assert.equal(code, 0, 'the 50 ms posecast did not shut down cleanly');
+});
+
 test("a page opened with another page's link is the same user on a second device", async () => {
   const a = await open(`${server.http}/?room=e2e-devices&name=Ada`);
   const sa = await until(a, 'A to join', (s) => s.connected && s.self.slot >= 0);

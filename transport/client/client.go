@@ -91,19 +91,22 @@ type Client struct {
 	tickArrivalN atomic.Uint32
 	// ownSlot is the joined avatar's slot (-1 before a join). sentPoses
 	// holds the times of the last two poses sent (the older in the high
-	// half) and sentCount counts them; margin is how long before the tick
-	// the pacer aims a pose, in nanoseconds, adjusted by judgeOwnPose.
+	// half), sentCount counts them, and sentMoved says whether the last
+	// moved from the one before; margin is how long before the tick the
+	// pacer aims a pose, in nanoseconds, adjusted by judgeOwnPose.
 	ownSlot   atomic.Int32
 	sentPoses atomic.Uint64
 	sentCount atomic.Uint32
+	sentMoved atomic.Bool
 	margin    atomic.Int64
 	// judged is the pose update and the count of poses sent at the last
 	// judgement; only the datagram goroutine uses them.
 	judgedSeq   uint32
 	judgedCount uint32
 
-	wmu     sync.Mutex // serializes control stream writes and guards poseBuf
-	poseBuf []byte
+	wmu      sync.Mutex // serializes control stream writes and guards poseBuf and lastPose
+	poseBuf  []byte
+	lastPose []byte // the record of the last pose sent
 
 	mu    sync.Mutex // guards the following
 	view  View
@@ -524,6 +527,9 @@ func (c *Client) SendPose(p *codec.Pose) error {
 	c.poseBuf = codec.AppendPoseDatagram(c.poseBuf[:0], p)
 	err := c.SendDatagram(c.poseBuf)
 	if err == nil {
+		rec, _ := codec.ParsePoseDatagram(c.poseBuf)
+		c.sentMoved.Store(!codec.SamePlace(rec, c.lastPose))
+		c.lastPose = append(c.lastPose[:0], rec...)
 		c.sentPoses.Store(c.sentPoses.Load()<<32 | uint64(p.Time))
 		c.sentCount.Add(1)
 	}
@@ -1018,14 +1024,15 @@ func (c *Client) datagramLoop() {
 // pose arrived in time, one that forwards the pose before that shows the
 // newest came late. The margin tracks the lateness the client meets so that
 // one pose in lateTarget is late: a late pose adds a fortieth of the tick
-// period, a pose in time takes lateTarget-1 times less. A tick that carries
-// neither (the avatar did not move, or nothing was sent since the last
-// judgement) says nothing, and neither do the ticks before the pacer has
-// its phase from a full set of arrivals.
+// period, a pose in time takes lateTarget-1 times less. A tick says nothing
+// when it carries neither, when nothing was sent since the last judgement,
+// when the newest pose did not move (the server keeps the time of the first
+// of a run of unchanged poses), or before the pacer has its phase from a
+// full set of arrivals.
 func (c *Client) judgeOwnPose(u codec.PoseUpdate) {
 	own := c.ownSlot.Load()
 	count := c.sentCount.Load()
-	if own < 0 || u.Parts == 0 || u.Seq == c.judgedSeq || count == c.judgedCount ||
+	if own < 0 || u.Parts == 0 || u.Seq == c.judgedSeq || count == c.judgedCount || !c.sentMoved.Load() ||
 		c.tickArrivalN.Load() < uint32(2*len(c.tickArrivals)) {
 		return
 	}

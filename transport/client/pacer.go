@@ -52,6 +52,9 @@ func (c *Client) Pacer(s Schedule) *Pacer {
 // Next returns when the next pose is due: now, or later. Call it once per
 // pose sent, after sending it.
 func (p *Pacer) Next(now time.Time) time.Time {
+	if p.last.IsZero() {
+		p.last = now // the first pose was due when it went
+	}
 	if p.s.Hz > 0 {
 		p.last = latest(now, p.last.Add(time.Duration(float64(time.Second)/p.s.Hz)))
 		return p.last
@@ -97,8 +100,8 @@ type tickPlan struct {
 	// copies is how many poses are due per period, a quarter period apart,
 	// the last of them at the phase.
 	copies int
-	// after is when the previous pose was due (zero for none); the next is
-	// due later than that by more than an eighth of the period per copy.
+	// after is when the previous pose was due; the next is due later than
+	// that by more than a quarter period, an eighth with two copies.
 	after time.Time
 	// now is the time; a pose due longer ago than lateness is skipped.
 	now      time.Time
@@ -108,10 +111,7 @@ type tickPlan struct {
 // nextDue returns when the next pose of plan is due.
 func nextDue(plan tickPlan) time.Time {
 	spacing := plan.period / 4
-	earliest := plan.now.Add(-plan.lateness)
-	if !plan.after.IsZero() {
-		earliest = latest(earliest, plan.after.Add(plan.period/time.Duration(4*plan.copies)+1))
-	}
+	earliest := latest(plan.now.Add(-plan.lateness), plan.after.Add(plan.period/time.Duration(4*plan.copies)+1))
 	// The first copy of the tick whose poses are due at or after earliest.
 	first := plan.phase.Add(-time.Duration(plan.copies-1) * spacing)
 	k := floorDiv(earliest.Sub(first), plan.period)

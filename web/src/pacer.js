@@ -15,10 +15,6 @@
 //
 // Free-running (hz positive), the page sends hz poses a second whatever the
 // tick, as a headset that sends every frame's pose does.
-//
-// Two things differ from the Go client's: the first pose counts as due when
-// it went, so that the next waits for its tick rather than going at once;
-// and a pose that did not move is not judged (judgeOwnPose).
 
 import { poseDatagram, samePlace } from './pose.js';
 

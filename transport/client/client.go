@@ -99,6 +99,7 @@ type Client struct {
 	sentCount atomic.Uint32
 	sentMoved atomic.Bool
 	margin    atomic.Int64
+	lateSeen  atomic.Bool // a pose came late since the join
 	// judged is the pose update and the count of poses sent at the last
 	// judgement; only the datagram goroutine uses them.
 	judgedSeq   uint32
@@ -746,7 +747,8 @@ func (c *Client) apply(msg codec.Message) (goodbye bool) {
 		}
 		c.tickArrivalN.Store(0)
 		c.ownSlot.Store(int32(m.Slot))
-		c.margin.Store(c.tickPeriod.Load() / 40)
+		c.margin.Store(c.tickPeriod.Load() / 10)
+		c.lateSeen.Store(false)
 		v.Entities, v.Presence, v.Poses = nil, nil, nil
 		v.Seq = 0      // pose updates are numbered per room
 		clear(c.slots) // the room's entities_state comes next
@@ -1024,7 +1026,9 @@ func (c *Client) datagramLoop() {
 // pose arrived in time, one that forwards the pose before that shows the
 // newest came late. The margin tracks the lateness the client meets so that
 // one pose in lateTarget is late: a late pose adds a fortieth of the tick
-// period, a pose in time takes lateTarget-1 times less. A tick says nothing
+// period, a pose in time takes lateTarget-1 times less. Until its first late
+// pose in a room the client is still searching, from a tenth of the period
+// down, and a pose in time takes a four-hundredth of the period. A tick says nothing
 // when it carries neither, when nothing was sent since the last judgement,
 // when the newest pose did not move (the server keeps the time of the first
 // of a run of unchanged poses), or before the pacer has its phase from a
@@ -1051,8 +1055,13 @@ func (c *Client) judgeOwnPose(u codec.PoseUpdate) {
 		margin := c.margin.Load()
 		switch codec.PoseTime(rec) {
 		case uint32(sent):
-			margin -= period / 40 / (lateTarget - 1)
+			if c.lateSeen.Load() {
+				margin -= period / 40 / (lateTarget - 1)
+			} else {
+				margin -= period / 400
+			}
 		case uint32(sent >> 32):
+			c.lateSeen.Store(true)
 			margin += period / 40
 		default:
 			return
@@ -1064,7 +1073,7 @@ func (c *Client) judgeOwnPose(u codec.PoseUpdate) {
 
 // lateTarget is one in how many poses the pacer lets come too late for
 // their tick: each costs the others a tick of staleness.
-const lateTarget = 200
+const lateTarget = 500
 
 // applyPoses folds a pose update into the view, tracks which updates
 // arrived whole, and asks for a resync when one that cannot be recovered

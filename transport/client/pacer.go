@@ -28,10 +28,11 @@ type Schedule struct {
 	// both are due before the tick: when one is lost, the other is read.
 	Copies int
 	// Margin, when positive, is how long before the tick a pose is meant
-	// to arrive. Zero lets the client find it: it starts at a fortieth of
-	// the tick period and follows what the ticks show of the client's own
-	// poses, growing when one came too late for its tick and shrinking
-	// while they come in time, so that about one pose in 200 is late.
+	// to arrive. Zero lets the client find it: it starts at a tenth of the
+	// tick period and follows what the ticks show of the client's own
+	// poses, shrinking while they come in time (fast until the first comes
+	// late) and growing when one came too late for its tick, so that about
+	// one pose in 500 is late.
 	Margin time.Duration
 }
 

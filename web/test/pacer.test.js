@@ -79,7 +79,7 @@ test('a pose is due a round trip and the margin before the tick datagram arrives
     ticks(p, range(4, (i) => 1000 + period * i));
     const rtt = 2;
     const margin = p.margin;
-    assert.equal(margin, period / 40);
+    assert.equal(margin, period / 10);
     let now = 1000 + 3 * period;
     const dues = [];
     for (let i = 0; i < 6; i++) {
@@ -111,7 +111,8 @@ test('before any tick arrives, and after a join, poses go out at the tick period
     p.joined(50, OWN);
     assert.equal(p.tickPhase(), null);
     assert.equal(p.period, 50);
-    assert.equal(p.margin, 50 / 40);
+    assert.equal(p.margin, 50 / 10);
+    assert.equal(p.lateSeen, false);
     assert.equal(p.next(2000), Math.max(2000, p.last));
   }
 });
@@ -191,10 +192,12 @@ test('a frame with nothing tracked sends nothing, and the next one that has a po
 test('the margin learns from the page\'s own avatar in the pose updates', () => {
   const period = 200;
   const step = period / 40;
-  // ready is a pacer past 16 arrivals, that sent poses at times 10 and 20.
-  const ready = () => {
+  // ready is a pacer past 16 arrivals and its first late pose, that sent
+  // poses at times 10 and 20.
+  const ready = (searching = false) => {
     const p = joined(period);
     ticks(p, range(16, (i) => 1000 + period * i), 100);
+    p.lateSeen = !searching;
     p.sent(10);
     p.sent(20);
     return p;
@@ -202,6 +205,8 @@ test('the margin learns from the page\'s own avatar in the pose updates', () => 
   const cases = [
     // [name, what happens, the margin's change]
     ['the newest pose in time shrinks it', (p) => p.arrived(own(1, 20), 0), -step / (LATE_TARGET - 1)],
+    ['before the first late pose, the newest in time shrinks it faster', (p) => { p.lateSeen = false; p.arrived(own(1, 20), 0); }, -period / 400],
+    ['a late pose ends the search', (p) => { p.lateSeen = false; p.arrived(own(1, 10), 0); p.sent(30); p.arrived(own(2, 30), 0); }, step - step / (LATE_TARGET - 1)],
     ['the pose before it, the newest late, grows it', (p) => p.arrived(own(1, 10), 0), step],
     ['an older pose says nothing', (p) => p.arrived(own(1, 5), 0), 0],
     ['an update without the avatar says nothing', (p) => p.arrived(update(1, [{ slot: 1, pose: head(20) }]), 0), 0],
@@ -235,7 +240,7 @@ test('no judgement before 16 arrivals since the join, nor without the page\'s sl
   fresh.sent(10);
   fresh.sent(20);
   fresh.arrived(own(99, 10), 4000);
-  assert.equal(fresh.margin, 200 / 40, 'judged before a join');
+  assert.equal(fresh.margin, 200 / 10, 'judged before a join');
 });
 
 test('the margin stays between half a millisecond and half a tick', () => {

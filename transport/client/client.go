@@ -99,7 +99,6 @@ type Client struct {
 	sentCount atomic.Uint32
 	sentMoved atomic.Bool
 	margin    atomic.Int64
-	lateSeen  atomic.Bool // a pose came late since the join
 	// judged is the pose update and the count of poses sent at the last
 	// judgement; only the datagram goroutine uses them.
 	judgedSeq   uint32
@@ -748,7 +747,6 @@ func (c *Client) apply(msg codec.Message) (goodbye bool) {
 		c.tickArrivalN.Store(0)
 		c.ownSlot.Store(int32(m.Slot))
 		c.margin.Store(c.tickPeriod.Load() / 10)
-		c.lateSeen.Store(false)
 		v.Entities, v.Presence, v.Poses = nil, nil, nil
 		v.Seq = 0      // pose updates are numbered per room
 		clear(c.slots) // the room's entities_state comes next
@@ -1026,9 +1024,9 @@ func (c *Client) datagramLoop() {
 // pose arrived in time, one that forwards the pose before that shows the
 // newest came late. The margin tracks the lateness the client meets so that
 // one pose in lateTarget is late: a late pose adds a fortieth of the tick
-// period, a pose in time takes lateTarget-1 times less. Until its first late
-// pose in a room the client is still searching, from a tenth of the period
-// down, and a pose in time takes a four-hundredth of the period. A tick says nothing
+// period, a pose in time takes lateTarget-1 times less. It starts at a tenth
+// of the period: a late pose costs the others a tick of staleness, a margin
+// too wide only a few milliseconds. A tick says nothing
 // when it carries neither, when nothing was sent since the last judgement,
 // when the newest pose did not move (the server keeps the time of the first
 // of a run of unchanged poses), or before the pacer has its phase from a
@@ -1055,13 +1053,8 @@ func (c *Client) judgeOwnPose(u codec.PoseUpdate) {
 		margin := c.margin.Load()
 		switch codec.PoseTime(rec) {
 		case uint32(sent):
-			if c.lateSeen.Load() {
-				margin -= period / 40 / (lateTarget - 1)
-			} else {
-				margin -= period / 400
-			}
+			margin -= period / 40 / (lateTarget - 1)
 		case uint32(sent >> 32):
-			c.lateSeen.Store(true)
 			margin += period / 40
 		default:
 			return

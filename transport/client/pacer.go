@@ -30,9 +30,8 @@ type Schedule struct {
 	// Margin, when positive, is how long before the tick a pose is meant
 	// to arrive. Zero lets the client find it: it starts at a tenth of the
 	// tick period and follows what the ticks show of the client's own
-	// poses, shrinking while they come in time (fast until the first comes
-	// late) and growing when one came too late for its tick, so that about
-	// one pose in 500 is late.
+	// poses, shrinking slowly while they come in time and growing when one
+	// came too late for its tick, so that about one pose in 500 is late.
 	Margin time.Duration
 }
 

@@ -65,24 +65,22 @@ func TestTheMarginLearnsFromTheClientsOwnAvatar(t *testing.T) {
 	const period = 200 * time.Millisecond
 	const step = int64(period / 40)
 	tests := []struct {
-		name      string
-		echo      uint32 // the time of the own avatar's pose in the update
-		other     bool   // the update carries another slot only
-		moved     bool   // the newest pose sent moved
-		arrivals  uint32
-		searching bool // no pose came late since the join
-		margin    int64
-		want      int64
+		name     string
+		echo     uint32 // the time of the own avatar's pose in the update
+		other    bool   // the update carries another slot only
+		moved    bool   // the newest pose sent moved
+		arrivals uint32
+		margin   int64
+		want     int64
 	}{
-		{"a pose in time shrinks it a little", 20, false, true, 16, false, 10e6, 10e6 - step/(lateTarget-1)},
-		{"before the first late pose, a pose in time shrinks it faster", 20, false, true, 16, true, 10e6, 10e6 - int64(period/400)},
-		{"a late pose grows it", 10, false, true, 16, false, 10e6, 10e6 + step},
-		{"an older pose says nothing", 5, false, true, 16, false, 10e6, 10e6},
-		{"a pose that did not move says nothing", 10, false, false, 16, false, 10e6, 10e6},
-		{"an update without the own avatar says nothing", 10, true, true, 16, false, 10e6, 10e6},
-		{"nothing before the phase is settled", 10, false, true, 15, false, 10e6, 10e6},
-		{"it stays under half a tick", 10, false, true, 16, false, int64(period/2) - 1, int64(period / 2)},
-		{"it stays over half a millisecond", 20, false, true, 16, false, 5e5, 5e5},
+		{"a pose in time shrinks it a little", 20, false, true, 16, 10e6, 10e6 - step/(lateTarget-1)},
+		{"a late pose grows it", 10, false, true, 16, 10e6, 10e6 + step},
+		{"an older pose says nothing", 5, false, true, 16, 10e6, 10e6},
+		{"a pose that did not move says nothing", 10, false, false, 16, 10e6, 10e6},
+		{"an update without the own avatar says nothing", 10, true, true, 16, 10e6, 10e6},
+		{"nothing before the phase is settled", 10, false, true, 15, 10e6, 10e6},
+		{"it stays under half a tick", 10, false, true, 16, int64(period/2) - 1, int64(period / 2)},
+		{"it stays over half a millisecond", 20, false, true, 16, 5e5, 5e5},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,7 +89,6 @@ func TestTheMarginLearnsFromTheClientsOwnAvatar(t *testing.T) {
 			c.ownSlot.Store(3)
 			c.tickArrivalN.Store(tt.arrivals)
 			c.margin.Store(tt.margin)
-			c.lateSeen.Store(!tt.searching)
 			c.sentPoses.Store(10<<32 | 20) // sent at 10, then at 20
 			c.sentCount.Store(2)
 			c.sentMoved.Store(tt.moved)

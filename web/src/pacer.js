@@ -51,7 +51,6 @@ export class TickPacer {
     this.newestMoved = true;
     this.sentCount = 0;
     this.margin = tickMs / 10;
-    this.lateSeen = false; // a pose came late since the join
     // The pose update and the count of poses sent at the last judgement.
     this.judgedSeq = null;
     this.judgedCount = 0;
@@ -71,7 +70,6 @@ export class TickPacer {
     this.arrivalN = 0;
     this.ownSlot = slot;
     this.margin = this.period / 10;
-    this.lateSeen = false;
     this.judgedSeq = null;
   }
 
@@ -145,9 +143,9 @@ export class TickPacer {
   // pose arrived in time, one that forwards the pose before that shows the
   // newest came late. The margin tracks the lateness the page meets so that
   // one pose in LATE_TARGET is late: a late pose adds a fortieth of the tick
-  // period, a pose in time takes LATE_TARGET-1 times less. Until its first
-  // late pose in a room the page is still searching, from a tenth of the
-  // period down, and a pose in time takes a four-hundredth of the period. A tick that
+  // period, a pose in time takes LATE_TARGET-1 times less. It starts at a
+  // tenth of the period: a late pose costs the others a tick of staleness, a
+  // margin too wide only a few milliseconds. A tick that
   // carries neither (the avatar did not move, or nothing was sent since the
   // last judgement) says nothing, and neither do the ticks before the pacer
   // has its phase from a full set of arrivals. Nor does one after a pose
@@ -167,10 +165,9 @@ export class TickPacer {
     let margin = this.margin;
     switch (own.pose.time) {
       case this.sentPoses[0]:
-        margin -= this.lateSeen ? this.period / 40 / (LATE_TARGET - 1) : this.period / 400;
+        margin -= this.period / 40 / (LATE_TARGET - 1);
         break;
       case this.sentPoses[1]:
-        this.lateSeen = true;
         margin += this.period / 40;
         break;
       default:

@@ -112,7 +112,6 @@ test('before any tick arrives, and after a join, poses go out at the tick period
     assert.equal(p.tickPhase(), null);
     assert.equal(p.period, 50);
     assert.equal(p.margin, 50 / 10);
-    assert.equal(p.lateSeen, false);
     assert.equal(p.next(2000), Math.max(2000, p.last));
   }
 });
@@ -192,12 +191,10 @@ test('a frame with nothing tracked sends nothing, and the next one that has a po
 test('the margin learns from the page\'s own avatar in the pose updates', () => {
   const period = 200;
   const step = period / 40;
-  // ready is a pacer past 16 arrivals and its first late pose, that sent
-  // poses at times 10 and 20.
-  const ready = (searching = false) => {
+  // ready is a pacer past 16 arrivals, that sent poses at times 10 and 20.
+  const ready = () => {
     const p = joined(period);
     ticks(p, range(16, (i) => 1000 + period * i), 100);
-    p.lateSeen = !searching;
     p.sent(10);
     p.sent(20);
     return p;
@@ -205,8 +202,6 @@ test('the margin learns from the page\'s own avatar in the pose updates', () => 
   const cases = [
     // [name, what happens, the margin's change]
     ['the newest pose in time shrinks it', (p) => p.arrived(own(1, 20), 0), -step / (LATE_TARGET - 1)],
-    ['before the first late pose, the newest in time shrinks it faster', (p) => { p.lateSeen = false; p.arrived(own(1, 20), 0); }, -period / 400],
-    ['a late pose ends the search', (p) => { p.lateSeen = false; p.arrived(own(1, 10), 0); p.sent(30); p.arrived(own(2, 30), 0); }, step - step / (LATE_TARGET - 1)],
     ['the pose before it, the newest late, grows it', (p) => p.arrived(own(1, 10), 0), step],
     ['an older pose says nothing', (p) => p.arrived(own(1, 5), 0), 0],
     ['an update without the avatar says nothing', (p) => p.arrived(update(1, [{ slot: 1, pose: head(20) }]), 0), 0],

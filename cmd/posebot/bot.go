@@ -105,15 +105,17 @@ type loadTest struct {
 	clients []*botClient
 }
 
-// onPoses records one pose update a bot received: its latency, and the
-// newest pose the bot holds for that avatar. It runs in the client's
-// datagram goroutine for every record and must stay cheap.
+// onPoses records one pose update a bot received and, for a pose newer
+// than the newest the bot holds for that avatar, its latency, and holds it.
+// A record that repeats a pose already held (the server sends a pose again
+// on the ticks after it, for receivers that lost one) is no new receipt. It
+// runs in the client's datagram goroutine for every record and must stay
+// cheap.
 func (b *botClient) onPoses(slot uint16, rec []byte, received time.Time) {
 	if int32(slot) == b.ownSlot.Load() || int(slot) >= len(b.newest) {
 		return // its own avatar echoed back, or a slot past the run's rooms
 	}
 	sent := codec.PoseTime(rec)
-	b.run.latency.record(int64(int32(uint32(received.UnixMilli()) - sent)))
 	b.run.stats.updatesReceived.Add(1)
 	for {
 		cur := b.newest[slot].Load()
@@ -121,6 +123,7 @@ func (b *botClient) onPoses(slot uint16, rec []byte, received time.Time) {
 			return
 		}
 		if b.newest[slot].CompareAndSwap(cur, sent) {
+			b.run.latency.record(int64(int32(uint32(received.UnixMilli()) - sent)))
 			return
 		}
 	}

@@ -4,6 +4,7 @@
 # changed sent every 200 ms. For each size, one after the other:
 #   a. posecast, posebot free-running at --hz
 #   b. posecast, posebot on its default schedule: a pose per tick, in step
+#      (and with LOSS, also two per tick, posebot --copies 2)
 #   c. Colyseus over ws://, the load from scripts/peer/load.mjs
 #   d. Colyseus over wss:// (a self-signed certificate made here, in bin/)
 # then writes one table into docs/BENCHMARKS.md between the bench-peer markers.
@@ -139,6 +140,10 @@ for n in $SIZES; do
   run_posebot "$n5-a-posecast" --hz "$HZ"
   echo "== $n clients: posecast, posebot sending a pose per tick"
   run_posebot "$n5-b-posecast-tick"
+  if [ "$LOSS" != 0 ]; then
+    echo "== $n clients: posecast, posebot sending two poses per tick"
+    run_posebot "$n5-b-posecast-tick2" --copies 2
+  fi
   echo "== $n clients: Colyseus over ws://"
   run_colyseus "$n5-c-colyseus-ws" ws
   echo "== $n clients: Colyseus over wss://"
@@ -149,6 +154,6 @@ table=$(node scripts/peer/table.mjs "$OUT"/*.json)
 echo "$table"
 cmd="SIZES=\"$SIZES\" DURATION=$DURATION RAMP=$RAMP scripts/bench-peer.sh"
 [ "$LOSS" = 0 ] || cmd="LOSS=$LOSS $cmd"
-write_block "$block" "$(printf '`%s` on %s, %s, Node.js %s.\nRooms of %s, %s Hz head poses, %s per run (%s ramp); posecast tick and Colyseus patch rate 200 ms. Load: posebot, and scripts/peer/load.mjs (Colyseus SDK) in %s worker processes.%s\n\n%s' \
+write_block "$block" "$(printf '`%s` on %s, %s, Node.js %s.\nRooms of %s; head poses at %s Hz (Colyseus, and posecast free-running) or in step with the tick (posecast); %s per run (%s ramp); posecast tick and Colyseus patch rate 200 ms. Load: posebot, and scripts/peer/load.mjs (Colyseus SDK) in %s worker processes.%s\n\n%s' \
   "$cmd" "$(date -u +%Y-%m-%d)" "$(machine)" "$(node --version)" \
   "$PER_ROOM" "$HZ" "$DURATION" "$RAMP" "$WORKERS" "$loss_note" "$table")"

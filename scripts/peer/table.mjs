@@ -25,7 +25,7 @@ for (const f of files) {
   const r = JSON.parse(readFileSync(f, "utf8"));
   const secs = r.duration_s;
   // posebot's JSON names no system: it is posecast, with posebot's schedule.
-  const system = r.system ?? (r.schedule === "free" ? `posecast, ${r.hz} Hz` : "posecast, a pose per tick");
+  const system = r.system ?? (r.schedule === "free" ? `posecast, ${r.hz} Hz` : r.copies > 1 ? `posecast, ${r.copies} poses per tick` : "posecast, a pose per tick");
   const cores = r.server_cpu_s === undefined ? undefined : r.server_cpu_s / secs;
   const perClient = cores === undefined || !r.joined ? undefined : (cores * 1000) / r.joined;
   const rss = r.server_rss_mb === undefined ? "–" : `${r.server_rss_mb.toFixed(0)} MB`;

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,7 +35,10 @@ type Registry struct {
 	// claims holds the claims of this node (with a Placement): of its live
 	// and draining rooms, and those reserved for a join to come.
 	claims map[string]*heldClaim
-	closed bool
+	// startHooks are OnRoomStart's functions, by number.
+	startHooks map[int]func(*Room)
+	nextHook   int
+	closed     bool
 }
 
 // NewRegistry returns a registry whose rooms keep their worlds in store.
@@ -133,6 +138,8 @@ func (g *Registry) room(ctx context.Context, id string) (*Room, error) {
 // own. Runs in its own goroutine.
 func (g *Registry) start(r *Room, prev *Room, deleted <-chan struct{}) {
 	var err error
+	var hooks []func(*Room) // OnRoomStart's, numbered below hooksSeen
+	hooksSeen := 0
 	if prev != nil {
 		select {
 		case <-prev.synced:
@@ -169,6 +176,7 @@ func (g *Registry) start(r *Room, prev *Room, deleted <-chan struct{}) {
 	case g.rooms[r.id] != r:
 		r.loadErr = fmt.Errorf("%w: room %s was claimed by another node while it started", ErrUnavailable, r.id)
 	default:
+		hooks, hooksSeen = g.hooksFrom(0), g.nextHook
 		g.wg.Go(r.tickLoop)
 		g.wg.Go(func() {
 			r.syncer.loop(r.stop, g.quit)
@@ -185,7 +193,20 @@ func (g *Registry) start(r *Room, prev *Room, deleted <-chan struct{}) {
 		delete(g.rooms, r.id)
 	}
 	g.mu.Unlock()
+	for _, fn := range hooks {
+		fn(r)
+	}
+	// Hooks added meanwhile are called here; those added once ready is
+	// closed (under the lock) see the room among the running ones.
+	g.mu.Lock()
+	if r.loadErr == nil {
+		hooks = g.hooksFrom(hooksSeen)
+	}
 	close(r.ready)
+	g.mu.Unlock()
+	for _, fn := range hooks {
+		fn(r)
+	}
 	if r.loadErr != nil {
 		var elsewhere *ElsewhereError
 		if errors.As(r.loadErr, &elsewhere) {
@@ -242,6 +263,54 @@ func (g *Registry) retire(r *Room) bool {
 	g.draining[r.id] = r
 	g.cfg.Logger.Info("room stopped", "room", r.id, "reason", "empty")
 	return true
+}
+
+// OnRoomStart calls fn with each room of this node that is running now and
+// then with each room as it starts, before anyone can join it, until cancel
+// is called: a way to attach listeners (Room.Subscribe) to rooms that start
+// on demand, when a join asks for them. fn is called once per start of a
+// room, in the goroutine that starts it (or, for the rooms running now, in
+// OnRoomStart's caller); it must return quickly and must not call the
+// registry.
+func (g *Registry) OnRoomStart(fn func(*Room)) (cancel func()) {
+	g.mu.Lock()
+	if g.startHooks == nil {
+		g.startHooks = make(map[int]func(*Room))
+	}
+	id := g.nextHook
+	g.nextHook++
+	g.startHooks[id] = fn
+	var running []*Room
+	for _, r := range g.rooms {
+		select {
+		case <-r.ready:
+			if r.loadErr == nil {
+				running = append(running, r)
+			}
+		default: // starting: start calls fn
+		}
+	}
+	g.mu.Unlock()
+	for _, r := range running {
+		fn(r)
+	}
+	return func() {
+		g.mu.Lock()
+		delete(g.startHooks, id)
+		g.mu.Unlock()
+	}
+}
+
+// hooksFrom returns OnRoomStart's functions numbered from first on, in the
+// order they were added. g.mu must be held.
+func (g *Registry) hooksFrom(first int) []func(*Room) {
+	ids := slices.Sorted(maps.Keys(g.startHooks))
+	ids = ids[sort.SearchInts(ids, first):]
+	fns := make([]func(*Room), len(ids))
+	for i, id := range ids {
+		fns[i] = g.startHooks[id]
+	}
+	return fns
 }
 
 // Room returns the live room with the id, or nil.

@@ -1,0 +1,55 @@
+package rooms_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/posecast/posecast/rooms"
+)
+
+// However hooks and room starts interleave, a hook is called exactly once
+// for each start of a room that is running once both are done.
+func TestOnRoomStartSeesEveryRoomOnce(t *testing.T) {
+	reg, err := rooms.NewRegistry(&rooms.MemoryStore{}, rooms.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	const hooks, roomCount = 4, 24
+	var mu sync.Mutex
+	seen := make([]map[string]int, hooks)
+	var wg sync.WaitGroup
+	for h := range hooks {
+		seen[h] = make(map[string]int)
+		wg.Go(func() {
+			stop := reg.OnRoomStart(func(r *rooms.Room) {
+				mu.Lock()
+				seen[h][r.ID()]++
+				mu.Unlock()
+			})
+			t.Cleanup(stop)
+		})
+	}
+	for i := range roomCount {
+		wg.Go(func() {
+			if _, err := reg.Join(context.Background(), fmt.Sprintf("room-%d", i), quietMember{}, rooms.JoinRequest{User: "ada", Device: "d"}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	for h := range hooks {
+		if len(seen[h]) != roomCount {
+			t.Errorf("hook %d saw %d rooms, want %d", h, len(seen[h]), roomCount)
+		}
+		for room, n := range seen[h] {
+			if n != 1 {
+				t.Errorf("hook %d saw %s %d times", h, room, n)
+			}
+		}
+	}
+}

@@ -77,6 +77,8 @@ type api struct {
 //	GET    /api/rooms       → the rooms, oldest first, with how many are present
 //	GET    /api/rooms/{id}  → one room with its entities
 //	DELETE /api/rooms/{id}  → 204; 409 while people are in the room
+//	GET    /api/rooms/{id}/presence → who is in the room, Phoenix shape
+//	GET    /api/rooms/{id}/events   → server-sent events: the room's events and presence diffs
 //	GET    /api/presence?match=RE         → the presence of the matching rooms
 //	GET    /api/presence/stream?match=RE  → server-sent events: state, then diffs
 //
@@ -92,6 +94,8 @@ func newAPI(reg *rooms.Registry, presence *rooms.Collector, interval time.Durati
 	mux.HandleFunc("GET /api/rooms", a.handleList)
 	mux.HandleFunc("GET /api/rooms/{id}", a.handleGet)
 	mux.HandleFunc("DELETE /api/rooms/{id}", a.authorized(a.handleDelete))
+	mux.HandleFunc("GET /api/rooms/{id}/presence", a.authorized(p.handleRoomPresence))
+	mux.HandleFunc("GET /api/rooms/{id}/events", a.authorized(p.handleRoomEvents))
 	mux.HandleFunc("/api/rooms", methodNotAllowed("GET, POST"))
 	mux.HandleFunc("/api/rooms/{id}", methodNotAllowed("GET, DELETE"))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {

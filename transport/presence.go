@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -175,32 +174,13 @@ func (a *presenceAPI) handlePresenceStream(w http.ResponseWriter, r *http.Reques
 		}
 		interval = d
 	}
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		a.fail(w, http.StatusInternalServerError, "streaming unsupported")
+	s := a.startSSE(w)
+	if s == nil {
 		return
 	}
-	// The server's read and write timeouts do not apply to a stream.
-	rc := http.NewResponseController(w)
-	rc.SetReadDeadline(time.Time{})
-	rc.SetWriteDeadline(time.Time{})
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
 	sub := a.presence.Subscribe(re)
 	defer sub.Close()
-	write := func(event string, v any) error {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return err
-		}
-		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b); err != nil {
-			return err
-		}
-		flusher.Flush()
-		return nil
-	}
-	if write("state", sub.Take().State) != nil {
+	if s.send("state", sub.Take().State) != nil {
 		return
 	}
 	t := time.NewTicker(interval)
@@ -215,11 +195,10 @@ func (a *presenceAPI) handlePresenceStream(w http.ResponseWriter, r *http.Reques
 			var err error
 			switch {
 			case msg != nil:
-				err = write("diff", PresenceStreamDiff{Joins: msg.Joins, Leaves: msg.Leaves})
+				err = s.send("diff", PresenceStreamDiff{Joins: msg.Joins, Leaves: msg.Leaves})
 				quiet = now
 			case now.Sub(quiet) >= sseKeepAlive:
-				_, err = fmt.Fprint(w, ": keep-alive\n\n")
-				flusher.Flush()
+				err = s.keepAlive()
 				quiet = now
 			}
 			if err != nil {

@@ -270,6 +270,16 @@ func (ts *testServer) sessionOf(user string) *session {
 	return nil
 }
 
+// In development mode this machine opens as many sessions as it likes: local
+// load tests (posebot) are what it is for.
+func TestThisMachineIsNotBoundedInDevelopmentMode(t *testing.T) {
+	ts := startServer(t, func(c *Config, _ *rooms.Config) { c.MaxSessionsPerIP = 2 })
+	for i := range 4 {
+		c, _ := join(t, ts, "lobby", fmt.Sprintf("u%d", i))
+		defer c.Close()
+	}
+}
+
 func scrape(t *testing.T, ts *testServer) string {
 	t.Helper()
 	_, b := httpGet(t, ts.HTTPURL()+"/metrics")
@@ -280,6 +290,7 @@ func TestConnectionsFromOneAddressAreBoundedAndIdleOnesClosed(t *testing.T) {
 	ts := startServer(t, func(c *Config, _ *rooms.Config) {
 		c.MaxSessionsPerIP = 2
 		c.HelloTimeout = 500 * time.Millisecond
+		c.AuthSecret = []byte("a secret: no development mode, where this machine is not bounded")
 	})
 	ctx := testContext(t)
 	// Two bare QUIC connections that never open a session hold the

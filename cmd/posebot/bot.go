@@ -238,6 +238,8 @@ func (b *botClient) connect(ctx context.Context, tr *quic.Transport, join codec.
 		return c, joined, nil
 	case errors.As(err, &rerr):
 		return nil, nil, errors.New(classify(ctx, errJoin))
+	case refused(err):
+		return nil, nil, errors.New(errRefused)
 	}
 	return nil, nil, errors.New(classify(ctx, errDial))
 }
@@ -287,6 +289,14 @@ func (r *loadTest) finish(b *botClient) {
 		r.stats.fail(errProtocol)
 	}
 	r.stats.resyncs.Add(uint64(v.Resyncs))
+}
+
+// refused reports whether a dial failed because the server refused the
+// connection, as it does before the handshake past its bound on sessions
+// from one address.
+func refused(err error) bool {
+	var te *quic.TransportError
+	return errors.As(err, &te) && te.ErrorCode == quic.ConnectionRefused
 }
 
 // classify names a failed step: a timeout, or the step's own kind.

@@ -30,16 +30,26 @@ func startServer(t *testing.T, secret string) (string, func()) {
 // startServerTicking is startServer with rooms that tick every tick.
 func startServerTicking(t *testing.T, secret string, tick time.Duration) (string, func()) {
 	t.Helper()
+	return startServerWith(t, secret, func(_ *transport.Config, r *rooms.Config) { r.Tick = tick })
+}
+
+// startServerWith is startServer with configurations that configure changes.
+func startServerWith(t *testing.T, secret string, configure func(*transport.Config, *rooms.Config)) (string, func()) {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cm, err := certs.NewSelfSigned(certs.SelfSignedConfig{Hosts: []string{"127.0.0.1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := rooms.NewRegistry(&rooms.MemoryStore{}, rooms.Config{Tick: tick, Logger: log})
+	rcfg := rooms.Config{Tick: 100 * time.Millisecond, Logger: log}
+	cfg := transport.Config{Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0", Certs: cm, Logger: log, AuthSecret: []byte(secret)}
+	configure(&cfg, &rcfg)
+	reg, err := rooms.NewRegistry(&rooms.MemoryStore{}, rcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := transport.NewServer(transport.Config{Listen: "127.0.0.1:0", HTTP: "127.0.0.1:0", Certs: cm, Registry: reg, Logger: log, AuthSecret: []byte(secret)})
+	cfg.Registry = reg
+	srv, err := transport.NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,6 +166,24 @@ func TestBotsSendInStepWithTheRoomsTick(t *testing.T) {
 				t.Errorf("latency p50 %.0f ms, want less than half the %v tick", r.LatencyMS.P50, tick)
 			}
 		})
+	}
+}
+
+// Connections the server refuses for its bound per address are counted as
+// refused, and the summary says which flag raises the bound.
+func TestRefusedConnectionsAreNamed(t *testing.T) {
+	const secret = "s3cret"
+	server, _ := startServerWith(t, secret, func(c *transport.Config, _ *rooms.Config) { c.MaxSessionsPerIP = 2 })
+	var out bytes.Buffer
+	err := run(context.Background(), []string{
+		"--server", server, "--rooms", "1", "--per-room", "4", "--auth-secret", secret,
+		"--duration", "2s", "--ramp", "200ms", "--join-timeout", "2s",
+	}, &out)
+	if err == nil {
+		t.Fatal("a run with refused clients passed")
+	}
+	if !strings.Contains(out.String(), "refused=2") || !strings.Contains(out.String(), "--max-sessions-per-ip") {
+		t.Errorf("summary does not name the refusals and the flag:\n%s", out.String())
 	}
 }
 

@@ -92,6 +92,9 @@ func (r *report) writeSummary(w io.Writer) {
 	row("resyncs", "%d", r.Resyncs)
 	row("moved", "%d", r.Moved)
 	row("errors", "%s", errorSummary(r.Errors))
+	if n := r.Errors[errRefused]; n > 0 {
+		row("", "%d connections refused by the server: past its bound on sessions from one address (posecast --max-sessions-per-ip; this machine is not bounded in development mode)", n)
+	}
 	row("server tick", "%d ms", r.TickMS)
 	if r.ServerCPUS != nil {
 		row("server CPU", "%.1f s (%.2f cores)", *r.ServerCPUS, *r.ServerCPUS/r.DurationS)

@@ -74,6 +74,7 @@ func (h *histogram) quantile(q float64) float64 {
 // Error kinds the bot counts.
 const (
 	errDial     = "dial"     // could not open a session
+	errRefused  = "refused"  // the server refused the connection (its bound per address)
 	errJoin     = "join"     // the join was refused or timed out
 	errStream   = "stream"   // the session ended before the run did
 	errSend     = "send"     // a pose could not be sent

@@ -10,6 +10,4 @@ var (
 	ErrTooLarge = errors.New("message too large")
 	// ErrUnknownType reports a control message whose type this version does not know.
 	ErrUnknownType = errors.New("unknown message type")
-	// ErrUnknownDatagram reports a datagram whose kind this version does not know.
-	ErrUnknownDatagram = errors.New("unknown datagram kind")
 )

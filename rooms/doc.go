@@ -7,6 +7,6 @@
 // A room's reliable state (world, presence, members) is guarded by one mutex
 // and changes only on rare operations (join, leave, entity changes). Poses
 // bypass it: each avatar owns a slot of the room's PoseTable, written
-// lock-free by its session and read by the tick, which sends what changed as
+// without a mutex by its session and read by the tick, which sends what changed as
 // datagrams encoded once for the whole room.
 package rooms

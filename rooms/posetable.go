@@ -16,9 +16,12 @@ const poseWords = (codec.MaxPoseSize + 7) / 8
 const timeMask = uint64(0xffffffff) << 8
 
 // PoseTable is a fixed array of pose slots, one per avatar in a room. A slot
-// is written by its avatar's session and read by the room's tick; both are
-// lock-free and allocation-free. Each slot is a seqlock: its sequence word is
-// odd while a write is in progress, and a reader that sees it change retries.
+// is written by its avatar's session and read by the room's tick, with no
+// mutex and no allocation. Each slot is a seqlock: its sequence word is odd
+// while a write is in progress, and a reader that sees it change retries; a
+// second writer spins until the first is done. So no one waits for longer
+// than one write of 64 bytes, though the table is not lock-free in the
+// strict sense.
 // Every word is accessed atomically, so the table is clean under the race
 // detector.
 type PoseTable struct {

@@ -16,6 +16,9 @@ var dist embed.FS
 //go:embed placeholder.html
 var placeholder []byte
 
+//go:embed favicon.svg
+var favicon []byte
+
 // Handler serves the browser client, or the placeholder page when the
 // client was not built.
 func Handler() http.Handler {
@@ -27,8 +30,9 @@ func Handler() http.Handler {
 }
 
 func handler(files fs.FS) http.Handler {
+	var page http.Handler
 	if _, err := fs.Stat(files, "index.html"); err != nil {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		page = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path != "/" {
 				http.NotFound(w, r)
 				return
@@ -36,12 +40,27 @@ func handler(files fs.FS) http.Handler {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			w.Write(placeholder)
 		})
+	} else {
+		static := http.FileServerFS(files)
+		page = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// Embedded files carry no modification time: have browsers
+			// ask again each time, so a new build reaches them at once.
+			w.Header().Set("Cache-Control", "no-cache")
+			static.ServeHTTP(w, r)
+		})
 	}
-	static := http.FileServerFS(files)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Embedded files carry no modification time: have browsers ask
-		// again each time, so a new build reaches them at once.
-		w.Header().Set("Cache-Control", "no-cache")
-		static.ServeHTTP(w, r)
+		switch r.URL.Path {
+		case "/favicon.svg":
+			w.Header().Set("Content-Type", "image/svg+xml")
+			w.Header().Set("Cache-Control", "max-age=86400")
+			w.Write(favicon)
+		case "/favicon.ico":
+			// The pages name /favicon.svg; a browser that asks here
+			// anyway is sent there.
+			http.Redirect(w, r, "/favicon.svg", http.StatusMovedPermanently)
+		default:
+			page.ServeHTTP(w, r)
+		}
 	})
 }

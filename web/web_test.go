@@ -56,3 +56,17 @@ func TestAnUnbuiltClientServesThePlaceholder(t *testing.T) {
 		t.Errorf("GET /app.js = %d, want 404", rec.Code)
 	}
 }
+
+// Pages load without a 404 for their icon: /favicon.svg is served, and
+// /favicon.ico, which browsers ask for by themselves, leads there.
+func TestTheIconIsServed(t *testing.T) {
+	for _, h := range []http.Handler{Handler(), handler(fstest.MapFS{".gitkeep": {}})} {
+		rec, body := get(t, h, "/favicon.svg")
+		if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "image/svg+xml" || !strings.HasPrefix(body, "<svg") {
+			t.Errorf("GET /favicon.svg = %d %q %.20q", rec.Code, rec.Header().Get("Content-Type"), body)
+		}
+		if rec, _ := get(t, h, "/favicon.ico"); rec.Code != http.StatusMovedPermanently || rec.Header().Get("Location") != "/favicon.svg" {
+			t.Errorf("GET /favicon.ico = %d to %q", rec.Code, rec.Header().Get("Location"))
+		}
+	}
+}

@@ -393,6 +393,7 @@ const (
 	CodeUnauthorized   = "unauthorized"    // no valid join token for this room
 	CodeRateLimited    = "rate_limited"    // over a rate limit for too long
 	CodeMoved          = "moved"           // the room lives on another node
+	CodeReplaced       = "replaced"        // the same device joined again on another session
 )
 
 var (

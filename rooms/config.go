@@ -31,7 +31,9 @@ type Config struct {
 	StaleAfter time.Duration
 	// ReconnectGrace is how long after a session was last heard from its user
 	// keeps their avatar and presence when it ends without leaving, so that
-	// a reconnect takes them over without a leave and a join. Defaults to 5s.
+	// a reconnect takes them over without a leave and a join. Defaults to
+	// 15s: a browser notices a dead connection after the QUIC idle timeout
+	// (5s) and its first retry follows within a second, well inside it.
 	ReconnectGrace time.Duration
 	// EmptyGrace is how long a room with no one in it lives on before it
 	// stops. Defaults to 30s.
@@ -106,7 +108,7 @@ func (c Config) withDefaults() (Config, error) {
 	setInt(&c.RepeatTicks, 3)
 	setDur(&c.Heartbeat, time.Second)
 	setDur(&c.StaleAfter, time.Second)
-	setDur(&c.ReconnectGrace, 5*time.Second)
+	setDur(&c.ReconnectGrace, 15*time.Second)
 	setDur(&c.EmptyGrace, 30*time.Second)
 	setInt(&c.MaxMembers, 256)
 	setInt(&c.MaxDevices, 8)

@@ -473,7 +473,7 @@ func TestNewRegistryChecksItsConfig(t *testing.T) {
 	defer reg.Close()
 	got := reg.Config()
 	if got.Tick != 200*time.Millisecond || got.RepeatTicks != 3 || got.Heartbeat != time.Second || got.StaleAfter != time.Second ||
-		got.ReconnectGrace != 5*time.Second || got.EmptyGrace != 30*time.Second || got.MaxMembers != 256 || got.SyncInterval != got.Tick || got.Logger == nil {
+		got.ReconnectGrace != 15*time.Second || got.EmptyGrace != 30*time.Second || got.MaxMembers != 256 || got.SyncInterval != got.Tick || got.Logger == nil {
 		t.Errorf("defaults %+v", got)
 	}
 }

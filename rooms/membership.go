@@ -3,13 +3,14 @@ package rooms
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/posecast/posecast/codec"
 )
 
 // ErrNotDriver reports a pose from a device that does not drive its user's
-// avatar (another device of the same user joined after it), or from a
+// avatar (another device of the same user sends poses), or from a
 // membership that has ended. The pose is ignored.
 var ErrNotDriver = errors.New("device does not drive the avatar")
 
@@ -38,6 +39,12 @@ type Membership struct {
 	heldUntil time.Time
 	budget    byteBudget // what it may make the room send reliably
 	resynced  time.Time  // when it was last sent a resync's state
+
+	// posedAt is when this device last sent a pose, driving or not (Unix
+	// nanoseconds; 0: never).
+	posedAt atomic.Int64
+	// staleMeta mirrors meta.Stale for the pose path, which holds no lock.
+	staleMeta atomic.Bool
 }
 
 // Room returns the room's id.
@@ -50,15 +57,18 @@ func (m *Membership) User() string { return m.user.id }
 func (m *Membership) Slot() int { return m.slot }
 
 // UpdatePose stores a pose record from this device in the avatar's slot. It
-// is the hot path: lock-free and allocation-free. It reports whether the
-// avatar moved; a pose from a device that does not drive the avatar returns
-// ErrNotDriver, and a malformed record codec.ErrMalformed.
+// is the hot path: lock-free and allocation-free, but for the pose with
+// which a device takes over driving. It reports whether the avatar moved; a
+// pose from a device that does not drive the avatar returns ErrNotDriver,
+// and a malformed record codec.ErrMalformed.
 func (m *Membership) UpdatePose(rec []byte) (bool, error) {
 	if err := codec.CheckPose(rec); err != nil {
 		return false, err
 	}
 	r := m.room
-	if r.drivers[m.slot].Load() != m {
+	now := time.Now().UnixNano()
+	m.posedAt.Store(now)
+	if r.drivers[m.slot].Load() != m && !m.takeOver(now) {
 		return false, ErrNotDriver
 	}
 	// The driver may change between the check and the write; the slot may
@@ -67,7 +77,51 @@ func (m *Membership) UpdatePose(rec []byte) (bool, error) {
 	if !ok {
 		return false, ErrNotDriver
 	}
+	m.user.heardAt.Store(now)
 	return changed, nil
+}
+
+// takeOver is called with a pose from a device that does not drive its
+// avatar, at now (Unix nanoseconds). The device whose poses are newest
+// drives: m takes over when the driving device has sent no pose for
+// StaleAfter (or none at all) or is no longer connected, so that a device
+// that sends no poses never takes over from one that does, and two devices
+// that both send do not take turns. It reports whether m drives now. A
+// device whose meta still says stale from when it drove has it cleared,
+// since it sends again.
+func (m *Membership) takeOver(now int64) bool {
+	r := m.room
+	d := r.drivers[m.slot].Load()
+	if d == nil {
+		return false // the user has left
+	}
+	if d.sentWithin(now, r.cfg.StaleAfter) && !m.staleMeta.Load() {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m.state != membershipActive {
+		return false
+	}
+	u := m.user
+	if m.meta.Stale && u.driver != m {
+		r.updateMetaLocked(m, func(meta *codec.PresenceMeta) { meta.Stale = false })
+	}
+	if u.driver == m {
+		return true
+	}
+	if u.driver.state == membershipActive && u.driver.sentWithin(now, r.cfg.StaleAfter) {
+		return false
+	}
+	r.setDriverLocked(u, m, now)
+	return true
+}
+
+// sentWithin reports whether the device sent a pose in the d before now
+// (Unix nanoseconds).
+func (m *Membership) sentWithin(now int64, d time.Duration) bool {
+	at := m.posedAt.Load()
+	return at != 0 && now-at < int64(d)
 }
 
 // Leave takes this device out of the room at once; others learn of it in

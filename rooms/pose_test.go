@@ -137,17 +137,17 @@ func TestUpdatePoseRefusals(t *testing.T) {
 	tests := []struct {
 		name    string
 		rec     func(good []byte) []byte
-		device  int // 0: the older device, 1: the newer
+		device  int // 0: the device that sends and drives, 1: the other
 		leave   bool
 		wantErr error
 	}{
-		{"a pose from a device that does not drive is ignored", func(b []byte) []byte { return b }, 0, false, rooms.ErrNotDriver},
-		{"a pose after leaving is ignored", func(b []byte) []byte { return b }, 1, true, rooms.ErrNotDriver},
-		{"an empty record is malformed", func([]byte) []byte { return nil }, 1, false, codec.ErrMalformed},
-		{"a truncated record is malformed", func(b []byte) []byte { return b[:len(b)-1] }, 1, false, codec.ErrMalformed},
-		{"a record with a trailing byte is malformed", func(b []byte) []byte { return append(slices.Clone(b), 0) }, 1, false, codec.ErrMalformed},
-		{"a record with unknown flags is malformed", func(b []byte) []byte { c := slices.Clone(b); c[0] = 0x80; return c }, 1, false, codec.ErrMalformed},
-		{"a record whose hand flags want more bytes is malformed", func(b []byte) []byte { c := slices.Clone(b); c[0] = codec.FlagLeftHand; return c }, 1, false, codec.ErrMalformed},
+		{"a pose from a device that does not drive is ignored", func(b []byte) []byte { return b }, 1, false, rooms.ErrNotDriver},
+		{"a pose after leaving is ignored", func(b []byte) []byte { return b }, 0, true, rooms.ErrNotDriver},
+		{"an empty record is malformed", func([]byte) []byte { return nil }, 0, false, codec.ErrMalformed},
+		{"a truncated record is malformed", func(b []byte) []byte { return b[:len(b)-1] }, 0, false, codec.ErrMalformed},
+		{"a record with a trailing byte is malformed", func(b []byte) []byte { return append(slices.Clone(b), 0) }, 0, false, codec.ErrMalformed},
+		{"a record with unknown flags is malformed", func(b []byte) []byte { c := slices.Clone(b); c[0] = 0x80; return c }, 0, false, codec.ErrMalformed},
+		{"a record whose hand flags want more bytes is malformed", func(b []byte) []byte { c := slices.Clone(b); c[0] = codec.FlagLeftHand; return c }, 0, false, codec.ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -157,6 +157,9 @@ func TestUpdatePoseRefusals(t *testing.T) {
 				devices := []*rooms.Membership{
 					w.joinDevice("lobby", "alice", "laptop", newMember(t, "alice-laptop")),
 					w.joinDevice("lobby", "alice", "quest", newMember(t, "alice-quest")),
+				}
+				if _, err := devices[0].UpdatePose(pose(0, 0, 0, 0)); err != nil {
+					t.Fatal(err)
 				}
 				if tt.leave {
 					devices[0].Leave()

@@ -69,6 +69,7 @@ func (r *Room) updateMetaLocked(m *Membership, change func(*codec.PresenceMeta))
 	m.meta.PrevRef = old.Ref
 	m.meta.Ref = newID("p")
 	change(&m.meta)
+	m.staleMeta.Store(m.meta.Stale)
 	r.presence.leave(m.user.id, old)
 	r.presence.join(m.user.id, m.meta)
 }

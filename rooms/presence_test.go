@@ -20,16 +20,17 @@ func joinedOf(t *testing.T, m *fakeMember) *codec.Joined {
 	return j[0]
 }
 
-// checkDrives checks that d drives its avatar and that others do not.
+// checkDrives checks that d's pose moves its avatar and that then, while d
+// sends, the others' do not.
 func checkDrives(t *testing.T, what string, d *rooms.Membership, others ...*rooms.Membership) {
 	t.Helper()
+	if _, err := d.UpdatePose(pose(1, float64(time.Now().UnixMilli()%1000), 1, 1)); err != nil {
+		t.Errorf("%s: the driver's pose = %v", what, err)
+	}
 	for i, o := range others {
 		if _, err := o.UpdatePose(pose(uint32(i), 9, 9, 9)); !errors.Is(err, rooms.ErrNotDriver) {
 			t.Errorf("%s: another device's pose = %v, want ErrNotDriver", what, err)
 		}
-	}
-	if _, err := d.UpdatePose(pose(1, float64(time.Now().UnixMilli()%1000), 1, 1)); err != nil {
-		t.Errorf("%s: the driver's pose = %v", what, err)
 	}
 }
 
@@ -57,7 +58,7 @@ func TestAUserOnTwoDevices(t *testing.T) {
 		if len(state.State) != 2 {
 			t.Errorf("presence_state keys %v, want alice and bob", asJSON(t, state.State))
 		}
-		checkDrives(t, "the newest device", d2, d1)
+		checkDrives(t, "the device that sends, not the newer one", d1, d2)
 
 		w.ticks(1)
 		got := bob.takeFrames()
@@ -100,27 +101,139 @@ func TestAUserOnTwoDevices(t *testing.T) {
 	})
 }
 
-func TestTheNewestDeviceLeftDrives(t *testing.T) {
-	inBubble(t, testConfig(), nil, func(t *testing.T, w *world) {
+func TestTheDeviceWhosePosesAreNewestDrives(t *testing.T) {
+	cfg := testConfig()
+	cfg.StaleAfter = time.Second
+	inBubble(t, cfg, nil, func(t *testing.T, w *world) {
 		laptop := w.joinDevice("lobby", "alice", "laptop", newMember(t, "laptop"))
 		quest := w.joinDevice("lobby", "alice", "quest", newMember(t, "quest"))
 		phone := w.joinDevice("lobby", "alice", "phone", newMember(t, "phone"))
-		checkDrives(t, "with three devices", phone, laptop, quest)
-		phone.Disconnect(time.Now())
-		checkDrives(t, "after the newest dropped", quest, laptop, phone)
-		quest.Leave()
-		checkDrives(t, "after the next left", laptop, quest, phone)
+		checkDrives(t, "the first to send", quest, laptop, phone)
+		for range 2 * int(cfg.StaleAfter/cfg.Tick) {
+			w.ticks(1)
+			checkDrives(t, "while it sends, the silent ones do not take over", quest, laptop, phone)
+		}
+		time.Sleep(cfg.StaleAfter)
+		checkDrives(t, "another, once the driver stopped", phone, laptop, quest)
 
+		// A dropped driver keeps the avatar while no other device sends;
+		// the next to send takes over.
+		time.Sleep(cfg.StaleAfter)
+		phone.Disconnect(time.Now())
+		checkDrives(t, "after the driver dropped", quest, laptop, phone)
+		quest.Leave()
+		checkDrives(t, "after the driver left", laptop, quest, phone)
+
+		// The phone's reconnect is the same device, and the laptop drives on.
 		again := newMember(t, "phone again")
 		phone2 := w.joinDevice("lobby", "alice", "phone", again)
 		if j := joinedOf(t, again); !j.Resumed {
 			t.Errorf("reconnect of the phone was not resumed")
 		}
-		checkDrives(t, "after the reconnect", phone2, laptop, quest, phone)
+		checkDrives(t, "after the reconnect", laptop, phone2, quest, phone)
 		tablet := w.joinDevice("lobby", "alice", "tablet", newMember(t, "tablet"))
-		checkDrives(t, "with a new device", tablet, laptop, phone2)
-		tablet.Leave()
-		checkDrives(t, "after the new device left", phone2, laptop, tablet)
+		checkDrives(t, "with a new device", laptop, tablet, phone2)
+		time.Sleep(cfg.StaleAfter)
+		laptop.Leave()
+		checkDrives(t, "after the driver left, no other sending", tablet, laptop, phone2)
+	})
+}
+
+// A device whose poses stopped stays stale when another device of its user
+// joins, and when that device takes over: it does not look alive again,
+// and the avatar recovers with the new device's first pose.
+func TestADeadDeviceStaysStale(t *testing.T) {
+	cfg := testConfig()
+	cfg.StaleAfter = time.Second
+	inBubble(t, cfg, nil, func(t *testing.T, w *world) {
+		bob := newMember(t, "bob")
+		w.join("lobby", "bob", bob)
+		quest := w.joinDevice("lobby", "alice", "quest", newMember(t, "quest"))
+		checkDrives(t, "the quest", quest)
+		w.ticks(int(cfg.StaleAfter/cfg.Tick) + 1)
+		questMeta := func(entries map[string]codec.PresenceEntry) []codec.PresenceMeta {
+			var out []codec.PresenceMeta
+			for _, m := range entries["alice"].Metas {
+				if m.Device == "quest" {
+					out = append(out, m)
+				}
+			}
+			return out
+		}
+		got := bob.takeFrames()
+		var stale bool
+		for _, d := range only[*codec.PresenceDiff](got) {
+			for _, m := range questMeta(d.Joins) {
+				stale = m.Stale
+			}
+		}
+		if !stale || !slices.Contains(eventNames(got), codec.EventUserStale) {
+			t.Fatalf("the quest did not go stale: %v", asJSON(t, got))
+		}
+
+		laptopMember := newMember(t, "laptop")
+		laptop := w.joinDevice("lobby", "alice", "laptop", laptopMember)
+		w.ticks(1)
+		checkDrives(t, "the laptop, which sends", laptop)
+		w.ticks(2)
+		got = bob.takeFrames()
+		for _, d := range only[*codec.PresenceDiff](got) {
+			for _, m := range questMeta(d.Joins) {
+				t.Errorf("the quest's meta changed to %v", asJSON(t, m))
+			}
+		}
+		if names := eventNames(got); !slices.Equal(names, []string{codec.EventUserRecovered}) {
+			t.Errorf("bob got events %v, want user_recovered once the laptop sent", names)
+		}
+		state := only[*codec.PresenceState](laptopMember.takeFrames())[0]
+		if m := questMeta(state.State); len(m) != 1 || !m[0].Stale {
+			t.Errorf("the laptop's presence_state shows the quest as %v", asJSON(t, m))
+		}
+	})
+}
+
+// A device that joins again on a new session while its old session is
+// still open (the client lost its connection before the server noticed)
+// takes the old one's place: resumed, the old session closed with a
+// goodbye, one meta, and no user_left.
+func TestADeviceBackBeforeItsDropIsNoticedResumes(t *testing.T) {
+	inBubble(t, testConfig(), nil, func(t *testing.T, w *world) {
+		bob := newMember(t, "bob")
+		w.join("lobby", "bob", bob)
+		old := newMember(t, "quest")
+		mq := w.joinDevice("lobby", "alice", "quest", old)
+		ref := joinedOf(t, old).PresenceRef
+		checkDrives(t, "the quest", mq)
+		w.ticks(1)
+		bob.clear()
+
+		again := newMember(t, "quest again")
+		mq2 := w.joinDevice("lobby", "alice", "quest", again)
+		j := joinedOf(t, again)
+		if !j.Resumed || j.Slot != mq.Slot() {
+			t.Errorf("the quest's new session joined %+v, want resumed in slot %d", j, mq.Slot())
+		}
+		if g := only[*codec.Goodbye](old.takeFrames()); len(g) != 1 || g[0].Code != codec.CodeReplaced {
+			t.Errorf("the old session got goodbyes %v, want one replaced", asJSON(t, g))
+		}
+		checkDrives(t, "the new session", mq2, mq)
+		w.ticks(1)
+		got := bob.takeFrames()
+		if names := eventNames(got); len(names) != 0 {
+			t.Errorf("bob got events %v, want none", names)
+		}
+		diffs := only[*codec.PresenceDiff](got)
+		if len(diffs) != 1 || !slices.Equal(metaRefs(diffs[0].Leaves, "alice"), []string{ref}) || !slices.Equal(metaRefs(diffs[0].Joins, "alice"), []string{j.PresenceRef}) {
+			t.Errorf("bob got presence diffs %v, want the quest's meta replaced", asJSON(t, diffs))
+		}
+		mq.Disconnect(time.Now()) // the old session ends: nothing changes
+		w.ticks(1)
+		if got := bob.takeFrames(); len(got) != 0 {
+			t.Errorf("the old session's end made %v", asJSON(t, got))
+		}
+		if s := w.reg.Room("lobby").Stats(); s.Devices != 2 {
+			t.Errorf("stats %+v, want bob's device and alice's quest", s)
+		}
 	})
 }
 

@@ -2,6 +2,7 @@ package rooms_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -49,29 +50,64 @@ func TestARoomThatStopsInAnOutageHandsItsChangesToItsNextInstance(t *testing.T) 
 	})
 }
 
-func TestAStaleFlagFollowsTheDrivingDevice(t *testing.T) {
+// The stale flag is shown on the driving device's meta. A device that
+// joins beside a stale one changes nothing until it sends; then it drives
+// and the avatar recovers, while the device that stopped keeps its flag
+// until it sends again.
+func TestAStaleFlagStaysOnTheDeviceThatStopped(t *testing.T) {
 	cfg := testConfig()
 	cfg.StaleAfter = time.Second
 	inBubble(t, cfg, nil, func(t *testing.T, w *world) {
-		w.joinDevice("lobby", "alice", "laptop", newMember(t, "laptop"))
+		laptop := w.joinDevice("lobby", "alice", "laptop", newMember(t, "laptop"))
 		w.ticks(10) // no poses: the avatar goes stale
 		watcher := newMember(t, "watcher")
 		w.join("lobby", "watcher", watcher)
 		if !staleMetas(t, watcher, "alice") {
 			t.Fatal("alice's laptop is not marked stale")
 		}
-		headset := newMember(t, "headset")
-		w.joinDevice("lobby", "alice", "headset", headset)
+		headset := w.joinDevice("lobby", "alice", "headset", newMember(t, "headset"))
+		w.ticks(1)
+		if names := eventNames(watcher.takeFrames()); contains(names, codec.EventUserRecovered) {
+			t.Errorf("a device joining beside a stale one made %v", names)
+		}
+		if _, err := headset.UpdatePose(pose(1, 1, 1, 1)); err != nil {
+			t.Fatalf("the headset's first pose: %v", err)
+		}
 		w.ticks(1)
 		late := newMember(t, "late")
 		w.join("lobby", "late", late)
-		if staleMetas(t, late, "alice") {
-			t.Error("a meta of alice is still stale after her headset took over")
+		if got := staleDevices(t, late, "alice"); !got["laptop"] || got["headset"] {
+			t.Errorf("alice's devices stale: %v, want the laptop alone", got)
 		}
 		if names := eventNames(watcher.takeFrames()); !contains(names, codec.EventUserRecovered) {
 			t.Errorf("the watcher got %v, want user_recovered", names)
 		}
+
+		if _, err := laptop.UpdatePose(pose(2, 2, 2, 2)); !errors.Is(err, rooms.ErrNotDriver) {
+			t.Errorf("the laptop's pose while the headset drives: %v", err)
+		}
+		w.ticks(1)
+		later := newMember(t, "later")
+		w.join("lobby", "later", later)
+		if got := staleDevices(t, later, "alice"); got["laptop"] || got["headset"] {
+			t.Errorf("alice's devices stale: %v, want none once the laptop sent", got)
+		}
 	})
+}
+
+// staleDevices returns, by device, whether its meta of key in the last
+// presence_state m received is stale.
+func staleDevices(t *testing.T, m *fakeMember, key string) map[string]bool {
+	t.Helper()
+	states := only[*codec.PresenceState](m.takeFrames())
+	if len(states) == 0 {
+		t.Fatal("no presence_state")
+	}
+	out := make(map[string]bool)
+	for _, meta := range states[len(states)-1].State[key].Metas {
+		out[meta.Device] = meta.Stale
+	}
+	return out
 }
 
 // staleMetas reports whether any meta of key in the presence_state m

@@ -60,6 +60,9 @@ type user struct {
 	// driver is the device whose poses move the avatar.
 	driver *Membership
 	stale  bool
+	// heardAt is when the avatar was last heard from (Unix nanoseconds):
+	// its driver's last pose, or the join that gave it its driver.
+	heardAt atomic.Int64
 }
 
 // roster is what the tick needs without the lock: who to send to and which
@@ -230,6 +233,8 @@ func (r *Room) join(member Member, req JoinRequest) (*Membership, error) {
 	tick := r.tickCount.Load()
 	u := r.users[req.User]
 	newUser := u == nil
+	// resumed is the device this join takes over: a dropped one held for
+	// its grace, or one of the same name whose session is still open.
 	var resumed *Membership
 	if newUser {
 		if _, taken := r.entities[req.User]; taken {
@@ -242,7 +247,7 @@ func (r *Room) join(member Member, req JoinRequest) (*Membership, error) {
 		u = &user{id: req.User, name: req.Name, slot: slot, owner: r.table.Claim(slot)}
 		r.users[u.id] = u
 	} else {
-		resumed = u.heldDevice(req.Device)
+		resumed = u.resumedDevice(req.Device)
 		active := len(u.devices)
 		if resumed != nil {
 			active--
@@ -254,19 +259,31 @@ func (r *Room) join(member Member, req JoinRequest) (*Membership, error) {
 
 	m := &Membership{room: r, member: member, user: u, slot: u.slot, owner: u.owner, budget: newByteBudget(r.cfg.MemberBytes, budgetBurst*r.cfg.MemberBytes, now)}
 	m.meta = codec.PresenceMeta{Ref: newID("p"), Name: req.Name, Device: req.Device, OnlineAt: now.UnixMilli(), Meta: req.Meta}
+	// A new user's device drives its avatar, and so does one that takes
+	// over the driving device; another waits for its poses (takeOver).
+	drives := newUser || u.driver == nil
+	var replaced *Membership // a session of this device still open
 	if resumed != nil {
+		drives = drives || u.driver == resumed
+		if resumed.state == membershipActive {
+			replaced = resumed
+		}
 		m.meta.PrevRef = resumed.meta.Ref
+		m.posedAt.Store(resumed.posedAt.Load()) // the same device, for takeOver
 		u.devices = slices.DeleteFunc(u.devices, func(d *Membership) bool { return d == resumed })
 		resumed.state = membershipGone
 		r.presence.leave(u.id, resumed.meta)
 	}
 	u.devices = append(u.devices, m)
 	r.presence.join(u.id, m.meta)
-	// The new device speaks for the avatar now (its slot is touched below):
-	// a stale avatar recovers.
-	wasStale := u.stale
-	u.stale = false
-	r.setDriverLocked(u, m)
+	wasStale := false
+	if drives {
+		// The device speaks for the avatar now: a stale avatar recovers.
+		wasStale = u.stale
+		u.stale = false
+		r.setDriverLocked(u, m, now.UnixNano())
+		u.heardAt.Store(now.UnixNano())
+	}
 	r.emptySince = time.Time{}
 
 	if newUser {
@@ -274,8 +291,6 @@ func (r *Room) join(member Member, req JoinRequest) (*Membership, error) {
 		start.Time = uint32(now.UnixMilli()) // the server's clock: the pose holds as of the join
 		r.table.Write(u.slot, codec.AppendPose(nil, &start), tick)
 		r.emitLocked(Event{Name: EventEntityCreated, User: u.id, Entity: u.id, Data: avatarComponents(u), Avatar: true})
-	} else {
-		r.table.Touch(u.slot, tick)
 	}
 	r.rebuildRosterLocked()
 
@@ -305,44 +320,58 @@ func (r *Room) join(member Member, req JoinRequest) (*Membership, error) {
 	case wasStale:
 		r.emitLocked(Event{Name: codec.EventUserRecovered, User: u.id})
 	}
-	r.log.Debug("joined", "user", u.id, "device", req.Device, "slot", u.slot, "resumed", resumed != nil)
+	if replaced != nil {
+		// The device is back on a new session before its old one was
+		// known dead: the old one ends at once, and the room is done with it.
+		replaced.member.Close(&codec.Goodbye{Code: codec.CodeReplaced, Message: fmt.Sprintf("device %q joined again on another session", req.Device)})
+	}
+	r.log.Debug("joined", "user", u.id, "device", req.Device, "slot", u.slot, "resumed", resumed != nil, "replaced", replaced != nil)
 	return m, nil
 }
 
-// heldDevice returns the held (dropped) device a rejoin of this user takes
-// over: the one with the same device name; else, when either side has no
-// name to go by, the one dropped last. A named device never takes over
-// another named device.
-func (u *user) heldDevice(device string) *Membership {
-	var found *Membership
+// resumedDevice returns the device a rejoin of this user takes over: a
+// device of the same name, held (dropped) or with its session still open (a
+// client that lost its connection before the server noticed); else, when
+// either side has no name to go by, the held device dropped last. A named
+// device never takes over another named device, and a device without a
+// name never takes over one whose session is open.
+func (u *user) resumedDevice(device string) *Membership {
+	var found, open *Membership
 	for _, d := range u.devices {
-		if d.state != membershipHeld {
+		named := device != "" && d.meta.Device == device
+		switch {
+		case d.state == membershipActive:
+			if named {
+				open = d
+			}
 			continue
-		}
-		if device != "" && d.meta.Device == device {
+		case d.state != membershipHeld:
+			continue
+		case named:
 			return d
-		}
-		if device != "" && d.meta.Device != "" {
+		case device != "" && d.meta.Device != "":
 			continue
 		}
 		if found == nil || d.heldUntil.After(found.heldUntil) {
 			found = d
 		}
 	}
+	if open != nil {
+		return open
+	}
 	return found
 }
 
-// setDriverLocked makes m the device whose poses move u's avatar. A stale
-// avatar's flag moves with it: it is shown on the driving device's meta.
+// setDriverLocked makes m the device whose poses move u's avatar, at now
+// (Unix nanoseconds). A stale avatar's flag is shown on the driving
+// device's meta: m gets it unless it has just sent a pose. The device that
+// drove before keeps its flag: it stopped driving because its poses
+// stopped, or it is gone, and a dead device must not look alive.
 // The room's lock must be held.
-func (r *Room) setDriverLocked(u *user, m *Membership) {
-	old := u.driver
+func (r *Room) setDriverLocked(u *user, m *Membership, now int64) {
 	u.driver = m
 	r.drivers[u.slot].Store(m)
-	if old != nil && old != m && old.meta.Stale && old.state != membershipGone {
-		r.updateMetaLocked(old, func(meta *codec.PresenceMeta) { meta.Stale = false })
-	}
-	if u.stale && !m.meta.Stale {
+	if u.stale && !m.meta.Stale && !m.sentWithin(now, r.cfg.StaleAfter) {
 		r.updateMetaLocked(m, func(meta *codec.PresenceMeta) { meta.Stale = true })
 	}
 }
@@ -387,9 +416,26 @@ func (r *Room) leaveLocked(m *Membership) {
 		return
 	}
 	if u.driver == m {
-		r.setDriverLocked(u, u.newestDevice())
+		now := time.Now().UnixNano()
+		d := u.senderWithin(now, r.cfg.StaleAfter)
+		if d == nil {
+			d = u.newestDevice()
+		}
+		r.setDriverLocked(u, d, now)
 	}
 	r.rebuildRosterLocked()
+}
+
+// senderWithin returns the user's connected device that sent the newest
+// pose, if it sent it within d before now (Unix nanoseconds); else nil.
+func (u *user) senderWithin(now int64, d time.Duration) *Membership {
+	var found *Membership
+	for _, dev := range u.devices {
+		if dev.state == membershipActive && dev.sentWithin(now, d) && (found == nil || dev.posedAt.Load() > found.posedAt.Load()) {
+			found = dev
+		}
+	}
+	return found
 }
 
 // newestDevice returns the user's most recent device still connected, else
@@ -432,7 +478,11 @@ func (r *Room) disconnectLocked(m *Membership, lastHeard, now time.Time) {
 	m.state, m.heldUntil = membershipHeld, until
 	u := m.user
 	if u.driver == m {
-		r.setDriverLocked(u, u.newestDevice())
+		// A device that sends poses takes over; without one the held
+		// device keeps the avatar, for its reconnect to drive again.
+		if d := u.senderWithin(now.UnixNano(), r.cfg.StaleAfter); d != nil {
+			r.setDriverLocked(u, d, now.UnixNano())
+		}
 	}
 	r.rebuildRosterLocked()
 }

@@ -42,7 +42,7 @@ func (r *Room) tick(now time.Time, late time.Duration) (retire bool) {
 	tick := r.tickCount.Add(1)
 	r.mu.Lock()
 	r.expireHeldLocked(now)
-	r.markStaleLocked(tick)
+	r.markStaleLocked(now)
 	r.resyncLocked(now)
 	if !r.diff.empty() {
 		r.broadcastLocked(r.takeDiffLocked(), nil)
@@ -77,13 +77,14 @@ func (r *Room) expireHeldLocked(now time.Time) {
 
 // markStaleLocked tells the room about avatars whose poses stopped arriving,
 // and about those that came back: the driving device's presence meta
-// changes, and user_stale or user_recovered is published.
+// changes, and user_stale or user_recovered is published. An avatar is
+// stale at the first tick at least StaleAfter after it was last heard
+// from, so between StaleAfter and StaleAfter plus a tick after its last
+// pose (later when the tick itself is late).
 // The room's lock must be held.
-func (r *Room) markStaleLocked(tick uint64) {
-	after := r.cfg.ticks(r.cfg.StaleAfter)
+func (r *Room) markStaleLocked(now time.Time) {
 	for _, u := range r.users {
-		heard := r.table.Heard(u.slot)
-		stale := heard < tick && tick-heard >= after
+		stale := now.UnixNano()-u.heardAt.Load() >= int64(r.cfg.StaleAfter)
 		if stale == u.stale {
 			continue
 		}

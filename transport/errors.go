@@ -36,6 +36,9 @@ const (
 	CloseRateLimited CloseReason = 7
 	// CloseMoved: the session's room moved to another node.
 	CloseMoved CloseReason = 8
+	// CloseReplaced: the same device of the same user joined again on
+	// another session, which took its place.
+	CloseReplaced CloseReason = 9
 )
 
 func (r CloseReason) String() string {
@@ -58,6 +61,8 @@ func (r CloseReason) String() string {
 		return "rate_limited"
 	case CloseMoved:
 		return "moved"
+	case CloseReplaced:
+		return "replaced"
 	}
 	return fmt.Sprintf("reason_%d", uint32(r))
 }

@@ -103,8 +103,11 @@ func (ss *session) SendFrame(frame []byte) {
 // Close implements rooms.Member: the room ends the session with a goodbye.
 func (ss *session) Close(g *codec.Goodbye) {
 	reason := CloseNormal
-	if g.Code == codec.CodeMoved {
+	switch g.Code {
+	case codec.CodeMoved:
 		reason = CloseMoved
+	case codec.CodeReplaced:
+		reason = CloseReplaced
 	}
 	ss.membership.Store(nil) // the room is done with it
 	ss.send(g)

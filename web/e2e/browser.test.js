@@ -22,7 +22,9 @@ let browser;
 before(async () => {
   const index = await readFile(new URL('../dist/index.html', import.meta.url), 'utf8').catch(() => '');
   assert.match(index, /app\.js/, 'web/dist holds no built page: run make web');
-  server = await startPosecast(['--idle-timeout', '2s', '--reconnect-grace', '10s']);
+  // The default timings: a page that loses the network must be back within
+  // the default reconnect grace, and one that closes is gone after it.
+  server = await startPosecast([]);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
 });
 
@@ -126,7 +128,7 @@ test('two pages in a room see each other move, and leave', async () => {
 
   // A closes its page: B's avatar for A goes, and so does A from presence.
   await a.context().close();
-  await until(b, 'A to leave B\'s room', (s) => !s.avatars[idA] && !s.presence[idA], 20000);
+  await until(b, 'A to leave B\'s room', (s) => !s.avatars[idA] && !s.presence[idA], 25000);
   await b.context().close();
 });
 
@@ -189,7 +191,7 @@ test("a page opened with another page's link is the same user on a second device
   assert.equal(s2.self.id, sa.self.id, 'the second device is another user');
   await until(a, 'A listed with two devices', (s) => s.presence[sa.self.id]?.devices === 2);
   await second.context().close();
-  await until(a, 'A back to one device', (s) => s.presence[sa.self.id]?.devices === 1, 20000);
+  await until(a, 'A back to one device', (s) => s.presence[sa.self.id]?.devices === 1, 25000);
   await a.context().close();
 });
 

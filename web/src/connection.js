@@ -16,6 +16,11 @@ import { DATAGRAM_PING, datagramKind, parsePing, pingDatagram } from './pose.js'
 // Refusals of a hello or a join that another try would get again.
 const FATAL = new Set(['invalid', 'forbidden', 'room_full', 'unauthorized', 'unsupported']);
 
+// Goodbyes after which the page does not come back: replaced says that
+// this device joined again on another session (a copy of the tab, which
+// shares its device id), and coming back would take it from that one.
+const FINAL = new Set(['replaced']);
+
 // Moves followed at once without a join in between; past that, the page
 // waits its backoff and asks /cert-hash?room= again, so that nodes that
 // disagree on where a room lives cannot keep it hopping between them.
@@ -98,6 +103,7 @@ export class Connection {
         await this.session(() => { attempt = moves = 0; });
         this.detail = this.goodbye ? `${this.goodbye.code}: ${this.goodbye.message}` : 'session closed';
         if (this.goodbye?.code === 'moved') moved = this.goodbye.moved || {};
+        fatal = FINAL.has(this.goodbye?.code);
       } catch (e) {
         this.detail = e.message;
         fatal = FATAL.has(e.code);

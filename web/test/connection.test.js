@@ -199,6 +199,17 @@ test('a goodbye closes the session, says why, and the page comes back', async ()
   await running;
 });
 
+test('a goodbye replaced, its device taken over by another session, is not followed by a reconnect', async () => {
+  const server = fakeServer();
+  const { conn, running } = connect(server, { backoffMin: 50, backoffMax: 50 });
+  await until('connected', () => conn.state === 'connected');
+  server.sessions[0].goodbye('replaced', 'device "d" joined again on another session');
+  await running;
+  assert.equal(conn.state, 'failed');
+  assert.equal(conn.detail, 'replaced: device "d" joined again on another session');
+  assert.equal(conn.sessions, 1);
+});
+
 test('it keeps trying with backoff while the server cannot be reached', async () => {
   const server = fakeServer({ unready: [CERT_HASH.url, ...CERT_HASH.alternates] });
   const { conn, running } = connect(server);

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/posecast/posecast/codec"
@@ -456,4 +457,44 @@ func TestAnAvatarWhosePosesStopGoesStale(t *testing.T) {
 			t.Errorf("carol sees alice as %v", asJSON(t, m))
 		}
 	})
+}
+
+// An avatar is marked stale at the first tick at least StaleAfter after its
+// last pose: never sooner, and less than a tick later, wherever between
+// two ticks the pose came.
+func TestStaleIsMarkedWithinATickAfterStaleAfter(t *testing.T) {
+	cfg := testConfig()
+	cfg.StaleAfter = time.Second
+	for _, offset := range []time.Duration{0, time.Millisecond, 100 * time.Millisecond, 199 * time.Millisecond} {
+		inBubble(t, cfg, nil, func(t *testing.T, w *world) {
+			bob := newMember(t, "bob")
+			w.join("lobby", "bob", bob)
+			ma := w.join("lobby", "alice", newMember(t, "alice"))
+			w.ticks(1)
+			time.Sleep(offset)
+			if _, err := ma.UpdatePose(pose(1, 1, 1, 1)); err != nil {
+				t.Fatal(err)
+			}
+			sent := time.Now()
+			bob.clear()
+			aliceStale := func() bool {
+				for _, e := range only[*codec.Event](bob.takeFrames()) {
+					if e.Name == codec.EventUserStale && e.User == "alice" {
+						return true
+					}
+				}
+				return false
+			}
+			for !aliceStale() {
+				time.Sleep(time.Millisecond)
+				synctest.Wait()
+				if time.Since(sent) > 2*cfg.StaleAfter {
+					t.Fatalf("pose %v after a tick: not stale after %v", offset, time.Since(sent))
+				}
+			}
+			if took := time.Since(sent); took < cfg.StaleAfter || took >= cfg.StaleAfter+cfg.Tick {
+				t.Errorf("pose %v after a tick: stale after %v, want from %v to less than %v", offset, took, cfg.StaleAfter, cfg.StaleAfter+cfg.Tick)
+			}
+		})
+	}
 }

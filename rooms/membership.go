@@ -73,7 +73,7 @@ func (m *Membership) UpdatePose(rec []byte) (bool, error) {
 	}
 	// The driver may change between the check and the write; the slot may
 	// even go to another user. The write is refused then.
-	changed, ok := r.table.WriteAs(m.slot, m.owner, rec, r.tickCount.Load())
+	changed, ok := r.table.WriteAs(m.slot, m.owner, rec)
 	if !ok {
 		return false, ErrNotDriver
 	}

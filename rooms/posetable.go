@@ -37,8 +37,7 @@ type poseSlot struct {
 	seq atomic.Uint64
 	// words hold the pose record, little-endian, zero-padded.
 	words [poseWords]atomic.Uint64
-	// heard is the room tick at which a pose last arrived, moved or not.
-	heard atomic.Uint64
+	_     [64 - 8 - poseWords*8]byte // to a cache line
 }
 
 // NewPoseTable returns a table of n slots.
@@ -49,15 +48,14 @@ func NewPoseTable(n int) *PoseTable {
 // Len returns the number of slots.
 func (t *PoseTable) Len() int { return len(t.slots) }
 
-// Write stores a checked pose record (see codec.CheckPose) in slot i and notes
-// that a pose arrived at tick. A record that puts the avatar where it already
+// Write stores a checked pose record (see codec.CheckPose) in slot i. A record that puts the avatar where it already
 // is (codec.SamePlace) keeps the slot's version, so a still avatar stops
 // being sent. It reports whether the pose changed.
 //
 // One session writes a slot; should two race (a user's devices swapping
 // which one drives the avatar), the sequence word serializes them.
-func (t *PoseTable) Write(i int, rec []byte, tick uint64) bool {
-	changed, _ := t.write(i, 0, false, rec, tick)
+func (t *PoseTable) Write(i int, rec []byte) bool {
+	changed, _ := t.write(i, 0, false, rec)
 	return changed
 }
 
@@ -76,12 +74,12 @@ func (t *PoseTable) Claim(i int) uint64 {
 // when another avatar holds the slot now, it writes nothing and reports ok
 // false, so that a late pose of an avatar that left never lands on the
 // avatar that took its slot.
-func (t *PoseTable) WriteAs(i int, owner uint64, rec []byte, tick uint64) (changed, ok bool) {
-	return t.write(i, owner, true, rec, tick)
+func (t *PoseTable) WriteAs(i int, owner uint64, rec []byte) (changed, ok bool) {
+	return t.write(i, owner, true, rec)
 }
 
 // write is Write, and with checkOwner WriteAs.
-func (t *PoseTable) write(i int, owner uint64, checkOwner bool, rec []byte, tick uint64) (changed, ok bool) {
+func (t *PoseTable) write(i int, owner uint64, checkOwner bool, rec []byte) (changed, ok bool) {
 	s := &t.slots[i]
 	var w [poseWords]uint64
 	var buf [poseWords * 8]byte
@@ -94,7 +92,6 @@ func (t *PoseTable) write(i int, owner uint64, checkOwner bool, rec []byte, tick
 		s.seq.Store(seq)
 		return false, false
 	}
-	s.heard.Store(tick)
 	if seq != 0 && s.words[0].Load()&^timeMask == w[0]&^timeMask && s.sameTail(&w) {
 		s.seq.Store(seq) // unchanged: release without a new version
 		return false, true
@@ -164,14 +161,4 @@ func (t *PoseTable) Read(i int, dst []byte) ([]byte, uint64) {
 // progress counts once it finishes.
 func (t *PoseTable) Version(i int) uint64 {
 	return t.slots[i].seq.Load() / 2
-}
-
-// Heard returns the tick at which a pose last arrived for slot i.
-func (t *PoseTable) Heard(i int) uint64 {
-	return t.slots[i].heard.Load()
-}
-
-// Touch notes that slot i's avatar was heard from at tick, without a pose.
-func (t *PoseTable) Touch(i int, tick uint64) {
-	t.slots[i].heard.Store(tick)
 }

@@ -289,7 +289,7 @@ func (r *Room) join(member Member, req JoinRequest) (*Membership, error) {
 	if newUser {
 		start := placement(r.spawnLocked())
 		start.Time = uint32(now.UnixMilli()) // the server's clock: the pose holds as of the join
-		r.table.Write(u.slot, codec.AppendPose(nil, &start), tick)
+		r.table.Write(u.slot, codec.AppendPose(nil, &start))
 		r.emitLocked(Event{Name: EventEntityCreated, User: u.id, Entity: u.id, Data: avatarComponents(u), Avatar: true})
 	}
 	r.rebuildRosterLocked()

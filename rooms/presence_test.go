@@ -70,7 +70,7 @@ func TestAUserOnTwoDevices(t *testing.T) {
 			t.Errorf("a second device made %v", asJSON(t, got))
 		}
 
-		// The newest device leaves: the user stays, the older device drives.
+		// The newer device leaves: the user stays, the older device drives on.
 		d2.Leave()
 		checkDrives(t, "the older device after the newer left", d1, d2)
 		w.ticks(1)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -389,7 +390,9 @@ func TestANodeFullOfSessionsRefusesMoreSayingWhy(t *testing.T) {
 func readToEnd(t *testing.T, c net.Conn, what string) {
 	t.Helper()
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.Copy(io.Discard, c); err != nil {
+	// A server that closes while bytes it did not read wait makes the
+	// kernel reset the connection: closed all the same.
+	if _, err := io.Copy(io.Discard, c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("%s was not closed: %v", what, err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 	"github.com/quic-go/webtransport-go"
 
 	"github.com/posecast/posecast/codec"
@@ -234,12 +235,16 @@ func (ss *session) endReason(err ...error) CloseReason {
 		var sessErr *webtransport.SessionError
 		var appErr *quic.ApplicationError
 		var strErr *webtransport.StreamError
+		var h3Err *http3.Error
 		switch {
 		case errors.As(cause, &idle):
 			return CloseTimeout
 		case errors.As(cause, &sessErr) && sessErr.Remote,
 			errors.As(cause, &appErr) && appErr.Remote,
 			errors.As(cause, &strErr) && strErr.Remote,
+			// The client's closing may reach the session first as its
+			// CONNECT stream reset with WT_SESSION_GONE.
+			errors.As(cause, &h3Err) && h3Err.Remote,
 			// A session the client closed may end with no cause of its own;
 			// a lost client ends in an idle timeout, which has one.
 			cause == context.Canceled:

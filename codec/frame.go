@@ -111,6 +111,8 @@ func newMessage(t string) Message {
 		return &Joined{}
 	case TypeLeave:
 		return &Leave{}
+	case TypePresenceUpdate:
+		return &PresenceUpdate{}
 	case TypeEvent:
 		return &Event{}
 	case TypeCreate:

@@ -22,6 +22,9 @@ const (
 	TypeSubscribePresence   = "subscribe_presence"
 	TypeUnsubscribePresence = "unsubscribe_presence"
 
+	// TypePresenceUpdate replaces the meta of the sender's own presence.
+	TypePresenceUpdate = "presence_update"
+
 	// Both ways: a client sends an application event; the server relays it,
 	// and sends its own (user_joined, user_left, ...).
 	TypeEvent = "event"
@@ -147,6 +150,15 @@ type Joined struct {
 // Leave leaves the room; the session stays open.
 type Leave struct {
 	Header
+}
+
+// PresenceUpdate replaces the application meta of the sender's presence in
+// its room (its status, its avatar's colour...): the room sees its old meta
+// leave and the new one, with a new phx_ref and the old one as
+// phx_ref_prev, join. An empty or absent meta clears it.
+type PresenceUpdate struct {
+	Header
+	Meta map[string]any `msgpack:"meta,omitempty"`
 }
 
 // Event is an event in a room. Clients send Name and Data; the server relays
@@ -350,25 +362,26 @@ type PresenceCollection struct {
 	Leaves map[string]map[string]PresenceEntry `msgpack:"leaves,omitempty"`
 }
 
-func (*Hello) kind() string         { return TypeHello }
-func (*Welcome) kind() string       { return TypeWelcome }
-func (*Join) kind() string          { return TypeJoin }
-func (*Joined) kind() string        { return TypeJoined }
-func (*Leave) kind() string         { return TypeLeave }
-func (*Event) kind() string         { return TypeEvent }
-func (*Create) kind() string        { return TypeCreate }
-func (*Update) kind() string        { return TypeUpdate }
-func (*Delete) kind() string        { return TypeDelete }
-func (*Resync) kind() string        { return TypeResync }
-func (*Ping) kind() string          { return TypePing }
-func (*Pong) kind() string          { return TypePong }
-func (*EntitiesState) kind() string { return TypeEntitiesState }
-func (*EntitiesDiff) kind() string  { return TypeEntitiesDiff }
-func (*PresenceState) kind() string { return TypePresenceState }
-func (*PresenceDiff) kind() string  { return TypePresenceDiff }
-func (*OK) kind() string            { return TypeOK }
-func (*Error) kind() string         { return TypeError }
-func (*Goodbye) kind() string       { return TypeGoodbye }
+func (*Hello) kind() string          { return TypeHello }
+func (*Welcome) kind() string        { return TypeWelcome }
+func (*Join) kind() string           { return TypeJoin }
+func (*Joined) kind() string         { return TypeJoined }
+func (*Leave) kind() string          { return TypeLeave }
+func (*PresenceUpdate) kind() string { return TypePresenceUpdate }
+func (*Event) kind() string          { return TypeEvent }
+func (*Create) kind() string         { return TypeCreate }
+func (*Update) kind() string         { return TypeUpdate }
+func (*Delete) kind() string         { return TypeDelete }
+func (*Resync) kind() string         { return TypeResync }
+func (*Ping) kind() string           { return TypePing }
+func (*Pong) kind() string           { return TypePong }
+func (*EntitiesState) kind() string  { return TypeEntitiesState }
+func (*EntitiesDiff) kind() string   { return TypeEntitiesDiff }
+func (*PresenceState) kind() string  { return TypePresenceState }
+func (*PresenceDiff) kind() string   { return TypePresenceDiff }
+func (*OK) kind() string             { return TypeOK }
+func (*Error) kind() string          { return TypeError }
+func (*Goodbye) kind() string        { return TypeGoodbye }
 
 func (*SubscribePresence) kind() string   { return TypeSubscribePresence }
 func (*UnsubscribePresence) kind() string { return TypeUnsubscribePresence }

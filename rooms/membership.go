@@ -166,6 +166,39 @@ func (m *Membership) Publish(name string, data any) error {
 	})
 }
 
+// UpdateMeta replaces the application meta of this device's presence, as
+// Phoenix.Presence's update does: the room's members see, at the next tick,
+// the old meta leave and the new one join, with a new phx_ref and the old
+// one as phx_ref_prev. An empty meta clears it. It counts against the
+// member's byte budget for what it makes the room send (the diff carries
+// both metas).
+func (m *Membership) UpdateMeta(meta map[string]any) error {
+	if len(meta) == 0 {
+		meta = nil
+	}
+	size := valueSize(meta)
+	if size > MaxMetaBytes {
+		return fmt.Errorf("%w: meta over %d bytes", ErrInvalid, MaxMetaBytes)
+	}
+	if err := codec.CheckJSON(meta); err != nil {
+		return fmt.Errorf("%w: meta: %v", ErrInvalid, err)
+	}
+	r := m.room
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m.state != membershipActive {
+		return ErrLeft
+	}
+	return r.budgetedLocked(m, 2*(size+presenceMetaOverhead), func() error {
+		r.updateMetaLocked(m, func(pm *codec.PresenceMeta) { pm.Meta = meta })
+		return nil
+	})
+}
+
+// presenceMetaOverhead is about what a presence meta takes on the wire
+// besides its application meta: refs, name, device, times.
+const presenceMetaOverhead = 160
+
 // Entity changes are in the room's world (and its members' next diff) when
 // their method returns, and in the store later, written in batches. stored,
 // when not nil, is told which: nil once the change is in the store, or the

@@ -390,7 +390,7 @@ func (ss *session) dropped(l *rateLimit, now time.Time, what string, ref uint32)
 // the stricter of the two message limits.
 func roomOperation(typ string) bool {
 	switch typ {
-	case codec.TypeJoin, codec.TypeEvent, codec.TypeCreate, codec.TypeUpdate, codec.TypeDelete, codec.TypeResync, codec.TypeSubscribePresence:
+	case codec.TypeJoin, codec.TypeEvent, codec.TypeCreate, codec.TypeUpdate, codec.TypeDelete, codec.TypeResync, codec.TypeSubscribePresence, codec.TypePresenceUpdate:
 		return true
 	}
 	return false
@@ -400,7 +400,7 @@ func roomOperation(typ string) bool {
 // a room.
 func needsRoom(typ string) bool {
 	switch typ {
-	case codec.TypeEvent, codec.TypeCreate, codec.TypeUpdate, codec.TypeDelete, codec.TypeResync:
+	case codec.TypeEvent, codec.TypeCreate, codec.TypeUpdate, codec.TypeDelete, codec.TypeResync, codec.TypePresenceUpdate:
 		return true
 	}
 	return false
@@ -477,6 +477,8 @@ func (ss *session) handle(msg codec.Message) {
 		ss.handleLeave(m)
 	case *codec.Event:
 		ss.handleEvent(m)
+	case *codec.PresenceUpdate:
+		ss.handlePresenceUpdate(m)
 	case *codec.Create:
 		ss.handleCreate(m)
 	case *codec.Update:
@@ -575,6 +577,14 @@ func (ss *session) handleLeave(m *codec.Leave) {
 func (ss *session) handleEvent(m *codec.Event) {
 	if mem := ss.joined(m.Ref); mem != nil {
 		ss.reply(m.Ref, "", mem.Publish(m.Name, m.Data))
+	}
+}
+
+// handlePresenceUpdate replaces the meta of the device's presence; the room
+// sees it at its next tick.
+func (ss *session) handlePresenceUpdate(m *codec.PresenceUpdate) {
+	if mem := ss.joined(m.Ref); mem != nil {
+		ss.reply(m.Ref, "", mem.UpdateMeta(m.Meta))
 	}
 }
 

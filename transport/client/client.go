@@ -508,6 +508,13 @@ func (c *Client) Publish(ctx context.Context, name string, data any) error {
 	return err
 }
 
+// UpdatePresence replaces the application meta of this device's presence
+// (presence_update); the room sees the change at its next tick.
+func (c *Client) UpdatePresence(ctx context.Context, meta map[string]any) error {
+	_, err := c.Request(ctx, &codec.PresenceUpdate{Meta: meta})
+	return err
+}
+
 // CreateEntity creates an environment entity and returns its id.
 func (c *Client) CreateEntity(ctx context.Context, components codec.Components) (string, error) {
 	reply, err := c.Request(ctx, &codec.Create{Components: components})

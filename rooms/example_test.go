@@ -48,3 +48,41 @@ func ExampleRegistry_OnRoomStart() {
 	// lobby: user_joined ada
 	// lobby: user_left ada
 }
+
+// An application follows who is where, as Phoenix.Presence's handle_metas
+// does: each change with what joined, what left, and the metas each of
+// those users has after it.
+func ExampleRegistry_HandleMetas() {
+	reg, err := rooms.NewRegistry(&rooms.MemoryStore{}, rooms.Config{})
+	if err != nil {
+		panic(err)
+	}
+	defer reg.Close()
+	changes := make(chan string, 16)
+	stop := reg.HandleMetas(func(c rooms.MetasChange) {
+		for user := range c.Joins {
+			changes <- fmt.Sprintf("%s: %s joined, on %d devices", c.Room, user, len(c.Metas[user]))
+		}
+		for user := range c.Leaves {
+			changes <- fmt.Sprintf("%s: %s left a device, on %d now", c.Room, user, len(c.Metas[user]))
+		}
+	})
+	defer stop()
+
+	ctx := context.Background()
+	headset, err := reg.Join(ctx, "plaza", quietMember{}, rooms.JoinRequest{User: "ada", Device: "headset"})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(<-changes)
+	if _, err := reg.Join(ctx, "plaza", quietMember{}, rooms.JoinRequest{User: "ada", Device: "laptop"}); err != nil {
+		panic(err)
+	}
+	fmt.Println(<-changes)
+	headset.Leave()
+	fmt.Println(<-changes)
+	// Output:
+	// plaza: ada joined, on 1 devices
+	// plaza: ada joined, on 2 devices
+	// plaza: ada left a device, on 1 now
+}

@@ -53,3 +53,25 @@ func TestOnRoomStartSeesEveryRoomOnce(t *testing.T) {
 		}
 	}
 }
+
+// A room that stops with people in it shows them all leaving.
+func TestHandleMetasSeesARoomThatStopsEmptied(t *testing.T) {
+	reg, err := rooms.NewRegistry(&rooms.MemoryStore{}, rooms.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes := make(chan rooms.MetasChange, 16)
+	stop := reg.HandleMetas(func(c rooms.MetasChange) { changes <- c })
+	defer stop()
+	if _, err := reg.Join(context.Background(), "plaza", quietMember{}, rooms.JoinRequest{User: "ada", Device: "d"}); err != nil {
+		t.Fatal(err)
+	}
+	if c := <-changes; len(c.Joins) != 1 || len(c.Metas["ada"]) != 1 {
+		t.Fatalf("first change %+v, want ada joining", c)
+	}
+	reg.Close()
+	c := <-changes
+	if _, left := c.Leaves["ada"]; !left || c.Room != "plaza" || len(c.Metas["ada"]) != 0 || len(c.Joins) != 0 {
+		t.Errorf("change as the room stopped: %+v, want ada leaving with no metas", c)
+	}
+}

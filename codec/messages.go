@@ -250,9 +250,14 @@ type PresenceMeta struct {
 	Meta  map[string]any `msgpack:"meta,omitempty" json:"meta,omitempty"`
 }
 
-// PresenceEntry is one presence key (a user) with a meta per device.
+// PresenceEntry is one presence key (a user) with a meta per device, and
+// whatever the server's presence hook put beside the metas (as
+// Phoenix.Presence's fetch/2 does: a user's profile, say). On the wire it is
+// one map: "metas" and the Extra keys.
 type PresenceEntry struct {
 	Metas []PresenceMeta `msgpack:"metas" json:"metas"`
+	// Extra holds the entry's keys other than "metas".
+	Extra map[string]any `msgpack:"-" json:"-"`
 }
 
 // PresenceState is the whole presence of a room, keyed by user id.

@@ -87,6 +87,15 @@ type Config struct {
 	// short of CPU starts ticks late) and how long its work took. It runs in
 	// the tick goroutine and must return quickly.
 	OnTick func(late, work time.Duration)
+	// FetchPresence, when set, adds to the presence entries a room sends
+	// its members (the presence_state of a join, each tick's
+	// presence_diff), in one batch per message, as Phoenix.Presence's
+	// fetch/2 does: it is given the room and the entries by user and may
+	// set each entry's Extra (entries[user] = e), which goes out beside the
+	// metas. It runs under the room's lock, on its tick and its joins: it
+	// must be quick (look users up in a cache, not a database per call)
+	// and must not call the room.
+	FetchPresence func(room string, entries map[string]codec.PresenceEntry)
 	// Logger receives the rooms' logs. Defaults to slog.Default().
 	Logger *slog.Logger
 }

@@ -86,3 +86,46 @@ func ExampleRegistry_HandleMetas() {
 	// plaza: ada joined, on 2 devices
 	// plaza: ada left a device, on 1 now
 }
+
+// presenceMember keeps the presence messages (presence_state and
+// presence_diff) it is sent.
+type presenceMember struct {
+	quietMember
+	msgs chan codec.Message
+}
+
+func (m presenceMember) SendFrame(frame []byte) {
+	msg, err := codec.Decode(frame[4:])
+	switch msg.(type) {
+	case *codec.PresenceState, *codec.PresenceDiff:
+		if err == nil {
+			m.msgs <- msg
+		}
+	}
+}
+
+// Presence entries carry what the application knows of each user, looked
+// up once per message for all its users, as Phoenix.Presence's fetch/2
+// adds it.
+func ExampleConfig_fetchPresence() {
+	colours := map[string]string{"ada": "teal"} // the application's cache
+	reg, err := rooms.NewRegistry(&rooms.MemoryStore{}, rooms.Config{
+		FetchPresence: func(room string, entries map[string]codec.PresenceEntry) {
+			for user, e := range entries {
+				e.Extra = map[string]any{"colour": colours[user]}
+				entries[user] = e
+			}
+		},
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer reg.Close()
+	m := presenceMember{msgs: make(chan codec.Message, 4)}
+	if _, err := reg.Join(context.Background(), "plaza", m, rooms.JoinRequest{User: "ada", Device: "headset"}); err != nil {
+		panic(err)
+	}
+	st := (<-m.msgs).(*codec.PresenceState) // a joiner's first
+	fmt.Println(st.State["ada"].Extra["colour"], len(st.State["ada"].Metas))
+	// Output: teal 1
+}

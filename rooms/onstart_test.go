@@ -3,9 +3,12 @@ package rooms_test
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"testing"
 
+	"github.com/posecast/posecast/codec"
 	"github.com/posecast/posecast/rooms"
 )
 
@@ -73,5 +76,59 @@ func TestHandleMetasSeesARoomThatStopsEmptied(t *testing.T) {
 	c := <-changes
 	if _, left := c.Leaves["ada"]; !left || c.Room != "plaza" || len(c.Metas["ada"]) != 0 || len(c.Joins) != 0 {
 		t.Errorf("change as the room stopped: %+v, want ada leaving with no metas", c)
+	}
+}
+
+// The fetch hook sees a diff's joins and leaves in one call, and what it
+// adds reaches the members on both sides.
+func TestFetchPresenceAddsToEveryDiffInOneBatch(t *testing.T) {
+	var mu sync.Mutex
+	var batches [][]string
+	reg, err := rooms.NewRegistry(&rooms.MemoryStore{}, rooms.Config{
+		FetchPresence: func(_ string, entries map[string]codec.PresenceEntry) {
+			mu.Lock()
+			batches = append(batches, slices.Sorted(maps.Keys(entries)))
+			mu.Unlock()
+			for user, e := range entries {
+				e.Extra = map[string]any{"profile": "of " + user}
+				entries[user] = e
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	ctx := context.Background()
+	watcher := presenceMember{msgs: make(chan codec.Message, 16)}
+	nextDiff := func() *codec.PresenceDiff {
+		for {
+			if d, ok := (<-watcher.msgs).(*codec.PresenceDiff); ok {
+				return d
+			}
+		}
+	}
+	if _, err := reg.Join(ctx, "plaza", watcher, rooms.JoinRequest{User: "bob", Device: "d"}); err != nil {
+		t.Fatal(err)
+	}
+	nextDiff() // bob's own join
+	ada, err := reg.Join(ctx, "plaza", quietMember{}, rooms.JoinRequest{User: "ada", Device: "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := nextDiff(); d.Joins["ada"].Extra["profile"] != "of ada" {
+		t.Errorf("ada's join %+v, want her profile beside her metas", d.Joins["ada"])
+	}
+	if err := ada.UpdateMeta(map[string]any{"status": "away"}); err != nil {
+		t.Fatal(err)
+	}
+	d := nextDiff()
+	if d.Joins["ada"].Extra["profile"] != "of ada" || d.Leaves["ada"].Extra["profile"] != "of ada" {
+		t.Errorf("ada's update %+v, want her profile on both sides", d)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if last := batches[len(batches)-1]; !slices.Equal(last, []string{"ada"}) {
+		t.Errorf("the update's batch %v, want ada once", last)
 	}
 }

@@ -61,6 +61,29 @@ func (r *Room) presenceStateLocked() *codec.PresenceState {
 	return &codec.PresenceState{State: state}
 }
 
+// fetchPresenceLocked has Config.FetchPresence add to the entries of one
+// message, all of its maps in one batch.
+// The room's lock must be held.
+func (r *Room) fetchPresenceLocked(sets ...map[string]codec.PresenceEntry) {
+	fetch := r.cfg.FetchPresence
+	if fetch == nil {
+		return
+	}
+	batch := make(map[string]codec.PresenceEntry)
+	for _, set := range sets {
+		for user, e := range set {
+			batch[user] = codec.PresenceEntry{Metas: e.Metas}
+		}
+	}
+	fetch(r.id, batch)
+	for _, set := range sets {
+		for user, e := range set {
+			e.Extra = batch[user].Extra
+			set[user] = e
+		}
+	}
+}
+
 // updateMetaLocked changes a device's meta the Phoenix way: a new ref, the
 // old one in phx_ref_prev, and a leave of the old meta with a join of the new.
 // The room's lock must be held.

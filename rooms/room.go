@@ -313,7 +313,9 @@ func (r *Room) join(member Member, req JoinRequest) (*Membership, error) {
 		Token:       req.Token,
 	})
 	r.sendLocked(member, r.entitiesStateLocked())
-	r.sendLocked(member, r.presenceStateLocked())
+	state := r.presenceStateLocked()
+	r.fetchPresenceLocked(state.State)
+	r.sendLocked(member, state)
 	switch {
 	case newUser:
 		r.emitLocked(Event{Name: codec.EventUserJoined, User: u.id, Data: map[string]any{"name": u.name, "slot": u.slot}})

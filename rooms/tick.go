@@ -49,6 +49,7 @@ func (r *Room) tick(now time.Time, late time.Duration) (retire bool) {
 	}
 	if !r.presence.empty() {
 		d := r.presence.take()
+		r.fetchPresenceLocked(d.Joins, d.Leaves)
 		r.broadcastLocked(d, nil)
 		r.reg.hub.publish(r.id, d.Joins, d.Leaves, false)
 	}

@@ -95,7 +95,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.maxDatagram, "max-datagram", codec.MaxDatagramSize, fmt.Sprintf("largest datagram sent to a client, in bytes (%d to %d; lowered per session when its path takes less)", codec.MinDatagramSize, codec.MaxDatagramSize))
 	fs.DurationVar(&o.storeTimout, "store-timeout", 5*time.Second, "bound on each store call")
 	fs.StringVar(&o.databaseURL, "database-url", "", "PostgreSQL URL (postgres://user:password@host:5432/db) to keep rooms and their entities in (default $DATABASE_URL; without either, rooms live in memory)")
-	fs.StringVar(&o.authSecret, "auth-secret", "", "secret that join tokens are signed with (HMAC-SHA256); with it every join needs a token (`posecast token`), without it the server runs in development mode")
+	fs.StringVar(&o.authSecret, "auth-secret", "", "secret that join tokens are signed with (HMAC-SHA256); with it every join needs a token (see posecast token), without it the server runs in development mode")
 	fs.StringVar(&o.allowedOrigins, "allowed-origins", "", "comma-separated browser origins (https://app.example.com) that may open sessions, or * for any; the server's own pages always may, and in development mode pages on localhost")
 	fs.IntVar(&o.maxSessionsPerIP, "max-sessions-per-ip", 64, "sessions open at once from one address (this machine is not bounded in development mode)")
 	fs.IntVar(&o.maxSessions, "max-sessions", 10000, "sessions open at once on this node")
@@ -122,7 +122,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go's profiler under /debug/pprof/ on the HTTP address (exposes internals: for load tests)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: posecast [flags]\n\nEvery flag may also be set as POSECAST_<FLAG> in the environment (dashes as underscores).\n\n")
+		fmt.Fprintf(fs.Output(), "Usage:\n  posecast [flags]        run the server\n  posecast token [flags]  print a join, presence or API token (posecast token --help)\n\nEvery flag may also be set as POSECAST_<FLAG> in the environment (dashes as underscores).\n\n")
 		fs.PrintDefaults()
 	}
 	var envErr error
@@ -192,7 +192,11 @@ func newLogger(o *options) (*slog.Logger, error) {
 
 func run(args []string) error {
 	if len(args) > 0 && args[0] == "token" {
-		return mintToken(args[1:], os.Stdout)
+		err := mintToken(args[1:], os.Stdout)
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
 	}
 	o, err := parseFlags(args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -372,6 +376,10 @@ func mintToken(args []string, out io.Writer) error {
 	watch := fs.String("watch", "", "instead of a join token, a presence token for subscribe_presence with exactly this match (a Go regular expression)")
 	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid")
 	secret := fs.String("auth-secret", os.Getenv("POSECAST_AUTH_SECRET"), "the server's --auth-secret (default $POSECAST_AUTH_SECRET)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage:\n  posecast token --room R --user U [--name N] [--ttl 1h]  a join token\n  posecast token --watch PATTERN [--ttl 1h]              a presence token\n  posecast token --api                                    the rooms API's bearer token\n\n")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

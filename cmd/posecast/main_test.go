@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -205,5 +207,49 @@ func TestTokenMintsWhatTheServerAccepts(t *testing.T) {
 	t.Setenv("POSECAST_AUTH_SECRET", "")
 	if err := mintToken([]string{"--room", "lobby", "--user", "ada"}, &out); err == nil {
 		t.Error("a token minted without a secret")
+	}
+}
+
+// stderrOf runs f with the process's standard error captured.
+func stderrOf(t *testing.T, f func()) string {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := os.Stderr
+	os.Stderr = w
+	done := make(chan string)
+	go func() {
+		b, _ := io.ReadAll(r)
+		done <- string(b)
+	}()
+	f()
+	os.Stderr = saved
+	w.Close()
+	return <-done
+}
+
+// --help (of the server and of token) exits well and reads well: every
+// flag line names a type or nothing, since the flag package takes a
+// back-quoted word in a usage for the argument's name, and the token
+// command is mentioned.
+func TestHelpIsReadable(t *testing.T) {
+	types := map[string]bool{"": true, "string": true, "duration": true, "int": true, "float": true, "value": true}
+	for _, args := range [][]string{{"--help"}, {"token", "--help"}} {
+		var err error
+		out := stderrOf(t, func() { err = run(args) })
+		if err != nil {
+			t.Errorf("%v: %v", args, err)
+		}
+		for line := range strings.Lines(out) {
+			fields := strings.Fields(line)
+			if len(fields) > 0 && strings.HasPrefix(line, "  -") && !types[strings.Join(fields[1:], " ")] {
+				t.Errorf("%v: flag line %q names no type", args, strings.TrimSpace(line))
+			}
+		}
+		if args[0] == "--help" && !strings.Contains(out, "posecast token") {
+			t.Errorf("--help does not mention posecast token:\n%s", out)
+		}
 	}
 }

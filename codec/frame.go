@@ -100,53 +100,8 @@ func unmarshal(b []byte, v any) error {
 }
 
 func newMessage(t string) Message {
-	switch t {
-	case TypeHello:
-		return &Hello{}
-	case TypeWelcome:
-		return &Welcome{}
-	case TypeJoin:
-		return &Join{}
-	case TypeJoined:
-		return &Joined{}
-	case TypeLeave:
-		return &Leave{}
-	case TypePresenceUpdate:
-		return &PresenceUpdate{}
-	case TypeEvent:
-		return &Event{}
-	case TypeCreate:
-		return &Create{}
-	case TypeUpdate:
-		return &Update{}
-	case TypeDelete:
-		return &Delete{}
-	case TypeResync:
-		return &Resync{}
-	case TypePing:
-		return &Ping{}
-	case TypePong:
-		return &Pong{}
-	case TypeEntitiesState:
-		return &EntitiesState{}
-	case TypeEntitiesDiff:
-		return &EntitiesDiff{}
-	case TypePresenceState:
-		return &PresenceState{}
-	case TypePresenceDiff:
-		return &PresenceDiff{}
-	case TypeOK:
-		return &OK{}
-	case TypeError:
-		return &Error{}
-	case TypeGoodbye:
-		return &Goodbye{}
-	case TypeSubscribePresence:
-		return &SubscribePresence{}
-	case TypeUnsubscribePresence:
-		return &UnsubscribePresence{}
-	case TypePresenceCollection:
-		return &PresenceCollection{}
+	if mt, ok := messageTypes[t]; ok {
+		return mt.new()
 	}
 	return nil
 }

@@ -33,6 +33,7 @@ func sampleMessages() []Message {
 		&Join{Header: Header{Ref: 1}, Room: "lobby", Name: "Ada", Device: "d1", Meta: map[string]any{"color": "red"}, Token: "pc1.e30.c2ln"},
 		&Joined{Header: Header{Ref: 1}, Room: "lobby", User: "u1", Entity: "u1", Slot: 3, PresenceRef: "r1", Position: [3]float64{1, 2.1, 3}, Rotation: [4]float64{0, 0, 0, 1}, TickMillis: 200, Token: "pc1.e30.c2ln"},
 		&Leave{Header: Header{Ref: 2}},
+		&PresenceUpdate{Header: Header{Ref: 4}, Meta: map[string]any{"status": "away"}},
 		&Event{Name: "door_opened", Data: map[string]any{"door": "d7", "angle": 1.5, "tags": []any{"a", int64(-3)}}},
 		&Create{Header: Header{Ref: 3}, Components: Components{"obstacle": true, "position": []any{1.0, 0.0, 2.0}}},
 		&Update{Header: Header{Ref: 4}, Entity: "e1", Components: Components{"open": true, "gone": nil}},
@@ -53,6 +54,26 @@ func sampleMessages() []Message {
 		&UnsubscribePresence{Header: Header{Ref: 10}, Sub: 9},
 		&PresenceCollection{Header: Header{Ref: 9}, Sub: 9, State: map[string]map[string]PresenceEntry{"lobby:1": {"u1": {Metas: []PresenceMeta{{Ref: "r1", Name: "Ada", OnlineAt: 1}}}}}},
 		&PresenceCollection{Sub: 9, Joins: map[string]map[string]PresenceEntry{"lobby:2": {"u2": {Metas: []PresenceMeta{{Ref: "r2"}}}}}, Leaves: map[string]map[string]PresenceEntry{"lobby:1": {"u1": {Metas: []PresenceMeta{{Ref: "r1"}}}}}},
+	}
+}
+
+// Every type of the table is made as itself and has a sample that the
+// round trip below checks: a type added to the table without one fails.
+func TestEveryTypeOfTheTableHasASample(t *testing.T) {
+	samples := make(map[string]bool)
+	for _, m := range sampleMessages() {
+		samples[m.kind()] = true
+	}
+	for typ := range Types() {
+		if m := New(typ); m == nil || m.kind() != typ || m.header().Type != typ {
+			t.Errorf("New(%q) = %#v", typ, m)
+		}
+		if !samples[typ] {
+			t.Errorf("no sample message of type %q", typ)
+		}
+	}
+	if len(samples) != len(Types()) {
+		t.Errorf("%d types sampled, %d in the table", len(samples), len(Types()))
 	}
 }
 

@@ -1,11 +1,6 @@
 package rooms
 
-import (
-	"maps"
-	"slices"
-
-	"github.com/posecast/posecast/codec"
-)
+import "github.com/posecast/posecast/codec"
 
 // MetasChange is one change of a room's presence as HandleMetas hands it
 // on, the shape of Phoenix.Presence's handle_metas: what joined and what
@@ -50,8 +45,10 @@ func (g *Registry) HandleMetas(fn func(MetasChange)) (cancel func()) {
 			}
 		}
 		metas := make(map[string][]codec.PresenceMeta, len(joins)+len(leaves))
-		for _, user := range slices.Concat(slices.Collect(maps.Keys(joins)), slices.Collect(maps.Keys(leaves))) {
-			metas[user] = room[user]
+		for _, touched := range []map[string]codec.PresenceEntry{joins, leaves} {
+			for user := range touched {
+				metas[user] = room[user]
+			}
 		}
 		fn(MetasChange{Room: u.Room, Joins: joins, Leaves: leaves, Metas: metas})
 	})

@@ -534,7 +534,7 @@ func (c *Client) SendPose(p *codec.Pose) error {
 	c.poseBuf = codec.AppendPoseDatagram(c.poseBuf[:0], p)
 	err := c.SendDatagram(c.poseBuf)
 	if err == nil {
-		rec, _ := codec.ParsePoseDatagram(c.poseBuf)
+		rec := c.poseBuf[len(c.poseBuf)-p.Size():] // the datagram ends with the record
 		c.sentMoved.Store(!codec.SamePlace(rec, c.lastPose))
 		c.lastPose = append(c.lastPose[:0], rec...)
 		c.sentPoses.Store(c.sentPoses.Load()<<32 | uint64(p.Time))

@@ -136,9 +136,9 @@ func TestARunReportsEveryField(t *testing.T) {
 }
 
 // By default the bots send one pose per tick of the room, whatever its
-// period, timed to reach the server just before the tick: a pose is then
-// forwarded less than half a tick after it was sent, where poses sent at the
-// tick's rate but at random times wait half a tick on average.
+// period, and say so. When the poses go within the tick is the pacer's
+// (transport/client's table tests); how young that makes them is measured
+// in docs/BENCHMARKS.md, not asserted here.
 func TestBotsSendInStepWithTheRoomsTick(t *testing.T) {
 	for _, tick := range []time.Duration{50 * time.Millisecond, 200 * time.Millisecond} {
 		t.Run(tick.String(), func(t *testing.T) {
@@ -162,8 +162,6 @@ func TestBotsSendInStepWithTheRoomsTick(t *testing.T) {
 				t.Errorf("schedule %q at %d ms, want tick at %d", r.Schedule, r.TickMS, tick.Milliseconds())
 			case perTick < 0.7 || perTick > 1:
 				t.Errorf("%d poses from %d clients in %.0f ticks each: %.2f a tick, want 1", r.PosesSent, clients, ticks/clients, perTick)
-			case r.LatencyMS.P50 >= float64(tick.Milliseconds())/2:
-				t.Errorf("latency p50 %.0f ms, want less than half the %v tick", r.LatencyMS.P50, tick)
 			}
 		})
 	}

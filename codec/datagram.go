@@ -113,6 +113,20 @@ func AppendPosesHeader(dst []byte, seq uint32, part, parts uint8, n int) []byte 
 	return binary.BigEndian.AppendUint16(dst, uint16(n))
 }
 
+// AppendPoseUpdate appends datagram part of parts of pose update seq, whose
+// records are the concatenation of runs (each a run of slot records).
+func AppendPoseUpdate(dst []byte, seq uint32, part, parts uint8, runs [][]byte) []byte {
+	n := 0
+	for _, r := range runs {
+		n += len(r)
+	}
+	dst = AppendPosesHeader(dst, seq, part, parts, n)
+	for _, r := range runs {
+		dst = append(dst, r...)
+	}
+	return dst
+}
+
 // AppendSlotRecord appends one record of a pose update: the slot number as
 // u16 LE followed by the pose record.
 func AppendSlotRecord(dst []byte, slot uint16, rec []byte) []byte {

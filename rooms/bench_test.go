@@ -20,9 +20,16 @@ type countingMember struct {
 	frames      atomic.Int64
 }
 
-func (c *countingMember) SendDatagram(b []byte) {
-	c.datagrams.Add(1)
-	c.bytes.Add(int64(len(b)))
+func (c *countingMember) SendPoses(_ uint32, parts [][][]byte) {
+	n := 0
+	for _, runs := range parts {
+		n += codec.PosesHeaderSize
+		for _, r := range runs {
+			n += len(r)
+		}
+	}
+	c.datagrams.Add(int64(max(1, len(parts))))
+	c.bytes.Add(int64(max(codec.PosesHeaderSize, n)))
 }
 
 func (c *countingMember) SendFrame([]byte) { c.frames.Add(1) }

@@ -13,10 +13,10 @@ import (
 // room's events, not its traffic.
 type quietMember struct{}
 
-func (quietMember) SendDatagram([]byte)  {}
-func (quietMember) SendFrame([]byte)     {}
-func (quietMember) MaxDatagramSize() int { return codec.MaxDatagramSize }
-func (quietMember) Close(*codec.Goodbye) {}
+func (quietMember) SendPoses(uint32, [][][]byte) {}
+func (quietMember) SendFrame([]byte)             {}
+func (quietMember) MaxDatagramSize() int         { return codec.MaxDatagramSize }
+func (quietMember) Close(*codec.Goodbye)         {}
 
 // A listener reaches rooms that start when someone joins them: OnRoomStart
 // attaches it to every room as it starts, before anyone is in it.

@@ -32,7 +32,8 @@ type fakeMember struct {
 
 // datagram is one pose update datagram as a member received it.
 type datagram struct {
-	raw []byte // the room's slice itself, to compare identity
+	raw  []byte   // the datagram as the member would send it
+	runs [][]byte // the room's record runs themselves, to compare identity
 	codec.PoseUpdate
 	records []slotRecord
 }
@@ -62,14 +63,23 @@ func (f *fakeMember) SendFrame(frame []byte) {
 	f.mu.Unlock()
 }
 
-// SendDatagram implements rooms.Member.
-func (f *fakeMember) SendDatagram(b []byte) {
+// SendPoses implements rooms.Member: it takes each datagram of the update.
+func (f *fakeMember) SendPoses(seq uint32, parts [][][]byte) {
+	if len(parts) == 0 {
+		f.takeDatagram(codec.AppendPoseUpdate(nil, seq, 0, 0, nil), nil)
+	}
+	for p, runs := range parts {
+		f.takeDatagram(codec.AppendPoseUpdate(nil, seq, uint8(p), uint8(len(parts)), runs), runs)
+	}
+}
+
+func (f *fakeMember) takeDatagram(b []byte, runs [][]byte) {
 	u, err := codec.ParsePoseUpdate(b)
 	if err != nil {
 		f.t.Errorf("%s: bad datagram %x: %v", f.name, b, err)
 		return
 	}
-	d := datagram{raw: b, PoseUpdate: u}
+	d := datagram{raw: b, runs: runs, PoseUpdate: u}
 	for rest := u.Records; len(rest) > 0; {
 		slot, rec, r, err := codec.NextRecord(rest)
 		if err != nil {

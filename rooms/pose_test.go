@@ -33,7 +33,7 @@ func TestAPoseIsSentOnceEncodedToEveryMember(t *testing.T) {
 			t.Fatalf("UpdatePose = %v, %v; want moved", moved, err)
 		}
 		w.ticks(1)
-		var first []byte
+		var first [][]byte
 		for _, m := range []*fakeMember{alice, bob, carol} {
 			dgs := m.takeDatagrams()
 			if len(dgs) != 1 {
@@ -47,10 +47,10 @@ func TestAPoseIsSentOnceEncodedToEveryMember(t *testing.T) {
 				t.Errorf("%s got slot %d record %x, want slot %d record %x", m.name, d.records[0].slot, d.records[0].rec, ma.Slot(), rec)
 			}
 			if first == nil {
-				first = d.raw
+				first = d.runs
 				continue
 			}
-			if !bytes.Equal(d.raw, first) || &d.raw[0] != &first[0] {
+			if len(d.runs) != len(first) || &d.runs[0][0] != &first[0][0] {
 				t.Errorf("%s got a datagram of its own, not the room's one encoding", m.name)
 			}
 		}
@@ -226,7 +226,7 @@ func TestPosesAreSplitByTheSmallestDatagramLimit(t *testing.T) {
 						continue
 					}
 					for i := range dgs {
-						if &dgs[i].raw[0] != &reference[i].raw[0] {
+						if &dgs[i].runs[0][0] != &reference[i].runs[0][0] {
 							t.Fatalf("%s got datagram %d encoded for itself", m.name, i)
 						}
 					}

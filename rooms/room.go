@@ -16,10 +16,12 @@ import (
 // Member is how a room reaches one session. Transport implements it. Every
 // method must return at once: a room never waits on a member's network.
 type Member interface {
-	// SendDatagram queues a datagram for the member, or drops it if the
-	// member is behind. b is shared with other members and must not be
-	// modified.
-	SendDatagram(b []byte)
+	// SendPoses queues pose update seq for the member: its datagram p of
+	// len(parts) is codec.AppendPoseUpdate(seq, p, len(parts), parts[p]).
+	// No parts is a heartbeat. parts and the record runs in them are shared
+	// with other members and must not be modified. A member that falls
+	// behind drops whole updates, never a part of one.
+	SendPoses(seq uint32, parts [][][]byte)
 	// SendFrame queues a framed control message (see codec.AppendFrame) on
 	// the member's reliable stream. frame is shared and must not be
 	// modified. A member that cannot keep up closes itself.

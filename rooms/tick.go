@@ -145,9 +145,9 @@ func (r *Room) sendPoses(ro *roster, tick uint64) {
 			return
 		}
 		r.lastPoseTick = tick
-		hb := codec.AppendPosesHeader(nil, r.seq.Load(), 0, 0, 0)
+		seq := r.seq.Load()
 		for _, m := range ro.members {
-			m.member.SendDatagram(hb)
+			m.member.SendPoses(seq, nil)
 		}
 		return
 	}
@@ -156,20 +156,17 @@ func (r *Room) sendPoses(ro *roster, tick uint64) {
 	r.lastPoseTick = tick
 	seq := r.seq.Add(1)
 
-	// One allocation holds every datagram of the tick; members share them.
-	buf := make([]byte, 0, parts*codec.PosesHeaderSize+len(recs))
-	datagrams := make([][]byte, parts)
+	// Members share the tick's records; recs is used anew next tick.
+	shared := append([]byte(nil), recs...)
+	runs := make([][]byte, parts)
+	update := make([][][]byte, parts)
 	from := 0
 	for p := range parts {
-		at := len(buf)
-		buf = codec.AppendPosesHeader(buf, seq, uint8(p), uint8(parts), ends[p]-from)
-		buf = append(buf, recs[from:ends[p]]...)
-		datagrams[p] = buf[at:len(buf):len(buf)]
+		runs[p] = shared[from:ends[p]:ends[p]]
+		update[p] = runs[p : p+1 : p+1]
 		from = ends[p]
 	}
 	for _, m := range ro.members {
-		for _, d := range datagrams {
-			m.member.SendDatagram(d)
-		}
+		m.member.SendPoses(seq, update)
 	}
 }

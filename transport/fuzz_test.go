@@ -15,10 +15,10 @@ import (
 // nullMember is a room member that drops what it is sent.
 type nullMember struct{}
 
-func (nullMember) SendDatagram([]byte)  {}
-func (nullMember) SendFrame([]byte)     {}
-func (nullMember) MaxDatagramSize() int { return codec.MaxDatagramSize }
-func (nullMember) Close(*codec.Goodbye) {}
+func (nullMember) SendPoses(uint32, [][][]byte) {}
+func (nullMember) SendFrame([]byte)             {}
+func (nullMember) MaxDatagramSize() int         { return codec.MaxDatagramSize }
+func (nullMember) Close(*codec.Goodbye)         {}
 
 // FuzzControlMessages feeds arbitrary control streams to a session's message
 // handling, as readLoop would after framing them, in a room where an honest

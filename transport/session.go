@@ -86,8 +86,18 @@ func newSession(srv *Server, wt *webtransport.Session, conn *quic.Conn) *session
 	return ss
 }
 
-// SendDatagram implements rooms.Member.
-func (ss *session) SendDatagram(b []byte) {
+// SendPoses implements rooms.Member.
+func (ss *session) SendPoses(seq uint32, parts [][][]byte) {
+	if len(parts) == 0 {
+		ss.sendDatagram(codec.AppendPoseUpdate(nil, seq, 0, 0, nil))
+	}
+	for p, runs := range parts {
+		ss.sendDatagram(codec.AppendPoseUpdate(nil, seq, uint8(p), uint8(len(parts)), runs))
+	}
+}
+
+// sendDatagram queues b to be sent as it is.
+func (ss *session) sendDatagram(b []byte) {
 	if ss.dq.push(b) {
 		ss.srv.metrics.dropQueueFull.Inc()
 	}
@@ -762,7 +772,7 @@ func (ss *session) datagramLoop() {
 				m.rejBadDatagram.Inc()
 				continue
 			}
-			ss.SendDatagram(b)
+			ss.sendDatagram(b)
 		default:
 			m.rejBadDatagram.Inc()
 		}

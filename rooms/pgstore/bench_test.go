@@ -72,10 +72,10 @@ func BenchmarkApply(b *testing.B) {
 // benchMember is a rooms.Member that ignores what rooms send it.
 type benchMember struct{}
 
-func (benchMember) SendDatagram([]byte)  {}
-func (benchMember) SendFrame([]byte)     {}
-func (benchMember) MaxDatagramSize() int { return 1200 }
-func (benchMember) Close(*codec.Goodbye) {}
+func (benchMember) SendPoses(uint32, [][][]byte) {}
+func (benchMember) SendFrame([]byte)             {}
+func (benchMember) MaxDatagramSize() int         { return 1200 }
+func (benchMember) Close(*codec.Goodbye)         {}
 
 // BenchmarkSyncer changes entities through rooms as fast as they accept,
 // and counts the time until the store holds every change: the throughput

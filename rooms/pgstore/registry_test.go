@@ -24,10 +24,10 @@ import (
 // member is a rooms.Member that ignores what rooms send it.
 type member struct{}
 
-func (member) SendDatagram([]byte)  {}
-func (member) SendFrame([]byte)     {}
-func (member) MaxDatagramSize() int { return 1200 }
-func (member) Close(*codec.Goodbye) {}
+func (member) SendPoses(uint32, [][][]byte) {}
+func (member) SendFrame([]byte)             {}
+func (member) MaxDatagramSize() int         { return 1200 }
+func (member) Close(*codec.Goodbye)         {}
 
 func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

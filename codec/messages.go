@@ -145,6 +145,26 @@ type Joined struct {
 	// user in this room: a reconnect or a second device that presents it
 	// joins as the same user.
 	Token string `msgpack:"token,omitempty"`
+	// Interest is how the room chooses which avatars each member gets at
+	// every tick; absent when every member gets every avatar at every tick.
+	Interest *Interest `msgpack:"interest,omitempty"`
+}
+
+// Interest is a room's interest management: a member gets the avatars near
+// it at every tick and the others every FarEvery ticks.
+type Interest struct {
+	// Radius is the distance on the floor (x, z), in metres, within which
+	// an avatar is near.
+	Radius float64 `msgpack:"radius"`
+	// Nearest is how many of the nearest avatars are near however far
+	// they are.
+	Nearest int `msgpack:"nearest"`
+	// FarEvery is how many ticks apart a member gets the far avatars.
+	FarEvery int `msgpack:"far_every"`
+	// Cell is the side, in metres, of the square cells of the floor by
+	// which the room sorts avatars: a member gets whole cells, so an
+	// avatar within a cell that reaches into the radius is near too.
+	Cell float64 `msgpack:"cell"`
 }
 
 // Leave leaves the room; the session stays open.

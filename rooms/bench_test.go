@@ -202,7 +202,7 @@ func BenchmarkEntitiesState(b *testing.B) {
 				if changed {
 					r.encodedWorld = nil
 				}
-				frame, err := codec.EncodeFrame(r.entitiesStateLocked())
+				frame, err := codec.EncodeFrame(r.entitiesStateLocked(&Membership{}))
 				r.mu.Unlock()
 				if err != nil || len(frame) < 500<<10 {
 					b.Fatalf("state of %d bytes: %v", len(frame), err)

@@ -96,8 +96,15 @@ type Config struct {
 	// must be quick (look users up in a cache, not a database per call)
 	// and must not call the room.
 	FetchPresence func(room string, entries map[string]codec.PresenceEntry)
+	// Interest is how rooms choose which avatars each member gets at every
+	// tick (Room.SetInterest changes it for one room). By default a member
+	// gets the avatars within 5 m and its 24 nearest at every tick and the
+	// others every 4th tick.
+	Interest Interest
 	// Logger receives the rooms' logs. Defaults to slog.Default().
 	Logger *slog.Logger
+
+	interest *interestRule // Interest, in the tick's units
 }
 
 // withDefaults returns c with defaults filled in, or an error for values
@@ -145,6 +152,11 @@ func (c Config) withDefaults() (Config, error) {
 	case c.MaxDevices < 1 || c.MaxEntities < 1 || c.MaxPendingChanges < 1 || c.MaxPendingBytes < 1 || c.MaxWorldBytes < 1 || c.MemberBytes < 1 || c.RoomBytes < 1:
 		return c, fmt.Errorf("rooms: limits must be positive")
 	}
+	rule, err := newInterestRule(c.Interest, &c)
+	if err != nil {
+		return c, err
+	}
+	c.Interest, c.interest = rule.Interest, rule
 	return c, nil
 }
 

@@ -45,6 +45,16 @@ type Membership struct {
 	posedAt atomic.Int64
 	// staleMeta mirrors meta.Stale for the pose path, which holds no lock.
 	staleMeta atomic.Bool
+
+	// seq numbers the pose updates sent to this member; the tick writes
+	// it, a state read under the room's lock reads it.
+	seq atomic.Uint32
+	// farPhase puts the member's far ticks at ticks where
+	// (tick+farPhase) % FarEvery is 0.
+	farPhase uint64
+	// lastSent is the tick of the last update or heartbeat sent to it.
+	// Only the tick goroutine uses it.
+	lastSent uint64
 }
 
 // Room returns the room's id.
@@ -264,7 +274,7 @@ func (m *Membership) Resync() error {
 	}
 	if now := time.Now(); now.Sub(m.resynced) >= resyncInterval {
 		m.resynced = now
-		r.sendLocked(m.member, r.entitiesStateLocked())
+		r.sendLocked(m.member, r.entitiesStateLocked(m))
 		return nil
 	}
 	if r.resyncs == nil {
@@ -288,7 +298,7 @@ func (r *Room) resyncLocked(now time.Time) {
 		case now.Sub(m.resynced) >= resyncInterval:
 			delete(r.resyncs, m)
 			m.resynced = now
-			r.sendLocked(m.member, r.entitiesStateLocked())
+			r.sendLocked(m.member, r.entitiesStateLocked(m))
 		}
 	}
 }

@@ -179,61 +179,60 @@ func TestUpdatePoseRefusals(t *testing.T) {
 	}
 }
 
-func TestPosesAreSplitByTheSmallestDatagramLimit(t *testing.T) {
+func TestPosesAreSplitByEachMembersDatagramLimit(t *testing.T) {
 	const users = 70 // 70 poses with hands: 3 datagrams of 1200 bytes, 4 of 1000
-	tests := []struct {
-		name      string
-		smallest  int
-		wantParts int
+	limits := []struct {
+		max, limit, wantParts int
 	}{
-		{"members of 1200 bytes get datagrams of up to 1200", codec.MaxDatagramSize, 3},
-		{"a member of 1000 bytes makes every datagram fit 1000", 1000, 4},
-		{"a member under the minimum is taken to have the minimum", 500, 4},
+		{1500, codec.MaxDatagramSize, 3}, // more than the server sends
+		{codec.MaxDatagramSize, codec.MaxDatagramSize, 3},
+		{1000, 1000, 4},
+		{500, codec.MinDatagramSize, 4}, // under the minimum: taken as the minimum
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			inBubble(t, testConfig(), nil, func(t *testing.T, w *world) {
-				members := make([]*fakeMember, users)
-				ms := make([]*rooms.Membership, users)
-				for i := range members {
-					members[i] = newMember(t, fmt.Sprintf("m%d", i))
-					if i == 0 {
-						members[i].setMaxDatagram(1500)
-					}
-					if i == users/2 {
-						members[i].setMaxDatagram(tt.smallest)
-					}
-					ms[i] = w.join("lobby", fmt.Sprintf("u%d", i), members[i])
+	cfg := testConfig()
+	cfg.Interest.Disabled = true
+	inBubble(t, cfg, nil, func(t *testing.T, w *world) {
+		members := make([]*fakeMember, users)
+		ms := make([]*rooms.Membership, users)
+		for i := range members {
+			members[i] = newMember(t, fmt.Sprintf("m%d", i))
+			members[i].setMaxDatagram(limits[i%len(limits)].max)
+			ms[i] = w.join("lobby", fmt.Sprintf("u%d", i), members[i])
+		}
+		w.settle(members...)
+		for n := range 2 {
+			want := make(map[int][]byte)
+			for i, m := range ms {
+				rec := handsPose(uint32(n), float64(i)/10, 1.6, -float64(n+i)/10)
+				if _, err := m.UpdatePose(rec); err != nil {
+					t.Fatal(err)
 				}
-				w.settle(members...)
-				want := make(map[int][]byte)
-				for i, m := range ms {
-					rec := handsPose(uint32(i), float64(i)/10, 1.6, -float64(i)/10)
-					if _, err := m.UpdatePose(rec); err != nil {
-						t.Fatal(err)
-					}
-					want[m.Slot()] = rec
+				want[m.Slot()] = rec
+			}
+			w.ticks(1)
+			reference := make(map[int][]datagram) // by limit
+			for i, m := range members {
+				l := limits[i%len(limits)]
+				if i == 0 && n == 1 {
+					l = limits[2] // its limit shrank
 				}
-				w.ticks(1)
-				limit := min(tt.smallest, codec.MaxDatagramSize)
-				limit = max(limit, codec.MinDatagramSize)
-				var reference []datagram
-				for _, m := range members {
-					dgs := m.takeDatagrams()
-					checkParts(t, m.name, dgs, tt.wantParts, limit, want)
-					if reference == nil {
-						reference = dgs
-						continue
-					}
-					for i := range dgs {
-						if &dgs[i].runs[0][0] != &reference[i].runs[0][0] {
-							t.Fatalf("%s got datagram %d encoded for itself", m.name, i)
-						}
+				dgs := m.takeDatagrams()
+				checkParts(t, m.name, dgs, l.wantParts, l.limit, want)
+				ref, ok := reference[l.limit]
+				if !ok {
+					reference[l.limit] = dgs
+					continue
+				}
+				for i := range dgs {
+					if &dgs[i].runs[0][0] != &ref[i].runs[0][0] {
+						t.Fatalf("%s got datagram %d encoded for itself", m.name, i)
 					}
 				}
-			})
-		})
-	}
+			}
+			// A member whose limit shrinks gets smaller datagrams from the next tick.
+			members[0].setMaxDatagram(1000)
+		}
+	})
 }
 
 // checkParts checks that dgs are one tick's pose update in parts of at most
@@ -266,44 +265,4 @@ func checkParts(t *testing.T, name string, dgs []datagram, wantParts, limit int,
 			t.Errorf("%s: slot %d carries %x, want %x", name, slot, got[slot], rec)
 		}
 	}
-}
-
-func TestTheSplitFollowsTheMembersPresent(t *testing.T) {
-	inBubble(t, testConfig(), nil, func(t *testing.T, w *world) {
-		const users = 70
-		members := make([]*fakeMember, users)
-		ms := make([]*rooms.Membership, users)
-		for i := range members {
-			members[i] = newMember(t, fmt.Sprintf("m%d", i))
-			ms[i] = w.join("lobby", fmt.Sprintf("u%d", i), members[i])
-		}
-		small := newMember(t, "small")
-		small.setMaxDatagram(1000)
-		msmall := w.join("lobby", "small", small)
-		w.settle(append(members, small)...)
-
-		move := func(n int) map[int][]byte {
-			want := make(map[int][]byte)
-			for i, m := range ms {
-				rec := handsPose(uint32(n), float64(n+i), 1.6, 0)
-				if _, err := m.UpdatePose(rec); err != nil {
-					t.Fatal(err)
-				}
-				want[m.Slot()] = rec
-			}
-			return want
-		}
-		want := move(1)
-		w.ticks(1)
-		checkParts(t, "with the small member", members[0].takeDatagrams(), 4, 1000, want)
-		checkParts(t, "the small member", small.takeDatagrams(), 4, 1000, want)
-
-		msmall.Leave()
-		want = move(2)
-		w.ticks(1)
-		checkParts(t, "after the small member left", members[0].takeDatagrams(), 3, codec.MaxDatagramSize, want)
-		if dgs := small.takeDatagrams(); len(dgs) != 0 {
-			t.Errorf("a member that left got %d datagrams", len(dgs))
-		}
-	})
 }

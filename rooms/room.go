@@ -83,6 +83,10 @@ type slotState struct {
 type slotTick struct {
 	version uint64
 	changed uint64 // tick at which version last moved
+	// The record of that version, and its head's place on the floor (mm).
+	rec    [codec.MaxPoseSize]byte
+	recLen int
+	x, z   int32
 }
 
 // Room is one live room: its world, members, presence, pose table and tick.
@@ -104,8 +108,8 @@ type Room struct {
 	budget   byteBudget    // what members may make it send reliably; guarded by mu
 
 	tickCount atomic.Uint64 // ticks so far
-	seq       atomic.Uint32 // pose updates sent so far
 	roster    atomic.Pointer[roster]
+	interest  atomic.Pointer[interestRule]
 
 	mu           sync.Mutex // guards the following
 	closed       bool
@@ -127,10 +131,12 @@ type Room struct {
 	// second each), answered by the tick.
 	resyncs map[*Membership]struct{}
 
+	// nextFarPhase spreads members' far ticks over the ticks.
+	nextFarPhase uint64
+
 	// Used by the tick goroutine only.
-	slotTicks    []slotTick
-	lastPoseTick uint64
-	records      []byte
+	slotTicks []slotTick
+	grid      tickGrid
 }
 
 func newRoom(reg *Registry, id string) *Room {
@@ -152,6 +158,7 @@ func newRoom(reg *Registry, id string) *Room {
 	}
 	r.budget = newByteBudget(cfg.RoomBytes, budgetBurst*cfg.RoomBytes, time.Now())
 	r.roster.Store(&roster{})
+	r.interest.Store(cfg.interest)
 	r.listeners = []listenerEntry{{id: -2, l: r.diff.record}, {id: -1, l: r.relay}}
 	r.syncer.fenced = func() { reg.evictFenced(id, r.claim) }
 	return r
@@ -259,7 +266,8 @@ func (r *Room) join(member Member, req JoinRequest) (*Membership, error) {
 		}
 	}
 
-	m := &Membership{room: r, member: member, user: u, slot: u.slot, owner: u.owner, budget: newByteBudget(r.cfg.MemberBytes, budgetBurst*r.cfg.MemberBytes, now)}
+	m := &Membership{room: r, member: member, user: u, slot: u.slot, owner: u.owner, budget: newByteBudget(r.cfg.MemberBytes, budgetBurst*r.cfg.MemberBytes, now), farPhase: r.nextFarPhase, lastSent: r.tickCount.Load()}
+	r.nextFarPhase++
 	m.meta = codec.PresenceMeta{Ref: newID("p"), Name: req.Name, Device: req.Device, OnlineAt: now.UnixMilli(), Meta: req.Meta}
 	// A new user's device drives its avatar, and so does one that takes
 	// over the driving device; another waits for its poses (takeOver).
@@ -313,8 +321,9 @@ func (r *Room) join(member Member, req JoinRequest) (*Membership, error) {
 		TickMillis:  r.cfg.Tick.Milliseconds(),
 		Resumed:     resumed != nil,
 		Token:       req.Token,
+		Interest:    r.interest.Load().wire(),
 	})
-	r.sendLocked(member, r.entitiesStateLocked())
+	r.sendLocked(member, r.entitiesStateLocked(m))
 	state := r.presenceStateLocked()
 	r.fetchPresenceLocked(state.State)
 	r.sendLocked(member, state)

@@ -101,72 +101,41 @@ func (r *Room) markStaleLocked(now time.Time) {
 	}
 }
 
-// sendPoses sends the poses that changed in the last RepeatTicks ticks to
-// every member, encoded once for the room and split into datagrams no larger
-// than the smallest member's limit. A room with nothing to send sends a
-// heartbeat now and then. Only the tick goroutine calls it.
+// sendPoses sends each member the poses that changed in the last
+// RepeatTicks ticks among those of interest to it (Interest): the records
+// are encoded once for the room, cell by cell, and each member's update is
+// made of shared runs of them, in datagrams no larger than its limit. A
+// member sent nothing for a while gets a heartbeat. Only the tick
+// goroutine calls it.
 func (r *Room) sendPoses(ro *roster, tick uint64) {
 	if len(ro.members) == 0 {
 		return
 	}
-	limit := codec.MaxDatagramSize
+	rule := r.interest.Load()
+	if rule.Disabled {
+		rule = nil
+	}
+	// When every avatar is among everyone's nearest, all are near.
+	everyone := rule == nil || len(ro.slots) <= rule.Nearest+1
+	g := &r.grid
+	g.build(r, ro, tick, rule, everyone)
+	heartbeat := r.cfg.ticks(r.cfg.Heartbeat)
 	for _, m := range ro.members {
-		limit = min(limit, maxDatagram(m.member.MaxDatagramSize()))
-	}
-	room := limit - codec.PosesHeaderSize
-
-	// Gather the records, noting where each datagram's share ends.
-	recs := r.records[:0]
-	var ends [256]int
-	parts := 0
-	start := 0
-	repeat := uint64(r.cfg.RepeatTicks)
-	for _, slot := range ro.slots {
-		st := &r.slotTicks[slot]
-		if v := r.table.Version(slot); v != st.version {
-			st.version, st.changed = v, tick
+		room := maxDatagram(m.member.MaxDatagramSize()) - codec.PosesHeaderSize
+		var parts [][][]byte
+		if everyone {
+			parts = g.everything(room)
+		} else {
+			far := (tick+m.farPhase)%rule.farEvery == 0
+			parts = g.update(r, rule, m.slot, far, room)
 		}
-		if st.version == 0 || tick-st.changed > repeat {
-			continue
+		switch {
+		case len(parts) > 0:
+			m.lastSent = tick
+			m.member.SendPoses(m.seq.Add(1), parts)
+		case tick-m.lastSent >= heartbeat:
+			m.lastSent = tick
+			m.member.SendPoses(m.seq.Load(), nil)
 		}
-		at := len(recs)
-		recs = codec.AppendSlotRecord(recs, uint16(slot), nil)
-		recs, _ = r.table.Read(slot, recs)
-		if len(recs)-start > room {
-			ends[parts] = at
-			parts++
-			start = at
-		}
-	}
-	r.records = recs
-
-	if len(recs) == 0 {
-		if tick-r.lastPoseTick < r.cfg.ticks(r.cfg.Heartbeat) {
-			return
-		}
-		r.lastPoseTick = tick
-		seq := r.seq.Load()
-		for _, m := range ro.members {
-			m.member.SendPoses(seq, nil)
-		}
-		return
-	}
-	ends[parts] = len(recs)
-	parts++
-	r.lastPoseTick = tick
-	seq := r.seq.Add(1)
-
-	// Members share the tick's records; recs is used anew next tick.
-	shared := append([]byte(nil), recs...)
-	runs := make([][]byte, parts)
-	update := make([][][]byte, parts)
-	from := 0
-	for p := range parts {
-		runs[p] = shared[from:ends[p]:ends[p]]
-		update[p] = runs[p : p+1 : p+1]
-		from = ends[p]
-	}
-	for _, m := range ro.members {
-		m.member.SendPoses(seq, update)
 	}
 }

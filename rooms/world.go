@@ -92,8 +92,8 @@ func (r *Room) withPoseLocked(c Components, slot int) Components {
 }
 
 // entitiesStateLocked returns the whole world with avatars at their current
-// poses. The room's lock must be held.
-func (r *Room) entitiesStateLocked() *codec.EntitiesState {
+// poses, for member m. The room's lock must be held.
+func (r *Room) entitiesStateLocked(m *Membership) *codec.EntitiesState {
 	// The environment is encoded once per change, not per join or resync:
 	// a big world costs its encoding once.
 	if r.encodedWorld == nil {
@@ -107,7 +107,7 @@ func (r *Room) entitiesStateLocked() *codec.EntitiesState {
 	for id, u := range r.users {
 		avatars[id] = r.withPoseLocked(avatarComponents(u), u.slot)
 	}
-	return &codec.EntitiesState{Seq: r.seq.Load(), Entities: avatars, Encoded: r.encodedWorld, EncodedCount: len(r.entities)}
+	return &codec.EntitiesState{Seq: m.seq.Load(), Entities: avatars, Encoded: r.encodedWorld, EncodedCount: len(r.entities)}
 }
 
 // takeDiffLocked returns the pending entities diff as a message, avatars in

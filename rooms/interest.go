@@ -1,0 +1,458 @@
+package rooms
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/posecast/posecast/codec"
+)
+
+// Interest is how a room chooses the avatars each member gets at every
+// tick: those near the member's own avatar at every tick, the others (far)
+// every FarEvery ticks. The room sorts avatars into square cells of the
+// floor and sends whole cells, so the records of a tick are encoded once
+// for the room and members share them.
+type Interest struct {
+	// Disabled sends every member every avatar at every tick.
+	Disabled bool
+	// Radius is the distance on the floor (x, z), in metres, within which
+	// an avatar is near: every cell that reaches into it is near. Defaults
+	// to 5.
+	Radius float64
+	// Nearest is how many of the nearest other avatars are near however
+	// far they are. Defaults to 24.
+	Nearest int
+	// FarEvery is how many ticks apart a member gets the far avatars.
+	// Defaults to 4.
+	FarEvery int
+	// Cell is the side of the cells, in metres. Defaults to half of Radius.
+	Cell float64
+	// Refresh is how often every avatar, moving or not, is sent again to
+	// every member, so that a receiver that lost every copy of an avatar's
+	// last move is put right even where it cannot tell. Defaults to 30s.
+	Refresh time.Duration
+}
+
+// withDefaults fills in Interest's defaults, or says what makes no sense.
+func (in Interest) withDefaults() (Interest, error) {
+	if in.Radius == 0 {
+		in.Radius = 5
+	}
+	if in.Nearest == 0 {
+		in.Nearest = 24
+	}
+	if in.FarEvery == 0 {
+		in.FarEvery = 4
+	}
+	if in.Cell == 0 {
+		in.Cell = in.Radius / 2
+	}
+	if in.Refresh == 0 {
+		in.Refresh = 30 * time.Second
+	}
+	switch {
+	case !(in.Radius > 0 && in.Radius <= 1000):
+		return in, fmt.Errorf("rooms: interest radius %v m not in (0, 1000]", in.Radius)
+	case !(in.Cell >= 0.1 && in.Cell <= 1000):
+		return in, fmt.Errorf("rooms: interest cell %v m not in [0.1, 1000]", in.Cell)
+	case in.Nearest < 0 || in.Nearest > MaxRoomSize:
+		return in, fmt.Errorf("rooms: interest nearest %d not in 0..%d", in.Nearest, MaxRoomSize)
+	case in.FarEvery < 1 || in.FarEvery > 100:
+		return in, fmt.Errorf("rooms: interest far_every %d not in 1..100", in.FarEvery)
+	case in.Refresh < 0:
+		return in, fmt.Errorf("rooms: negative interest refresh %v", in.Refresh)
+	}
+	return in, nil
+}
+
+// interestRule is an Interest in the units the tick works in.
+type interestRule struct {
+	Interest
+	radius2   int64  // squared radius, mm²
+	cell      int64  // cell side, mm
+	farEvery  uint64 // ticks
+	farWindow uint64 // ticks after a change during which far members get it
+	refresh   uint64 // ticks; a multiple of farEvery
+}
+
+func newInterestRule(in Interest, cfg *Config) (*interestRule, error) {
+	in, err := in.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	radius := int64(math.Round(in.Radius * 1000))
+	far := uint64(in.FarEvery)
+	refresh := max(far, cfg.ticks(in.Refresh))
+	return &interestRule{
+		Interest:  in,
+		radius2:   radius * radius,
+		cell:      int64(math.Round(in.Cell * 1000)),
+		farEvery:  far,
+		farWindow: far * uint64(cfg.RepeatTicks+1),
+		refresh:   refresh - refresh%far,
+	}, nil
+}
+
+// wire returns the rule as joined describes it, or nil when disabled.
+func (ir *interestRule) wire() *codec.Interest {
+	if ir.Disabled {
+		return nil
+	}
+	return &codec.Interest{Radius: ir.Radius, Nearest: ir.Nearest, FarEvery: ir.FarEvery, Cell: ir.Cell}
+}
+
+// SetInterest changes how the room chooses what each member gets (from the
+// next tick; zero fields take their defaults). Members that join from now
+// on are told of it in joined.
+func (r *Room) SetInterest(in Interest) error {
+	rule, err := newInterestRule(in, r.cfg)
+	if err != nil {
+		return err
+	}
+	r.interest.Store(rule)
+	return nil
+}
+
+// Interest returns how the room chooses what each member gets, defaults
+// filled in.
+func (r *Room) Interest() Interest { return r.interest.Load().Interest }
+
+// An avatar's class in a tick: what its record goes to.
+const (
+	toNear = iota // to every member that has its cell near (and far)
+	toFar         // to members that have its cell far, on their far tick
+	toNone
+)
+
+// occupant is an avatar in the tick's grid.
+type occupant struct {
+	x, z  int32 // cell
+	class int8
+	slot  int32
+}
+
+// gridCell is a cell of the tick's grid that holds avatars. Its records
+// lie in the tick's buffer at start..end, those for near members first
+// (start..nearEnd).
+type gridCell struct {
+	x, z                int32
+	first, last         int // its occupants, in tickGrid.occupants
+	start, nearEnd, end int
+	mark                uint32 // the member whose near set holds it
+}
+
+// span is a range of the tick's record buffer.
+type span struct{ from, to int }
+
+// tickGrid is the tick's sorting of avatars into cells and the encoding
+// of their records. Only the tick goroutine uses it.
+type tickGrid struct {
+	occupants []occupant
+	cells     []gridCell
+	index     map[[2]int32]int32 // cell coordinates to index in cells
+	bounds    []int              // offsets of record starts in records, and its end
+	records   []byte             // shared with members: made anew each tick
+	total     int                // avatars in the grid
+	stamp     uint32
+
+	// Scratch for one member's choice.
+	near   []int32
+	cands  []cellDistance
+	dists  []int64
+	spans  []span
+	shared map[int][][][]byte // parts of the everything-near update by payload size
+}
+
+type cellDistance struct {
+	d2  int64
+	idx int32
+}
+
+// floorDiv divides rounding towards minus infinity.
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// build sorts the roster's avatars into cells and encodes the records the
+// tick sends, cell by cell. With everyone, every member gets every cell
+// at every tick and no far records are needed; without rule, the room is
+// one cell and no avatar is sent again but for its repeats.
+func (g *tickGrid) build(r *Room, ro *roster, tick uint64, rule *interestRule, everyone bool) {
+	repeat := uint64(r.cfg.RepeatTicks)
+	var cell int64
+	var farWindow, refresh, farEvery uint64
+	if rule != nil {
+		cell, farWindow, refresh, farEvery = rule.cell, rule.farWindow, rule.refresh, rule.farEvery
+	}
+	g.occupants = g.occupants[:0]
+	for _, slot := range ro.slots {
+		st := &r.slotTicks[slot]
+		if v := r.table.Version(slot); v != st.version {
+			rec, v := r.table.Read(slot, st.rec[:0])
+			st.version, st.changed, st.recLen = v, tick, len(rec)
+			if v != 0 {
+				st.x, st.z = headFloor(rec)
+			}
+		}
+		if st.version == 0 {
+			continue
+		}
+		age := tick - st.changed
+		class := int8(toNone)
+		switch {
+		case age <= repeat || (refresh > 0 && (tick+uint64(slot))%refresh == 0):
+			class = toNear
+		case !everyone && (age <= farWindow || (tick+uint64(slot))%refresh < farEvery):
+			class = toFar
+		}
+		o := occupant{class: class, slot: int32(slot)}
+		if cell > 0 {
+			o.x, o.z = int32(floorDiv(int64(st.x), cell)), int32(floorDiv(int64(st.z), cell))
+		}
+		g.occupants = append(g.occupants, o)
+	}
+	g.total = len(g.occupants)
+	slices.SortFunc(g.occupants, func(a, b occupant) int {
+		return cmp.Or(cmp.Compare(a.z, b.z), cmp.Compare(a.x, b.x), cmp.Compare(a.class, b.class), cmp.Compare(a.slot, b.slot))
+	})
+
+	if g.index == nil {
+		g.index = make(map[[2]int32]int32)
+	}
+	clear(g.index)
+	g.cells = g.cells[:0]
+	g.bounds = g.bounds[:0]
+	g.records = make([]byte, 0, len(g.occupants)*(codec.SlotSize+codec.MaxPoseSize))
+	clear(g.shared)
+	for i, o := range g.occupants {
+		if i == 0 || o.x != g.occupants[i-1].x || o.z != g.occupants[i-1].z {
+			g.index[[2]int32{o.x, o.z}] = int32(len(g.cells))
+			g.cells = append(g.cells, gridCell{x: o.x, z: o.z, first: i, start: len(g.records), nearEnd: len(g.records)})
+		}
+		c := &g.cells[len(g.cells)-1]
+		c.last = i
+		if o.class != toNone {
+			st := &r.slotTicks[o.slot]
+			g.bounds = append(g.bounds, len(g.records))
+			g.records = codec.AppendSlotRecord(g.records, uint16(o.slot), st.rec[:st.recLen])
+			if o.class == toNear {
+				c.nearEnd = len(g.records)
+			}
+		}
+		c.end = len(g.records)
+	}
+	g.bounds = append(g.bounds, len(g.records))
+}
+
+// headFloor returns the head's position on the floor, x and z in
+// millimetres, from a pose record.
+func headFloor(rec []byte) (x, z int32) {
+	const head = 5 // flags and time
+	int24 := func(b []byte) int32 { return int32(uint32(b[0])|uint32(b[1])<<8|uint32(b[2])<<16) << 8 >> 8 }
+	return int24(rec[head:]), int24(rec[head+6:])
+}
+
+// everything returns the update that carries every near record, packed
+// for payloads of room bytes; members with the same room share it.
+func (g *tickGrid) everything(room int) [][][]byte {
+	if parts, ok := g.shared[room]; ok {
+		return parts
+	}
+	g.spans = g.spans[:0]
+	for _, c := range g.cells {
+		g.spans = appendSpan(g.spans, span{c.start, c.nearEnd})
+	}
+	parts := g.pack(g.spans, room)
+	if g.shared == nil {
+		g.shared = make(map[int][][][]byte)
+	}
+	g.shared[room] = parts
+	return parts
+}
+
+// update returns what a member whose avatar stands in slot gets this tick:
+// its near cells' near records and, when far is set, every other cell's
+// records, in datagrams of payloads of at most room bytes.
+func (g *tickGrid) update(r *Room, rule *interestRule, slot int, far bool, room int) [][][]byte {
+	st := &r.slotTicks[slot]
+	if st.version == 0 {
+		return g.everything(room)
+	}
+	near := g.nearCells(r, rule, slot)
+	if len(near) == len(g.cells) {
+		return g.everything(room)
+	}
+	g.spans = g.spans[:0]
+	prev := 0
+	for _, idx := range near {
+		c := &g.cells[idx]
+		if far {
+			g.spans = appendSpan(g.spans, span{prev, c.nearEnd})
+			prev = c.end
+		} else {
+			g.spans = appendSpan(g.spans, span{c.start, c.nearEnd})
+		}
+	}
+	if far {
+		g.spans = appendSpan(g.spans, span{prev, len(g.records)})
+	}
+	return g.pack(g.spans, room)
+}
+
+// appendSpan appends s to spans, joined to the last one when they meet.
+func appendSpan(spans []span, s span) []span {
+	switch {
+	case s.to <= s.from:
+		return spans
+	case len(spans) > 0 && spans[len(spans)-1].to == s.from:
+		spans[len(spans)-1].to = s.to
+		return spans
+	}
+	return append(spans, s)
+}
+
+// nearCells returns the indices, in order, of the cells near the avatar in
+// slot: those within the radius, and as many more, nearest first, as hold
+// the rule's Nearest nearest other avatars.
+func (g *tickGrid) nearCells(r *Room, rule *interestRule, slot int) []int32 {
+	g.stamp++
+	st := &r.slotTicks[slot]
+	px, pz := int64(st.x), int64(st.z)
+	g.near = g.near[:0]
+	count := 0
+	add := func(idx int32) {
+		c := &g.cells[idx]
+		c.mark = g.stamp
+		g.near = append(g.near, idx)
+		count += c.last - c.first + 1
+	}
+	radius := int64(math.Sqrt(float64(rule.radius2)))
+	x0, x1 := floorDiv(px-radius, rule.cell), floorDiv(px+radius, rule.cell)
+	z0, z1 := floorDiv(pz-radius, rule.cell), floorDiv(pz+radius, rule.cell)
+	if (x1-x0+1)*(z1-z0+1) <= int64(len(g.cells)) {
+		for z := z0; z <= z1; z++ {
+			for x := x0; x <= x1; x++ {
+				idx, ok := g.index[[2]int32{int32(x), int32(z)}]
+				if ok && g.distance2(idx, px, pz, rule.cell) <= rule.radius2 {
+					add(idx)
+				}
+			}
+		}
+	} else {
+		for idx := range g.cells {
+			if g.distance2(int32(idx), px, pz, rule.cell) <= rule.radius2 {
+				add(int32(idx))
+			}
+		}
+	}
+	others := count - 1 // the avatar itself is in its own cell, at distance 0
+	if others < rule.Nearest && count < g.total {
+		g.addNearest(r, rule, slot, others, add)
+	}
+	slices.Sort(g.near)
+	return g.near
+}
+
+// addNearest adds the cells that hold the Nearest avatars nearest to the
+// one in slot, which the near cells so far hold others of: cells in the
+// order of their distance until they hold enough, then every cell closer
+// than the Nearest-th nearest avatar they hold, so that none nearer is left
+// out.
+func (g *tickGrid) addNearest(r *Room, rule *interestRule, slot, others int, add func(int32)) {
+	st := &r.slotTicks[slot]
+	px, pz := int64(st.x), int64(st.z)
+	g.cands = g.cands[:0]
+	for idx := range g.cells {
+		if g.cells[idx].mark != g.stamp {
+			g.cands = append(g.cands, cellDistance{g.distance2(int32(idx), px, pz, rule.cell), int32(idx)})
+		}
+	}
+	slices.SortFunc(g.cands, func(a, b cellDistance) int { return cmp.Compare(a.d2, b.d2) })
+	i := 0
+	for ; i < len(g.cands) && others < rule.Nearest; i++ {
+		c := &g.cells[g.cands[i].idx]
+		add(g.cands[i].idx)
+		others += c.last - c.first + 1
+	}
+	g.dists = g.dists[:0]
+	for _, idx := range g.near {
+		c := &g.cells[idx]
+		for _, o := range g.occupants[c.first : c.last+1] {
+			if int(o.slot) == slot {
+				continue
+			}
+			ot := &r.slotTicks[o.slot]
+			dx, dz := int64(ot.x)-px, int64(ot.z)-pz
+			g.dists = append(g.dists, dx*dx+dz*dz)
+		}
+	}
+	if rule.Nearest == 0 || len(g.dists) < rule.Nearest {
+		return
+	}
+	slices.Sort(g.dists)
+	nth := g.dists[rule.Nearest-1]
+	for ; i < len(g.cands) && g.cands[i].d2 < nth; i++ {
+		add(g.cands[i].idx)
+	}
+}
+
+// distance2 returns the squared distance from (px, pz) to the nearest
+// point of cell idx, in mm².
+func (g *tickGrid) distance2(idx int32, px, pz, cell int64) int64 {
+	c := &g.cells[idx]
+	axis := func(p, lo int64) int64 {
+		switch {
+		case p < lo:
+			return lo - p
+		case p > lo+cell:
+			return p - lo - cell
+		}
+		return 0
+	}
+	dx, dz := axis(px, int64(c.x)*cell), axis(pz, int64(c.z)*cell)
+	return dx*dx + dz*dz
+}
+
+// pack cuts spans of the tick's records, at record boundaries, into runs
+// that fill datagrams of payloads of at most room bytes, and returns the
+// datagrams. A tick numbers at most 255 datagrams; the room's size and
+// codec.MinDatagramSize keep it under that.
+func (g *tickGrid) pack(spans []span, room int) [][][]byte {
+	var parts [][][]byte
+	var runs [][]byte
+	used := 0
+	for _, s := range spans {
+		for from := s.from; from < s.to; {
+			cut := min(s.to, from+room-used)
+			if cut < s.to {
+				// The last record boundary at or before cut.
+				i, found := slices.BinarySearch(g.bounds, cut)
+				if !found {
+					cut = g.bounds[i-1]
+				}
+			}
+			if cut <= from {
+				parts = append(parts, runs)
+				runs, used = nil, 0
+				continue
+			}
+			runs = append(runs, g.records[from:cut:cut])
+			used += cut - from
+			from = cut
+		}
+	}
+	if used > 0 {
+		parts = append(parts, runs)
+	}
+	if len(parts) > 255 {
+		parts = parts[:255]
+	}
+	return parts
+}

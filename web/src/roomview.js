@@ -17,6 +17,7 @@ export class RoomView {
     this.slot = -1;
     this.tickMs = 200;
     this.repeat = 3;
+    this.farEvery = 1; // how many ticks apart far avatars come (joined.interest), 1 without interest management
     this.entities = null; // Map id -> components, once the state has come
     this.presence = null; // Map user -> metas
     this.slots = new Map(); // slot -> avatar id
@@ -48,6 +49,7 @@ export class RoomView {
         this.user = m.user;
         this.slot = m.slot;
         this.tickMs = m.tick_ms || this.tickMs;
+        this.farEvery = Math.max(1, m.interest?.far_every || 1);
         this.entities = null;
         this.presence = null;
         this.seq = 0; // pose updates are numbered per room
@@ -131,7 +133,7 @@ export class RoomView {
     if (id === this.user) return;
     let b = this.buffers.get(id);
     if (!b) {
-      b = new PoseBuffer(this.delay());
+      b = new PoseBuffer({ tickMs: this.tickMs, maxInterval: this.tickMs * this.farEvery });
       this.buffers.set(id, b);
     }
     if (Array.isArray(c.position) && c.position.length === 3) {
@@ -145,12 +147,6 @@ export class RoomView {
     for (const [s, e] of this.slots) if (e === id) this.slots.delete(s);
     this.buffers.delete(id);
     this.poseSeq.delete(id);
-  }
-
-  // delay is how far behind the newest pose remote avatars are shown: a
-  // tick, and a margin for the network's jitter.
-  delay() {
-    return this.tickMs + 50;
   }
 
   // applyPoses folds a pose update in, received at local time now, and

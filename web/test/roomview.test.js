@@ -141,3 +141,13 @@ test('a resync never answered is asked for again after a few seconds', () => {
   assert.equal(v.applyPoses(heartbeat(21), 6000), false);
   assert.equal(v.resyncs, 2);
 });
+
+test('under interest management far avatars may come far_every ticks apart, and their buffers expect it', () => {
+  const v = new RoomView();
+  v.apply({ type: 'joined', room: 'r', user: 'me', slot: 0, tick_ms: 100, interest: { radius: 5, nearest: 24, far_every: 4, cell: 4 } }, 0);
+  v.apply({ type: 'entities_state', seq: 1, entities: { ada: avatar(1, 'Ada') } }, 0);
+  assert.equal(v.buffers.get('ada').intake.maxInterval, 400);
+  v.apply({ type: 'joined', room: 'q', user: 'me', slot: 0, tick_ms: 100 }, 0);
+  v.apply({ type: 'entities_state', seq: 1, entities: { bob: avatar(1, 'Bob') } }, 0);
+  assert.equal(v.buffers.get('bob').intake.maxInterval, 100);
+});

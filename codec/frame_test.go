@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"testing"
@@ -297,6 +298,34 @@ func TestPeekBoundsWhatADecodeMayAllocate(t *testing.T) {
 				t.Errorf("Peek = %v, want %v", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestABigRoomsStateDecodesFromTheServerOnly(t *testing.T) {
+	state := &PresenceState{State: make(map[string]PresenceEntry)}
+	for i := range 1000 {
+		id := fmt.Sprintf("u%d", i)
+		state.State[id] = PresenceEntry{Metas: []PresenceMeta{{Ref: "p" + id, Name: id, OnlineAt: int64(i)}}}
+	}
+	frame, err := EncodeFrame(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := frame[FrameHeaderSize:]
+	if _, err := Decode(body); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("Decode = %v; want ErrTooLarge: more than a client may send", err)
+	}
+	m, err := DecodeFromServer(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.(*PresenceState); len(got.State) != 1000 || got.State["u999"].Metas[0].Ref != "pu999" {
+		t.Errorf("decoded %d entries, u999 %+v", len(got.State), got.State["u999"])
+	}
+	for _, bad := range [][]byte{body[:len(body)-1], {0xc1}, append([]byte{0x91}, body...)} {
+		if _, err := DecodeFromServer(bad); err == nil {
+			t.Errorf("DecodeFromServer took %x...", bad[:min(8, len(bad))])
+		}
 	}
 }
 

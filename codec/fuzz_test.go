@@ -22,6 +22,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add(bytes.Repeat([]byte{0x91}, 40))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		m, err := Decode(body)
+		if _, serverErr := DecodeFromServer(body); err == nil && serverErr != nil {
+			t.Fatalf("DecodeFromServer refused what Decode took: %v", serverErr)
+		}
 		if err != nil {
 			if m != nil {
 				t.Fatal("error with a message")

@@ -34,9 +34,20 @@ type Peeked struct {
 // walk read it before the failure, so that the error answering it can carry
 // it.
 func Peek(body []byte) (Peeked, error) {
-	s := scanner{b: body}
+	s := scanner{b: body, maxItems: MaxItems, maxContainers: MaxContainers}
 	err := s.scan()
 	return Peeked{Type: s.typ, Ref: uint32(s.ref)}, err
+}
+
+// DecodeFromServer decodes a control message a server sent. It checks the
+// body as Decode does but for the bounds on values and containers: a big
+// room's presence_state or entities_state holds more than a client may send.
+func DecodeFromServer(body []byte) (Message, error) {
+	s := scanner{b: body, maxItems: len(body), maxContainers: len(body)}
+	if err := s.scan(); err != nil {
+		return nil, err
+	}
+	return DecodePeeked(body, Peeked{Type: s.typ, Ref: uint32(s.ref)})
 }
 
 // DecodePeeked decodes a body that Peek accepted as p.
@@ -55,6 +66,8 @@ func DecodePeeked(body []byte, p Peeked) (Message, error) {
 type scanner struct {
 	b   []byte
 	pos int
+	// Bounds on the values and containers of the body.
+	maxItems, maxContainers int
 	// What the walk found at the top level.
 	typ string
 	ref uint64
@@ -82,8 +95,8 @@ func (s *scanner) scan() error {
 		if s.pos >= len(s.b) {
 			return fmt.Errorf("%w: truncated at byte %d", ErrMalformed, s.pos)
 		}
-		if items++; items > MaxItems {
-			return fmt.Errorf("%w: more than %d values", ErrTooLarge, MaxItems)
+		if items++; items > s.maxItems {
+			return fmt.Errorf("%w: more than %d values", ErrTooLarge, s.maxItems)
 		}
 		c := s.b[s.pos]
 		at := s.pos
@@ -119,8 +132,8 @@ func (s *scanner) scan() error {
 			if n > len(s.b)-s.pos {
 				return fmt.Errorf("%w: container of %d items in %d bytes", ErrMalformed, n, len(s.b)-s.pos)
 			}
-			if containers++; containers > MaxContainers {
-				return fmt.Errorf("%w: more than %d arrays and maps", ErrTooLarge, MaxContainers)
+			if containers++; containers > s.maxContainers {
+				return fmt.Errorf("%w: more than %d arrays and maps", ErrTooLarge, s.maxContainers)
 			}
 			if len(stack) >= MaxDepth {
 				return fmt.Errorf("%w: nested deeper than %d", ErrTooLarge, MaxDepth)

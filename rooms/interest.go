@@ -319,19 +319,31 @@ func appendSpan(spans []span, s span) []span {
 }
 
 // nearCells returns the indices, in order, of the cells near the avatar in
-// slot: those within the radius, and as many more, nearest first, as hold
-// the rule's Nearest nearest other avatars.
+// slot: those that reach into the radius, and those that hold its Nearest
+// nearest other avatars.
 func (g *tickGrid) nearCells(r *Room, rule *interestRule, slot int) []int32 {
 	g.stamp++
 	st := &r.slotTicks[slot]
 	px, pz := int64(st.x), int64(st.z)
 	g.near = g.near[:0]
-	count := 0
-	add := func(idx int32) {
+	// Avatars in the near cells, and others in cells wholly within the radius.
+	count, within := 0, 0
+	ownX, ownZ := int32(floorDiv(px, rule.cell)), int32(floorDiv(pz, rule.cell))
+	consider := func(idx int32) {
+		near, whole := g.distance2(idx, px, pz, rule.cell)
+		if near > rule.radius2 {
+			return
+		}
 		c := &g.cells[idx]
 		c.mark = g.stamp
 		g.near = append(g.near, idx)
-		count += c.last - c.first + 1
+		count += c.avatars()
+		if whole <= rule.radius2 {
+			within += c.avatars()
+			if c.x == ownX && c.z == ownZ {
+				within-- // the avatar itself
+			}
+		}
 	}
 	radius := int64(math.Sqrt(float64(rule.radius2)))
 	x0, x1 := floorDiv(px-radius, rule.cell), floorDiv(px+radius, rule.cell)
@@ -339,85 +351,89 @@ func (g *tickGrid) nearCells(r *Room, rule *interestRule, slot int) []int32 {
 	if (x1-x0+1)*(z1-z0+1) <= int64(len(g.cells)) {
 		for z := z0; z <= z1; z++ {
 			for x := x0; x <= x1; x++ {
-				idx, ok := g.index[[2]int32{int32(x), int32(z)}]
-				if ok && g.distance2(idx, px, pz, rule.cell) <= rule.radius2 {
-					add(idx)
+				if idx, ok := g.index[[2]int32{int32(x), int32(z)}]; ok {
+					consider(idx)
 				}
 			}
 		}
 	} else {
 		for idx := range g.cells {
-			if g.distance2(int32(idx), px, pz, rule.cell) <= rule.radius2 {
-				add(int32(idx))
-			}
+			consider(int32(idx))
 		}
 	}
-	others := count - 1 // the avatar itself is in its own cell, at distance 0
-	if others < rule.Nearest && count < g.total {
-		g.addNearest(r, rule, slot, others, add)
+	// When fewer than Nearest others are surely within the radius, the
+	// nearest may lie in cells that do not reach into it.
+	if within < rule.Nearest && count < g.total {
+		g.addNearest(r, rule, slot)
 	}
 	slices.Sort(g.near)
 	return g.near
 }
 
-// addNearest adds the cells that hold the Nearest avatars nearest to the
-// one in slot, which the near cells so far hold others of: cells in the
-// order of their distance until they hold enough, then every cell closer
-// than the Nearest-th nearest avatar they hold, so that none nearer is left
-// out.
-func (g *tickGrid) addNearest(r *Room, rule *interestRule, slot, others int, add func(int32)) {
+// addNearest adds to the near cells those that hold avatars nearer than
+// the Nearest-th nearest other avatar of the one in slot: it takes cells
+// in the order of their distance until they hold Nearest others, then
+// every cell nearer than the Nearest-th of those.
+func (g *tickGrid) addNearest(r *Room, rule *interestRule, slot int) {
 	st := &r.slotTicks[slot]
 	px, pz := int64(st.x), int64(st.z)
+	g.dists = g.dists[:0]
+	distances := func(idx int32) {
+		c := &g.cells[idx]
+		for _, o := range g.occupants[c.first : c.last+1] {
+			if int(o.slot) != slot {
+				ot := &r.slotTicks[o.slot]
+				dx, dz := int64(ot.x)-px, int64(ot.z)-pz
+				g.dists = append(g.dists, dx*dx+dz*dz)
+			}
+		}
+	}
+	for _, idx := range g.near {
+		distances(idx)
+	}
 	g.cands = g.cands[:0]
 	for idx := range g.cells {
 		if g.cells[idx].mark != g.stamp {
-			g.cands = append(g.cands, cellDistance{g.distance2(int32(idx), px, pz, rule.cell), int32(idx)})
+			d2, _ := g.distance2(int32(idx), px, pz, rule.cell)
+			g.cands = append(g.cands, cellDistance{d2, int32(idx)})
 		}
 	}
 	slices.SortFunc(g.cands, func(a, b cellDistance) int { return cmp.Compare(a.d2, b.d2) })
 	i := 0
-	for ; i < len(g.cands) && others < rule.Nearest; i++ {
-		c := &g.cells[g.cands[i].idx]
-		add(g.cands[i].idx)
-		others += c.last - c.first + 1
+	for ; i < len(g.cands) && len(g.dists) < rule.Nearest; i++ {
+		g.near = append(g.near, g.cands[i].idx)
+		distances(g.cands[i].idx)
 	}
-	g.dists = g.dists[:0]
-	for _, idx := range g.near {
-		c := &g.cells[idx]
-		for _, o := range g.occupants[c.first : c.last+1] {
-			if int(o.slot) == slot {
-				continue
-			}
-			ot := &r.slotTicks[o.slot]
-			dx, dz := int64(ot.x)-px, int64(ot.z)-pz
-			g.dists = append(g.dists, dx*dx+dz*dz)
-		}
-	}
-	if rule.Nearest == 0 || len(g.dists) < rule.Nearest {
-		return
+	if len(g.dists) < rule.Nearest {
+		return // every cell is near
 	}
 	slices.Sort(g.dists)
 	nth := g.dists[rule.Nearest-1]
 	for ; i < len(g.cands) && g.cands[i].d2 < nth; i++ {
-		add(g.cands[i].idx)
+		g.near = append(g.near, g.cands[i].idx)
 	}
 }
 
-// distance2 returns the squared distance from (px, pz) to the nearest
-// point of cell idx, in mm².
-func (g *tickGrid) distance2(idx int32, px, pz, cell int64) int64 {
+// avatars returns how many avatars the cell holds.
+func (c *gridCell) avatars() int { return c.last - c.first + 1 }
+
+// distance2 returns the squared distances from (px, pz) to the nearest and
+// the farthest point of cell idx, in mm².
+func (g *tickGrid) distance2(idx int32, px, pz, cell int64) (near, far int64) {
 	c := &g.cells[idx]
-	axis := func(p, lo int64) int64 {
+	axis := func(p, lo int64) (near, far int64) {
+		hi := lo + cell
 		switch {
 		case p < lo:
-			return lo - p
-		case p > lo+cell:
-			return p - lo - cell
+			return lo - p, hi - p
+		case p > hi:
+			return p - hi, p - lo
 		}
-		return 0
+		return 0, max(p-lo, hi-p)
 	}
-	dx, dz := axis(px, int64(c.x)*cell), axis(pz, int64(c.z)*cell)
-	return dx*dx + dz*dz
+	nx, fx := axis(px, int64(c.x)*cell)
+	nz, fz := axis(pz, int64(c.z)*cell)
+	return nx*nx + nz*nz, fx*fx + fz*fz
 }
 
 // pack cuts spans of the tick's records, at record boundaries, into runs

@@ -53,7 +53,7 @@ func (f *fakeMember) SendFrame(frame []byte) {
 		f.t.Errorf("%s: badly framed message of %d bytes", f.name, len(frame))
 		return
 	}
-	msg, err := codec.Decode(frame[codec.FrameHeaderSize:])
+	msg, err := codec.DecodeFromServer(frame[codec.FrameHeaderSize:])
 	if err != nil {
 		f.t.Errorf("%s: undecodable frame: %v", f.name, err)
 		return

@@ -717,7 +717,7 @@ func (c *Client) readLoop() {
 		buf = body[:0]
 		c.traffic.messagesReceived.Add(1)
 		c.traffic.bytesReceived.Add(uint64(len(body) + codec.FrameHeaderSize))
-		msg, err := codec.Decode(body)
+		msg, err := codec.DecodeFromServer(body)
 		if err != nil {
 			c.mu.Lock()
 			c.closeErr = err

@@ -43,6 +43,7 @@ type options struct {
 	staleAfter             time.Duration
 	repeat                 int
 	maxMembers             int
+	interest               rooms.Interest
 	maxMessage             int
 	maxDatagram            int
 	certFile, keyFile      string
@@ -91,6 +92,11 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.heartbeat, "heartbeat", time.Second, "how often an idle room tells its members the latest pose update number")
 	fs.IntVar(&o.repeat, "repeat", 3, "how many more ticks an avatar that stopped moving is sent again")
 	fs.IntVar(&o.maxMembers, "max-members", 256, fmt.Sprintf("avatars a room holds (at most %d)", rooms.MaxRoomSize))
+	fs.Float64Var(&o.interest.Radius, "interest-radius", 5, "metres on the floor within which avatars are near: a member gets the near ones at every tick, the others every --interest-far-every ticks (0: every member gets every avatar at every tick)")
+	fs.IntVar(&o.interest.Nearest, "interest-nearest", 24, "how many of a member's nearest avatars are near however far they are (at least 1)")
+	fs.IntVar(&o.interest.FarEvery, "interest-far-every", 4, "how many ticks apart a member gets the avatars that are not near it")
+	fs.Float64Var(&o.interest.Cell, "interest-cell", 0, "side in metres of the floor cells by which rooms sort avatars (default half of --interest-radius)")
+	fs.DurationVar(&o.interest.Refresh, "interest-refresh", 30*time.Second, "how often every avatar, moving or not, is sent again to every member")
 	fs.IntVar(&o.maxMessage, "max-message", 64<<10, "largest control message accepted from a client, in bytes")
 	fs.IntVar(&o.maxDatagram, "max-datagram", codec.MaxDatagramSize, fmt.Sprintf("largest datagram sent to a client, in bytes (%d to %d; lowered per session when its path takes less)", codec.MinDatagramSize, codec.MaxDatagramSize))
 	fs.DurationVar(&o.storeTimout, "store-timeout", 5*time.Second, "bound on each store call")
@@ -148,6 +154,12 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.maxDatagram < codec.MinDatagramSize || o.maxDatagram > codec.MaxDatagramSize {
 		return nil, fmt.Errorf("--max-datagram %d: must be %d to %d", o.maxDatagram, codec.MinDatagramSize, codec.MaxDatagramSize)
+	}
+	switch {
+	case o.interest.Radius < 0 || o.interest.Nearest < 1 || o.interest.FarEvery < 1 || o.interest.Cell < 0 || o.interest.Refresh <= 0:
+		return nil, fmt.Errorf("--interest-*: the radius and cell must not be negative, the nearest and far-every at least 1, the refresh positive")
+	case o.interest.Radius == 0:
+		o.interest = rooms.Interest{Disabled: true}
 	}
 	if (o.certFile == "") != (o.keyFile == "") {
 		return nil, errors.New("--cert and --key go together")
@@ -272,6 +284,7 @@ func run(args []string) error {
 		ReconnectGrace: o.reconnectGrace,
 		EmptyGrace:     o.emptyGrace,
 		MaxMembers:     o.maxMembers,
+		Interest:       o.interest,
 		StoreTimeout:   o.storeTimout,
 		MaxRooms:       o.maxRooms,
 		MemberBytes:    o.memberBytes,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/posecast/posecast/rooms"
 	"io"
 	"net"
 	"net/http"
@@ -38,6 +39,10 @@ func TestFlagsComeFromTheEnvironmentUnlessGiven(t *testing.T) {
 		{"a cluster without a secret is refused", nil, []string{"--nats-url", "nats://127.0.0.1:4222", "--database-url", "postgres://a/db"}, 0, true},
 		{"a cluster with both", nil, []string{"--nats-url", "nats://127.0.0.1:4222", "--database-url", "postgres://a/db", "--auth-secret", "s"}, 200 * time.Millisecond, false},
 		{"--nats-embed is a cluster too", map[string]string{"DATABASE_URL": ""}, []string{"--nats-embed", "--auth-secret", "s"}, 0, true},
+		{"interest management may be turned off", nil, []string{"--interest-radius", "0"}, 200 * time.Millisecond, false},
+		{"a negative interest radius is an error", nil, []string{"--interest-radius", "-1"}, 0, true},
+		{"no nearest is an error", nil, []string{"--interest-nearest", "0"}, 0, true},
+		{"a far schedule of no ticks is an error", nil, []string{"--interest-far-every", "0"}, 0, true},
 		{"a node id that is not an id", nil, []string{"--nats-url", "nats://x", "--database-url", "postgres://a/db", "--auth-secret", "s", "--node-id", "a b"}, 0, true},
 	}
 	for _, tt := range tests {
@@ -53,6 +58,26 @@ func TestFlagsComeFromTheEnvironmentUnlessGiven(t *testing.T) {
 				t.Errorf("tick %v, want %v", o.tick, tt.wantTick)
 			}
 		})
+	}
+}
+
+func TestInterestFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want rooms.Interest
+	}{
+		{nil, rooms.Interest{Radius: 5, Nearest: 24, FarEvery: 4, Refresh: 30 * time.Second}},
+		{[]string{"--interest-radius", "0", "--interest-nearest", "3"}, rooms.Interest{Disabled: true}},
+		{[]string{"--interest-radius", "8", "--interest-cell", "2", "--interest-far-every", "2", "--interest-refresh", "10s"}, rooms.Interest{Radius: 8, Nearest: 24, FarEvery: 2, Cell: 2, Refresh: 10 * time.Second}},
+	}
+	for _, tt := range tests {
+		o, err := parseFlags(tt.args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.interest != tt.want {
+			t.Errorf("%q: interest %+v, want %+v", tt.args, o.interest, tt.want)
+		}
 	}
 }
 

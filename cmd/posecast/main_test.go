@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"github.com/posecast/posecast/rooms"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/posecast/posecast/codec"
+	"github.com/posecast/posecast/rooms"
 	"github.com/posecast/posecast/transport"
 	"github.com/posecast/posecast/transport/client"
 )

@@ -58,6 +58,11 @@ type Config struct {
 	// record received, with the time it arrived. It must return quickly and
 	// must not keep rec.
 	OnPoses func(slot uint16, rec []byte, received time.Time)
+	// OnPoseUpdate, when set, is called from the datagram goroutine for
+	// every pose update received (heartbeats included), before OnPoses is
+	// called for its records: load tests follow seq and parts with it. It
+	// must return quickly and must not keep u.Records.
+	OnPoseUpdate func(u codec.PoseUpdate, received time.Time)
 	// SkipPoses keeps received poses out of the view (View.Poses holds only
 	// the poses of the room's snapshots and creates), for load tests that
 	// take them through OnPoses. Loss tracking and resyncs go on.
@@ -1004,6 +1009,9 @@ func (c *Client) datagramLoop() {
 		u, err := codec.ParsePoseUpdate(b)
 		if err != nil {
 			continue
+		}
+		if c.cfg.OnPoseUpdate != nil {
+			c.cfg.OnPoseUpdate(u, now)
 		}
 		if u.Part == 0 {
 			n := c.tickArrivalN.Add(1)

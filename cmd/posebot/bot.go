@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -36,7 +37,10 @@ type config struct {
 	serverPID    int
 	maxErrorRate float64
 	cpuProfile   string
-	authSecret   string // signs each bot's join token when set
+	authSecret   string  // signs each bot's join token when set
+	walk         float64 // side of the square the bots walk in, metres; 0: each circles where it was placed
+	slow         int     // how many bots read at slowRate
+	slowRate     byteRate
 }
 
 func (c *config) clients() int { return c.rooms * c.perRoom }
@@ -56,8 +60,24 @@ type room struct {
 	// bots go there without asking; nil until one bot has joined.
 	at atomic.Pointer[codec.Location]
 
+	// interest is the room's interest management as joined said; nil:
+	// every member gets every avatar at every tick.
+	interest atomic.Pointer[codec.Interest]
+	// center is where the room placed its first bot: the middle of the
+	// walk.
+	center atomic.Pointer[[3]float64]
+	// floor is where the room's bots stood lately, for its interest.
+	floor atomic.Pointer[floorMap]
+
 	mu      sync.Mutex // guards members
 	members []*botClient
+}
+
+// centre returns the middle of the room's walk, which at, where a bot was
+// placed, becomes when it is the first.
+func (r *room) centre(at [3]float64) [3]float64 {
+	r.center.CompareAndSwap(nil, &at)
+	return *r.center.Load()
 }
 
 // where returns where the room was last found, or nil.
@@ -88,6 +108,15 @@ type botClient struct {
 	// newest holds, by slot, the sender timestamp of the newest pose this
 	// bot received for that avatar (0 for none yet).
 	newest []atomic.Uint32
+	// slow is the socket of a bot that reads at a limited rate; nil for
+	// one that reads at full speed.
+	slow *slowConn
+	// at is where the bot stands on the floor, from the pose it sent last:
+	// x and z as float32 bits, once placed.
+	at      atomic.Uint64
+	placed  atomic.Bool
+	updates updateLog
+	leftAt  time.Time // when its last session ended
 }
 
 // loadTest is one run in progress.
@@ -100,6 +129,12 @@ type loadTest struct {
 	stale   histogram
 	joins   histogram
 	started time.Time
+	rooms   []*room
+	// near and far are what the bots that read at full speed saw of the
+	// avatars near them and far from them; slowStale and otherStale the
+	// staleness that the slow bots and the others saw.
+	near, far             pairHistograms
+	slowStale, otherStale histogram
 
 	mu      sync.Mutex // guards clients
 	clients []*botClient
@@ -123,7 +158,11 @@ func (b *botClient) onPoses(slot uint16, rec []byte, received time.Time) {
 			return
 		}
 		if b.newest[slot].CompareAndSwap(cur, sent) {
-			b.run.latency.record(int64(int32(uint32(received.UnixMilli()) - sent)))
+			ms := int64(int32(uint32(received.UnixMilli()) - sent))
+			b.run.latency.record(ms)
+			if b.slow == nil {
+				b.run.pairs(b.room.floor.Load(), int(b.ownSlot.Load()), int(slot)).latency.record(ms)
+			}
 			return
 		}
 	}
@@ -131,13 +170,13 @@ func (b *botClient) onPoses(slot uint16, rec []byte, received time.Time) {
 
 // start runs one bot from ramp-up to the end of the run: it dials, joins
 // and sends poses until ctx ends. Runs in its own goroutine.
-func (r *loadTest) startBot(ctx context.Context, id int, rm *room, tr *quic.Transport, at time.Time) {
+func (r *loadTest) startBot(ctx context.Context, id int, rm *room, tr *quic.Transport, slow *slowConn, at time.Time) {
 	select {
 	case <-time.After(time.Until(at)):
 	case <-ctx.Done():
 		return
 	}
-	b := &botClient{id: id, room: rm, run: r, newest: make([]atomic.Uint32, r.cfg.perRoom*2+64)}
+	b := &botClient{id: id, room: rm, run: r, newest: make([]atomic.Uint32, r.cfg.perRoom*2+64), slow: slow}
 	b.ownSlot.Store(-1)
 	began := time.Now()
 	jctx, cancel := context.WithTimeout(ctx, r.cfg.joinTimeout)
@@ -163,9 +202,17 @@ func (r *loadTest) startBot(ctx context.Context, id int, rm *room, tr *quic.Tran
 	}
 	cancel()
 	b.client = c
-	defer func() { b.client.Close() }()
+	defer func() {
+		b.client.Close()
+		b.updates.end()
+		b.leftAt = time.Now()
+	}()
 	b.joinedAt = time.Now()
 	b.ownSlot.Store(int32(joined.Slot))
+	rm.interest.Store(joined.Interest)
+	if slow != nil {
+		slow.throttle()
+	}
 	r.tickMS.Store(joined.TickMillis)
 	r.joins.record(time.Since(began).Milliseconds())
 	r.stats.joined.Add(1)
@@ -175,6 +222,9 @@ func (r *loadTest) startBot(ctx context.Context, id int, rm *room, tr *quic.Tran
 	r.mu.Unlock()
 
 	m := newMotion(joined.Position, uint64(id)+1, r.cfg.hands, r.started)
+	if r.cfg.walk > 0 {
+		m.walk = newWalk(rm.centre(joined.Position), r.cfg.walk, uint64(id)+1)
+	}
 	pacer := c.Pacer(r.cfg.schedule)
 	due := time.Now()
 	if r.cfg.schedule.Hz > 0 {
@@ -198,6 +248,7 @@ func (r *loadTest) startBot(ctx context.Context, id int, rm *room, tr *quic.Tran
 			pacer = b.client.Pacer(r.cfg.schedule)
 		case now := <-timer.C:
 			p := m.pose(now)
+			b.stand(p.Head.Position)
 			if err := b.client.SendPose(&p); err != nil {
 				select {
 				case <-b.client.Done():
@@ -226,6 +277,9 @@ func (b *botClient) connect(ctx context.Context, tr *quic.Transport, join codec.
 			Name:      "posebot",
 			Transport: tr,
 			OnPoses:   b.onPoses,
+			OnPoseUpdate: func(u codec.PoseUpdate, _ time.Time) {
+				b.updates.add(u)
+			},
 			SkipPoses: true,
 		},
 		Join: join,
@@ -254,6 +308,7 @@ func (b *botClient) follow(ctx context.Context, tr *quic.Transport, join codec.J
 	}
 	r.finish(b)
 	b.client.Close()
+	b.updates.end()
 	t := b.client.Traffic()
 	b.before.DatagramsSent += t.DatagramsSent
 	b.before.DatagramsReceived += t.DatagramsReceived
@@ -268,6 +323,7 @@ func (b *botClient) follow(ctx context.Context, tr *quic.Transport, join codec.J
 	r.stats.moved.Add(1)
 	b.client = c
 	b.ownSlot.Store(int32(joined.Slot))
+	b.room.interest.Store(joined.Interest)
 	return true
 }
 
@@ -309,40 +365,119 @@ func classify(ctx context.Context, kind string) string {
 
 // sampleStaleness records, for every bot and every other bot in its room,
 // the age of the newest pose it holds for that bot. A pair with no pose yet
-// counts from when the later of the two joined.
+// counts from when the later of the two joined. A sample goes to all pairs,
+// to the slow bots' or the others', and for the others to near or far
+// pairs by where the two stood at the room's last floor map.
 func (r *loadTest) sampleStaleness(now time.Time) {
-	r.mu.Lock()
-	rooms := make(map[*room]struct{})
-	for _, b := range r.clients {
-		rooms[b.room] = struct{}{}
-	}
-	r.mu.Unlock()
+	var all, slow, other, near, far tally
 	nowMS := uint32(now.UnixMilli())
-	for rm := range rooms {
+	for _, rm := range r.rooms {
 		members := rm.snapshot()
+		fm := rm.floor.Load()
 		for _, rx := range members {
+			rxSlot := int(rx.ownSlot.Load())
 			for _, tx := range members {
 				slot := int(tx.ownSlot.Load())
 				if tx == rx || slot < 0 || slot >= len(rx.newest) {
 					continue
 				}
+				var ms int64
 				if t := rx.newest[slot].Load(); t != 0 {
-					r.stale.record(int64(int32(nowMS - t)))
-					continue
+					ms = int64(int32(nowMS - t))
+				} else {
+					since := rx.joinedAt
+					if tx.joinedAt.After(since) {
+						since = tx.joinedAt
+					}
+					ms = now.Sub(since).Milliseconds()
 				}
-				since := rx.joinedAt
-				if tx.joinedAt.After(since) {
-					since = tx.joinedAt
+				all.record(ms)
+				switch {
+				case rx.slow != nil:
+					slow.record(ms)
+				case fm.near(rxSlot, slot):
+					other.record(ms)
+					near.record(ms)
+				default:
+					other.record(ms)
+					far.record(ms)
 				}
-				r.stale.record(now.Sub(since).Milliseconds())
 			}
 		}
 	}
+	r.stale.add(&all)
+	r.slowStale.add(&slow)
+	r.otherStale.add(&other)
+	r.near.stale.add(&near)
+	r.far.stale.add(&far)
+}
+
+// pairs returns the histograms of the pair of the receiver in slot rx and
+// the avatar in slot tx: near or far.
+func (r *loadTest) pairs(fm *floorMap, rx, tx int) *pairHistograms {
+	if fm.near(rx, tx) {
+		return &r.near
+	}
+	return &r.far
+}
+
+// mapFloors maps where the bots of each room with interest management
+// stand now.
+func (r *loadTest) mapFloors() {
+	for _, rm := range r.rooms {
+		in := rm.interest.Load()
+		if in == nil {
+			rm.floor.Store(nil)
+			continue
+		}
+		var at []floorPoint
+		for _, b := range rm.snapshot() {
+			slot, p := int(b.ownSlot.Load()), b.standing()
+			if slot < 0 || !p.ok {
+				continue
+			}
+			if slot >= len(at) {
+				at = append(at, make([]floorPoint, slot+1-len(at))...)
+			}
+			at[slot] = p
+		}
+		rm.floor.Store(newFloorMap(in, at))
+	}
+}
+
+// stand notes where the bot stands, from the head of the pose it sends.
+func (b *botClient) stand(head [3]float64) {
+	b.at.Store(uint64(math.Float32bits(float32(head[0])))<<32 | uint64(math.Float32bits(float32(head[2]))))
+	b.placed.Store(true)
+}
+
+// standing returns where the bot stands on the floor; not ok before its
+// first pose.
+func (b *botClient) standing() floorPoint {
+	if !b.placed.Load() {
+		return floorPoint{}
+	}
+	v := b.at.Load()
+	return floorPoint{x: float64(math.Float32frombits(uint32(v >> 32))), z: float64(math.Float32frombits(uint32(v))), ok: true}
 }
 
 // sockets opens the shared UDP sockets for n clients.
 func sockets(n int) ([]*quic.Transport, func(), error) {
-	count := max(1, (n+clientsPerSocket-1)/clientsPerSocket)
+	return transports(max(1, (n+clientsPerSocket-1)/clientsPerSocket), func() (net.PacketConn, error) {
+		udp, err := net.ListenUDP("udp", nil)
+		if err != nil {
+			return nil, err
+		}
+		// Thousands of sessions on a socket: give it room to breathe.
+		udp.SetReadBuffer(8 << 20)
+		udp.SetWriteBuffer(8 << 20)
+		return udp, nil
+	})
+}
+
+// transports opens n sockets with open, each with a quic.Transport over it,
+// and returns a function that closes them.
+func transports(n int, open func() (net.PacketConn, error)) ([]*quic.Transport, func(), error) {
 	var trs []*quic.Transport
 	var conns []net.PacketConn
 	closeAll := func() {
@@ -353,17 +488,14 @@ func sockets(n int) ([]*quic.Transport, func(), error) {
 			c.Close()
 		}
 	}
-	for range count {
-		udp, err := net.ListenUDP("udp", nil)
+	for range n {
+		c, err := open()
 		if err != nil {
 			closeAll()
 			return nil, nil, err
 		}
-		// Thousands of sessions on a socket: give it room to breathe.
-		udp.SetReadBuffer(8 << 20)
-		udp.SetWriteBuffer(8 << 20)
-		conns = append(conns, udp)
-		trs = append(trs, &quic.Transport{Conn: udp})
+		conns = append(conns, c)
+		trs = append(trs, &quic.Transport{Conn: c})
 	}
 	return trs, closeAll, nil
 }

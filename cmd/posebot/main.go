@@ -105,6 +105,10 @@ func parseFlags(args []string) (config, string, error) {
 	fs.Float64Var(&c.maxErrorRate, "max-error-rate", 0.01, "errors per client above which posebot exits non-zero")
 	fs.StringVar(&jsonPath, "json", "", "write the result as JSON to this file")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write posebot's own CPU profile to this file")
+	fs.Float64Var(&c.walk, "walk", 0, "have the bots walk between random waypoints, at a walking pace, in a square of this side in metres centred where the room places joiners (default: each circles where it was placed)")
+	fs.IntVar(&c.slow, "slow", 0, "how many bots (the first to start, spread over the rooms) read their socket at --slow-rate once joined, reported apart")
+	c.slowRate = 16e3
+	fs.Var(&c.slowRate, "slow-rate", "the rate the --slow bots read at, bytes a second: 16KB, 16KiB, 1MB, 500B")
 	fs.StringVar(&c.authSecret, "auth-secret", os.Getenv("POSECAST_AUTH_SECRET"), "the server's --auth-secret, to sign each bot a join token (default $POSECAST_AUTH_SECRET; none for a server in development mode)")
 	if err := fs.Parse(args); err != nil {
 		return c, "", err
@@ -122,6 +126,10 @@ func parseFlags(args []string) (config, string, error) {
 		return c, "", errors.New("--duration must be positive and longer than --ramp")
 	case c.joinTimeout <= 0:
 		return c, "", errors.New("--join-timeout must be positive")
+	case c.walk < 0 || c.walk > 10000:
+		return c, "", errors.New("--walk must be in [0, 10000] metres")
+	case c.slow < 0 || c.slow > c.clients():
+		return c, "", fmt.Errorf("--slow must be in [0, %d], the number of clients", c.clients())
 	case !rooms.ValidID(fmt.Sprintf("%s%d", c.roomPrefix, c.rooms-1)):
 		return c, "", fmt.Errorf("--room-prefix %q does not make valid room ids (letters, digits, _ . : @ -, at most %d)", c.roomPrefix, rooms.MaxIDLength)
 	}
@@ -143,6 +151,11 @@ func execute(ctx context.Context, cfg config, out io.Writer) (*report, error) {
 		return nil, err
 	}
 	defer closeSockets()
+	slowConns, slowTrs, closeSlow, err := slowSockets(cfg.slow, float64(cfg.slowRate))
+	if err != nil {
+		return nil, err
+	}
+	defer closeSlow()
 
 	r := &loadTest{cfg: cfg, started: time.Now()}
 	r.ownCPU, _, _ = readProc(os.Getpid())
@@ -153,13 +166,18 @@ func execute(ctx context.Context, cfg config, out io.Writer) (*report, error) {
 	for i := range rooms {
 		rooms[i] = &room{name: fmt.Sprintf("%s%d", cfg.roomPrefix, i)}
 	}
+	r.rooms = rooms
 
 	runCtx, stop := context.WithDeadline(ctx, r.started.Add(cfg.duration))
 	defer stop()
 	var bots sync.WaitGroup
 	for i := range n {
 		at := r.started.Add(cfg.ramp * time.Duration(i) / time.Duration(n))
-		bots.Go(func() { r.startBot(runCtx, i, rooms[i%len(rooms)], trs[i%len(trs)], at) })
+		tr, slow := trs[i%len(trs)], (*slowConn)(nil)
+		if i < cfg.slow {
+			tr, slow = slowTrs[i], slowConns[i]
+		}
+		bots.Go(func() { r.startBot(runCtx, i, rooms[i%len(rooms)], tr, slow, at) })
 	}
 	live := newLiveLine(out, n)
 	var watch sync.WaitGroup
@@ -180,8 +198,9 @@ func execute(ctx context.Context, cfg config, out io.Writer) (*report, error) {
 	return rep, nil
 }
 
-// watch samples staleness ten times a second on average and, every
-// second, the server's usage and the live line, until ctx ends. The samples
+// watch samples staleness ten times a second on average, maps where the
+// bots stand four times a second and, every second, the server's usage and
+// the live line, until ctx ends. The samples
 // are spaced at random (50 to 150 ms apart): at fixed times they would fall
 // at the same point of every tick and see the same part of the sawtooth of
 // staleness each time.
@@ -190,6 +209,8 @@ func (r *loadTest) watch(ctx context.Context, usage *serverUsage, live *liveLine
 	defer sample.Stop()
 	second := time.NewTicker(time.Second)
 	defer second.Stop()
+	floor := time.NewTicker(250 * time.Millisecond)
+	defer floor.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -197,6 +218,8 @@ func (r *loadTest) watch(ctx context.Context, usage *serverUsage, live *liveLine
 		case now := <-sample.C:
 			r.sampleStaleness(now)
 			sample.Reset(sampleInterval())
+		case <-floor.C:
+			r.mapFloors()
 		case <-second.C:
 			usage.sample(ctx)
 			errs, _ := r.stats.errorCounts()
@@ -232,7 +255,7 @@ func (r *loadTest) report(elapsed time.Duration, usage *serverUsage) *report {
 		Hands:           r.cfg.hands,
 		JoinMS:          quantiles{P50: r.joins.quantile(0.5), P99: r.joins.quantile(0.99)},
 		LatencyMS:       quantiles{P50: r.latency.quantile(0.5), P90: ptr(r.latency.quantile(0.9)), P99: r.latency.quantile(0.99), Max: ptr(float64(r.latency.max.Load()))},
-		StalenessMS:     quantiles{P50: r.stale.quantile(0.5), P99: r.stale.quantile(0.99), Max: ptr(float64(r.stale.max.Load()))},
+		StalenessMS:     r.stale.summary(),
 		PosesSent:       r.stats.posesSent.Load(),
 		UpdatesReceived: r.stats.updatesReceived.Load(),
 		Resyncs:         r.stats.resyncs.Load(),
@@ -240,7 +263,11 @@ func (r *loadTest) report(elapsed time.Duration, usage *serverUsage) *report {
 		Errors:          errs,
 		TickMS:          r.tickMS.Load(),
 		DurationS:       round1(elapsed.Seconds()),
+		WalkM:           r.cfg.walk,
+		Near:            r.near.report(),
+		Far:             r.far.report(),
 	}
+	var all, slow, others receiverTotals
 	r.mu.Lock()
 	for _, b := range r.clients {
 		t := b.traffic()
@@ -248,14 +275,76 @@ func (r *loadTest) report(elapsed time.Duration, usage *serverUsage) *report {
 		rep.DatagramsReceived += t.DatagramsReceived
 		rep.BytesSent += t.BytesSent
 		rep.BytesReceived += t.BytesReceived
+		group := &others
+		if b.slow != nil {
+			group = &slow
+		}
+		all.add(b, t)
+		group.add(b, t)
 	}
 	r.mu.Unlock()
+	rep.MemberBytesPerS, rep.MemberDatagramsPerS = all.rates()
+	rep.Others = others.report(&r.otherStale)
+	if r.cfg.slow > 0 {
+		s := slow.report(&r.slowStale)
+		s.RateBytesPerS = float64(r.cfg.slowRate)
+		rep.Slow = &s
+	}
+	for _, rm := range r.rooms {
+		if in := rm.interest.Load(); in != nil {
+			rep.Interest = &interest{RadiusM: in.Radius, Nearest: in.Nearest, FarEvery: in.FarEvery, CellM: in.Cell}
+			break
+		}
+	}
 	if cpu, _, err := readProc(os.Getpid()); err == nil {
 		rep.LoadCPUS = ptr(round1(cpu - r.ownCPU))
 	}
 	if usage.ok {
 		rep.ServerCPUS = ptr(round1(usage.cpuEnd - usage.cpuStart))
 		rep.ServerRSSMB = ptr(round1(usage.rssPeak / (1 << 20)))
+	}
+	return rep
+}
+
+// report returns the pairs' latency and staleness.
+func (h *pairHistograms) report() pairs {
+	return pairs{LatencyMS: h.latency.summary(), StalenessMS: h.stale.summary(), Samples: h.stale.count.Load()}
+}
+
+// receiverTotals add up what a group of bots received.
+type receiverTotals struct {
+	clients                int
+	seconds                float64 // in their rooms
+	bytes, datagrams       uint64
+	updates, torn, skipped uint64
+}
+
+// add counts a bot that has stopped, whose traffic was t.
+func (g *receiverTotals) add(b *botClient, t client.Traffic) {
+	g.clients++
+	g.seconds += b.leftAt.Sub(b.joinedAt).Seconds()
+	g.bytes += t.BytesReceived
+	g.datagrams += t.DatagramsReceived
+	g.updates += b.updates.updates
+	g.torn += b.updates.torn
+	g.skipped += b.updates.skipped
+}
+
+// rates returns the bytes and datagrams a bot received a second.
+func (g *receiverTotals) rates() (bytes, datagrams float64) {
+	if g.seconds <= 0 {
+		return 0, 0
+	}
+	return round1(float64(g.bytes) / g.seconds), round1(float64(g.datagrams) / g.seconds)
+}
+
+// report returns the group's part of the report, with the staleness its
+// bots saw.
+func (g *receiverTotals) report(stale *histogram) receivers {
+	rep := receivers{Clients: g.clients, StalenessMS: stale.summary(), Updates: g.updates, Torn: g.torn, Skipped: g.skipped}
+	rep.BytesPerS, rep.DatagramsPerS = g.rates()
+	if g.updates > 0 {
+		rep.TornFraction = float64(g.torn) / float64(g.updates)
 	}
 	return rep
 }

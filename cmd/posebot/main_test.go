@@ -96,7 +96,10 @@ func TestARunReportsEveryField(t *testing.T) {
 		"poses_sent": nil, "updates_received": nil, "datagrams_sent": nil, "datagrams_received": nil,
 		"bytes_sent": nil, "bytes_received": nil, "moved": nil, "errors": nil, "tick_ms": nil, "duration_s": nil,
 		"server_cpu_s": nil, "server_rss_mb": nil, "schedule": nil, "hz": nil, "load_cpu_s": nil,
-		"host_udp": {"in_per_s", "out_per_s", "rcvbuf_errors"},
+		"host_udp":                    {"in_per_s", "out_per_s", "rcvbuf_errors"},
+		"member_bytes_received_per_s": nil, "member_datagrams_received_per_s": nil,
+		"near": {"latency_ms", "staleness_ms", "samples"}, "far": {"latency_ms", "staleness_ms", "samples"},
+		"others": {"clients", "staleness_ms", "bytes_received_per_s", "datagrams_received_per_s", "updates", "torn", "torn_fraction", "skipped"},
 	}
 	for name, sub := range fields {
 		v, ok := got[name]
@@ -132,6 +135,48 @@ func TestARunReportsEveryField(t *testing.T) {
 	}
 	if !strings.Contains(live.String(), "joined 6/6") {
 		t.Errorf("no live line with every client joined:\n%s", live.String())
+	}
+}
+
+// Slow bots read their sockets at a limited rate: the server's sending to
+// them falls behind, and they miss pose updates, whole or in part, while
+// the others get every part of every update. Four bots are among each
+// other's nearest: every pair is near.
+func TestSlowReceiversAreReportedApart(t *testing.T) {
+	server, _ := startServer(t, "")
+	out := filepath.Join(t.TempDir(), "run.json")
+	var live bytes.Buffer
+	err := run(context.Background(), []string{
+		"--server", server, "--rooms", "1", "--per-room", "4", "--walk", "10",
+		"--slow", "1", "--slow-rate", "1500B", // about what a bot here is sent
+		"--duration", "4s", "--ramp", "200ms", "--json", out,
+	}, &live)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, live.String())
+	}
+	r := readReport(t, out)
+	if r.Slow == nil {
+		t.Fatalf("no slow bots in the report: %+v", r)
+	}
+	slow, others := *r.Slow, r.Others
+	switch {
+	case slow.Clients != 1 || others.Clients != 3 || slow.RateBytesPerS != 1500 || others.RateBytesPerS != 0:
+		t.Errorf("slow %d at %g B/s, others %d at %g; want 1 at 1500 and 3 at full speed", slow.Clients, slow.RateBytesPerS, others.Clients, others.RateBytesPerS)
+	case slow.Updates == 0 || others.Updates == 0:
+		t.Errorf("updates: slow %d, others %d; want some for each", slow.Updates, others.Updates)
+	case slow.Torn+slow.Skipped == 0:
+		t.Errorf("the slow bot got all %d updates whole", slow.Updates)
+	case others.Torn != 0 || others.Skipped != 0:
+		t.Errorf("the others got %d of %d updates torn and skipped %d", others.Torn, others.Updates, others.Skipped)
+	case r.Near.Samples == 0 || r.Far.Samples != 0:
+		t.Errorf("near samples %d, far %d; want every pair near", r.Near.Samples, r.Far.Samples)
+	case r.WalkM != 10 || r.MemberBytesPerS <= 0 || r.MemberDatagramsPerS <= 0 || others.BytesPerS <= slow.BytesPerS:
+		t.Errorf("walk %g m; per member %g B/s, %g datagrams/s; others %g B/s, slow %g", r.WalkM, r.MemberBytesPerS, r.MemberDatagramsPerS, others.BytesPerS, slow.BytesPerS)
+	}
+	for _, want := range []string{"slow bots", "1 reading at 1500 bytes/s", "other bots", "3 reading at full speed"} {
+		if !strings.Contains(live.String(), want) {
+			t.Errorf("summary without %q:\n%s", want, live.String())
+		}
 	}
 }
 
@@ -257,6 +302,12 @@ func TestFlagsRefuseRoomsNoServerWouldTake(t *testing.T) {
 		{"a negative rate", []string{"--hz", "-1"}, false},
 		{"two copies a tick", []string{"--copies", "2"}, true},
 		{"three copies a tick", []string{"--copies", "3"}, false},
+		{"a walk", []string{"--walk", "60"}, true},
+		{"a walk of negative side", []string{"--walk", "-1"}, false},
+		{"slow bots", []string{"--slow", "2", "--slow-rate", "16KiB"}, true},
+		{"more slow bots than bots", []string{"--rooms", "1", "--per-room", "2", "--slow", "3"}, false},
+		{"a slow rate of no bytes", []string{"--slow", "1", "--slow-rate", "0KB"}, false},
+		{"a slow rate in no unit", []string{"--slow", "1", "--slow-rate", "16 parsecs"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,8 +9,9 @@ import (
 )
 
 // motion moves a bot the way a person in a headset does: walking a slow
-// circle around where it was placed, turning its head, with a little
-// tracking jitter, so that its avatar changes every tick.
+// circle around where it was placed (or, with a walk, across the floor),
+// turning its head, with a little tracking jitter, so that its avatar
+// changes every tick.
 type motion struct {
 	center   [3]float64
 	radius   float64 // metres
@@ -21,6 +22,7 @@ type motion struct {
 	hands    bool
 	rng      *rand.Rand
 	start    time.Time
+	walk     *walk // nil: circling
 }
 
 func newMotion(center [3]float64, seed uint64, hands bool, start time.Time) *motion {
@@ -41,12 +43,21 @@ func newMotion(center [3]float64, seed uint64, hands bool, start time.Time) *mot
 // pose returns the bot's pose at t, stamped with t.
 func (m *motion) pose(t time.Time) codec.Pose {
 	s := t.Sub(m.start).Seconds()
-	a := m.phase + m.speed*s
+	var x, z, y, heading float64
+	if m.walk != nil {
+		x, z, heading = m.walk.at(s)
+		y = m.walk.head
+	} else {
+		a := m.phase + m.speed*s
+		x = m.center[0] + m.radius*(math.Cos(a)-math.Cos(m.phase))
+		z = m.center[2] + m.radius*(math.Sin(a)-math.Sin(m.phase))
+		y = m.center[1] - 0.3
+		heading = -a
+	}
 	jitter := func() float64 { return (m.rng.Float64() - 0.5) * 0.004 } // ±2 mm
-	x := m.center[0] + m.radius*(math.Cos(a)-math.Cos(m.phase)) + jitter()
-	z := m.center[2] + m.radius*(math.Sin(a)-math.Sin(m.phase)) + jitter()
-	y := m.center[1] - 0.3 + 0.02*math.Sin(4*s) + jitter() // a head, bobbing as it walks
-	yaw := -a + m.lookAmp*math.Sin(m.lookFreq*s)
+	x, z = x+jitter(), z+jitter()
+	y += 0.02*math.Sin(4*s) + jitter() // a head, bobbing as it walks
+	yaw := heading + m.lookAmp*math.Sin(m.lookFreq*s)
 	pitch := 0.1 * math.Sin(0.7*s)
 	head := codec.Transform{Position: [3]float64{x, y, z}, Rotation: yawPitch(yaw, pitch)}
 	p := codec.Pose{Time: uint32(t.UnixMilli()), Head: head}
@@ -74,4 +85,58 @@ func yawPitch(yaw, pitch float64) [4]float64 {
 	sy, cy := math.Sincos(yaw / 2)
 	sp, cp := math.Sincos(pitch / 2)
 	return [4]float64{cy * sp, sy * cp, -sy * sp, cy * cp}
+}
+
+// walk is a person crossing a square of the floor from one random waypoint
+// to the next at a steady walking pace of their own. The waypoints come
+// from a random source of the walk's own, so that the path depends on the
+// seed alone. Only the bot's goroutine uses it.
+type walk struct {
+	minX, minZ, side float64
+	head             float64 // the head's height
+	pace             float64 // metres a second
+	rng              *rand.Rand
+	from, to         [2]float64 // x, z
+	left, arrives    float64    // seconds since the start
+}
+
+// newWalk returns a walk in the square of side metres centred on center,
+// where the room places its joiners (2 m above its spawn point), with the
+// head 1.6 m above the spawn point. It starts at a random waypoint.
+func newWalk(center [3]float64, side float64, seed uint64) *walk {
+	w := &walk{
+		minX: center[0] - side/2,
+		minZ: center[2] - side/2,
+		side: side,
+		head: center[1] - 2 + 1.6,
+		rng:  rand.New(rand.NewPCG(seed, seed^0x632be59bd9b4e019)),
+	}
+	w.pace = 1.1 + w.rng.Float64()*0.4
+	w.to = w.waypoint()
+	w.next()
+	return w
+}
+
+// waypoint returns a random point of the square.
+func (w *walk) waypoint() [2]float64 {
+	return [2]float64{w.minX + w.rng.Float64()*w.side, w.minZ + w.rng.Float64()*w.side}
+}
+
+// next sets off from the waypoint reached to a new one.
+func (w *walk) next() {
+	w.from, w.to, w.left = w.to, w.waypoint(), w.arrives
+	d := math.Hypot(w.to[0]-w.from[0], w.to[1]-w.from[1])
+	w.arrives = w.left + max(d, 0.01)/w.pace
+}
+
+// at returns where the walker is at s seconds from the start, on the floor,
+// and the yaw that faces its way. s must not go back in time.
+func (w *walk) at(s float64) (x, z, yaw float64) {
+	for s >= w.arrives {
+		w.next()
+	}
+	f := max(0, (s-w.left)/(w.arrives-w.left))
+	dx, dz := w.to[0]-w.from[0], w.to[1]-w.from[1]
+	// A yaw of θ turns the head's forward, -z, to (-sin θ, -cos θ).
+	return w.from[0] + f*dx, w.from[1] + f*dz, math.Atan2(-dx, -dz)
 }

@@ -53,6 +53,64 @@ type report struct {
 	// HostUDP is what this host's UDP counters saw over the run: every
 	// process's traffic, the server's and the bots' when they share it.
 	HostUDP *hostUDP `json:"host_udp,omitempty"`
+	// MemberBytesPerS and MemberDatagramsPerS are what a bot received a
+	// second (datagram payloads and control frames; pose datagrams and
+	// heartbeats), over the time each was in its room.
+	MemberBytesPerS     float64 `json:"member_bytes_received_per_s"`
+	MemberDatagramsPerS float64 `json:"member_datagrams_received_per_s"`
+	// WalkM is the side of the square the bots walked in, in metres;
+	// absent when each circled where it was placed.
+	WalkM float64 `json:"walk_m,omitempty"`
+	// Interest is the rooms' interest management as joined said; absent
+	// when every member got every avatar at every tick.
+	Interest *interest `json:"interest,omitempty"`
+	// Near and Far are what the bots that read at full speed saw of the
+	// avatars near them (within the radius or among their nearest, where
+	// the bots stood at the moment) and far from them. Without interest
+	// management every pair is near.
+	Near pairs `json:"near"`
+	Far  pairs `json:"far"`
+	// Slow is what the bots that read their socket at a limited rate saw;
+	// absent without --slow. Others is the rest of the bots.
+	Slow   *receivers `json:"slow,omitempty"`
+	Others receivers  `json:"others"`
+}
+
+// interest is a room's interest management (codec.Interest).
+type interest struct {
+	RadiusM  float64 `json:"radius_m"`
+	Nearest  int     `json:"nearest"`
+	FarEvery int     `json:"far_every"`
+	CellM    float64 `json:"cell_m"`
+}
+
+// pairs is what receivers saw of one class of pairs: the latency of each
+// pose received and the staleness samples.
+type pairs struct {
+	LatencyMS   quantiles `json:"latency_ms"`
+	StalenessMS quantiles `json:"staleness_ms"`
+	// Samples counts the staleness samples.
+	Samples uint64 `json:"samples"`
+}
+
+// receivers is what a group of bots received.
+type receivers struct {
+	Clients int `json:"clients"`
+	// RateBytesPerS is the rate the group read its sockets at; absent for
+	// full speed.
+	RateBytesPerS float64   `json:"rate_bytes_per_s,omitempty"`
+	StalenessMS   quantiles `json:"staleness_ms"`
+	// BytesPerS and DatagramsPerS are received per bot a second.
+	BytesPerS     float64 `json:"bytes_received_per_s"`
+	DatagramsPerS float64 `json:"datagrams_received_per_s"`
+	// Updates counts the pose updates (seqs) of which a bot received a
+	// part, each bot's counted; Torn those of them it did not receive
+	// whole, and TornFraction their share. Skipped counts the updates
+	// between a bot's first and last that it received no part of.
+	Updates      uint64  `json:"updates"`
+	Torn         uint64  `json:"torn"`
+	TornFraction float64 `json:"torn_fraction"`
+	Skipped      uint64  `json:"skipped"`
 }
 
 // hostUDP is the host's UDP datagrams a second over a run, and the datagrams
@@ -103,11 +161,40 @@ func (r *report) writeSummary(w io.Writer) {
 	if r.HostUDP != nil {
 		row("host UDP", "in %.0f/s  out %.0f/s  receive buffer drops %d", r.HostUDP.InPerS, r.HostUDP.OutPerS, r.HostUDP.RcvbufErrors)
 	}
+	row("per member", "%.0f bytes/s  %.1f datagrams/s received", r.MemberBytesPerS, r.MemberDatagramsPerS)
+	if r.WalkM > 0 {
+		row("walk", "in a %g m square", r.WalkM)
+	}
+	if in := r.Interest; in != nil {
+		row("interest", "radius %g m, nearest %d, far every %d ticks, cells of %g m", in.RadiusM, in.Nearest, in.FarEvery, in.CellM)
+		row("near pairs", "%s", r.Near.summary())
+		row("far pairs", "%s", r.Far.summary())
+	} else {
+		row("interest", "none: every pair is near")
+	}
+	if r.Slow != nil {
+		row("slow bots", "%s", r.Slow.summary())
+	}
+	row("other bots", "%s", r.Others.summary())
 	if r.LoadCPUS != nil {
 		row("posebot CPU", "%.1f s (%.2f cores)", *r.LoadCPUS, *r.LoadCPUS/r.DurationS)
 	}
 	row("duration", "%.1f s", r.DurationS)
 	tw.Flush()
+}
+
+func (p pairs) summary() string {
+	return fmt.Sprintf("latency p50 %.0f ms  p99 %.0f ms  staleness p50 %.0f ms  p99 %.0f ms  (%d samples)",
+		p.LatencyMS.P50, p.LatencyMS.P99, p.StalenessMS.P50, p.StalenessMS.P99, p.Samples)
+}
+
+func (g *receivers) summary() string {
+	rate := "full speed"
+	if g.RateBytesPerS > 0 {
+		rate = fmt.Sprintf("%.0f bytes/s", g.RateBytesPerS)
+	}
+	return fmt.Sprintf("%d reading at %s: staleness p50 %.0f ms  p99 %.0f ms  %.0f bytes/s  updates %d  torn %d (%.1f %%)  skipped %d",
+		g.Clients, rate, g.StalenessMS.P50, g.StalenessMS.P99, g.BytesPerS, g.Updates, g.Torn, 100*g.TornFraction, g.Skipped)
 }
 
 // scheduleSummary says how the bots timed their poses.

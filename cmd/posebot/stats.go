@@ -45,12 +45,55 @@ func bucketValue(b int) float64 {
 func (h *histogram) record(ms int64) {
 	h.buckets[bucketOf(ms)].Add(1)
 	h.count.Add(1)
+	h.noteMax(ms)
+}
+
+// noteMax raises the maximum to ms.
+func (h *histogram) noteMax(ms int64) {
 	for {
 		cur := h.max.Load()
 		if ms <= cur || h.max.CompareAndSwap(cur, ms) {
 			return
 		}
 	}
+}
+
+// add adds the values counted in t.
+func (h *histogram) add(t *tally) {
+	if t.count == 0 {
+		return
+	}
+	for b, n := range t.buckets {
+		if n > 0 {
+			h.buckets[b].Add(n)
+		}
+	}
+	h.count.Add(t.count)
+	h.noteMax(t.max)
+}
+
+// summary returns the p50, p99 and maximum.
+func (h *histogram) summary() quantiles {
+	return quantiles{P50: h.quantile(0.5), P99: h.quantile(0.99), Max: ptr(float64(h.max.Load()))}
+}
+
+// tally counts values as a histogram does, for one goroutine, to be added
+// to a histogram at once: many values cost it no atomic operations.
+type tally struct {
+	buckets [fineBuckets + coarseBuckets + 1]uint64
+	count   uint64
+	max     int64
+}
+
+func (t *tally) record(ms int64) {
+	t.buckets[bucketOf(ms)]++
+	t.count++
+	t.max = max(t.max, ms)
+}
+
+// pairHistograms are the latency and staleness of one class of pairs.
+type pairHistograms struct {
+	latency, stale histogram
 }
 
 // quantile returns the value at quantile q (0..1), or 0 with no values.

@@ -26,7 +26,7 @@ type metrics struct {
 
 	// The counters of drops and rejected by reason, looked up once: some
 	// are counted per datagram.
-	dropQueueFull, dropTooLarge                       prometheus.Counter
+	dropSuperseded, dropPingQueueFull, dropTooLarge   prometheus.Counter
 	rejBadDatagram, rejNotJoined, rejNotDriver        prometheus.Counter
 	rejBadMessage, rejMessageTooLarge, rejRequestFail prometheus.Counter
 	rejPoseRate, rejMessageRate, rejUnauthorized      prometheus.Counter
@@ -36,8 +36,9 @@ type metrics struct {
 // Drop and rejection reasons, the label values of the drops and rejected
 // counters.
 const (
-	dropDatagramQueueFull = "datagram_queue_full"
-	dropDatagramTooLarge  = "datagram_too_large"
+	dropUpdateSuperseded = "pose_update_superseded" // a whole update, replaced by a newer one before it was sent
+	dropPingQueueFull    = "ping_queue_full"        // a ping echo, behind pingQueueLen others
+	dropDatagramTooLarge = "datagram_too_large"     // a datagram over the session's path's limit
 
 	rejectBadDatagram     = "bad_datagram"
 	rejectNotJoined       = "not_joined"
@@ -81,13 +82,14 @@ func newMetrics(registry *rooms.Registry, pendingBytes, pendingDatagrams func() 
 			Buckets: prometheus.ExponentialBuckets(1e-3, 2.5, 9), // 1 ms .. 1.5 s
 		}),
 		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "posecast", Name: "drops_total", Help: "Outbound traffic dropped, by reason.",
+			Namespace: "posecast", Name: "drops_total", Help: "Outbound traffic dropped, by reason: whole pose updates for pose_update_superseded, datagrams otherwise.",
 		}, []string{"reason"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "posecast", Name: "rejected_total", Help: "Inbound input refused or ignored, by reason.",
 		}, []string{"reason"}),
 	}
-	m.dropQueueFull = m.drops.WithLabelValues(dropDatagramQueueFull)
+	m.dropSuperseded = m.drops.WithLabelValues(dropUpdateSuperseded)
+	m.dropPingQueueFull = m.drops.WithLabelValues(dropPingQueueFull)
 	m.dropTooLarge = m.drops.WithLabelValues(dropDatagramTooLarge)
 	m.rejBadDatagram = m.rejected.WithLabelValues(rejectBadDatagram)
 	m.rejNotJoined = m.rejected.WithLabelValues(rejectNotJoined)
@@ -125,7 +127,7 @@ func newMetrics(registry *rooms.Registry, pendingBytes, pendingDatagrams func() 
 			Namespace: "posecast", Name: "outbound_pending_bytes", Help: "Control message bytes queued for sessions, or being written.",
 		}, func() float64 { return float64(pendingBytes()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "posecast", Name: "outbound_pending_datagrams", Help: "Datagrams queued for sessions.",
+			Namespace: "posecast", Name: "outbound_pending_datagrams", Help: "Datagrams waiting to be sent to sessions: ping echoes, the rest of the pose updates being sent and the updates waiting.",
 		}, func() float64 { return float64(pendingDatagrams()) }),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

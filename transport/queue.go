@@ -1,61 +1,160 @@
 package transport
 
-import "sync"
+import (
+	"sync"
 
-// datagramQueue is a session's bounded queue of outbound datagrams. When
-// full it drops the oldest: a newer pose update supersedes an older one, so
-// the freshest traffic goes first. Push never blocks.
+	"github.com/posecast/posecast/codec"
+)
+
+// datagramQueue is a session's outbound datagrams: pose updates, sent whole
+// and newest first, and ping echoes. Push never blocks.
+//
+// At most one update waits: a newer one replaces it, so that a receiver whose
+// path cannot keep up gets every other update, then every fourth..., each
+// complete, and every update again once its path has drained. An update whose
+// first datagram was taken is taken to its end, unless the queue closes. Ping
+// echoes go first, between two datagrams of an update if need be: that delays
+// the update's next part, and tears nothing.
 type datagramQueue struct {
-	ready chan struct{} // signalled when the queue becomes non-empty
+	ready chan struct{} // signalled when something is pushed
 
-	mu    sync.Mutex // guards the following
-	buf   [][]byte   // ring
-	head  int
-	count int
+	mu      sync.Mutex // guards the following
+	sending poseUpdate // the update being taken
+	next    int        // the datagram of sending taken next
+	waiting poseUpdate // the update to take once sending is done
+	pings   [pingQueueLen][]byte
+	ping    int // index of the oldest of pings
+	npings  int
+	closed  bool
 }
 
-func newDatagramQueue(size int) *datagramQueue {
-	return &datagramQueue{ready: make(chan struct{}, 1), buf: make([][]byte, size)}
+// pingQueueLen bounds the ping echoes a session holds. Pings come at most at
+// the pose rate, and an echo that waits is a poor sample of the round trip:
+// a full queue drops the oldest.
+const pingQueueLen = 4
+
+// poseUpdate is one pose update as rooms.Member.SendPoses takes it. The zero
+// value is no update.
+type poseUpdate struct {
+	seq       uint32
+	parts     [][][]byte // shared: never modified
+	datagrams int        // len(parts), or 1 for a heartbeat
 }
 
-// push queues b and reports whether it dropped an older datagram to make room.
-func (q *datagramQueue) push(b []byte) (dropped bool) {
+// outDatagram is one datagram to send: a ping echo as it is, or datagram part
+// of parts of pose update seq (a heartbeat when parts is 0).
+type outDatagram struct {
+	echo        []byte
+	seq         uint32
+	part, parts uint8
+	runs        [][]byte
+}
+
+// appendTo appends d's bytes to dst.
+func (d *outDatagram) appendTo(dst []byte) []byte {
+	if d.echo != nil {
+		return append(dst, d.echo...)
+	}
+	return codec.AppendPoseUpdate(dst, d.seq, d.part, d.parts, d.runs)
+}
+
+func newDatagramQueue() *datagramQueue {
+	return &datagramQueue{ready: make(chan struct{}, 1)}
+}
+
+// push queues pose update seq (no parts: a heartbeat) and reports whether it
+// replaced an update that waited unsent. A closed queue takes nothing.
+func (q *datagramQueue) push(seq uint32, parts [][][]byte) (superseded bool) {
 	q.mu.Lock()
-	if q.count == len(q.buf) {
-		q.buf[q.head] = nil
-		q.head = (q.head + 1) % len(q.buf)
-		q.count--
+	if q.closed {
+		q.mu.Unlock()
+		return false
+	}
+	superseded = q.waiting.datagrams > 0
+	q.waiting = poseUpdate{seq: seq, parts: parts, datagrams: max(1, len(parts))}
+	q.mu.Unlock()
+	q.signal()
+	return superseded
+}
+
+// pushPing queues a ping echo and reports whether it dropped the oldest to
+// make room. A closed queue takes nothing.
+func (q *datagramQueue) pushPing(b []byte) (dropped bool) {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return false
+	}
+	if q.npings == len(q.pings) {
+		q.pings[q.ping] = nil
+		q.ping = (q.ping + 1) % len(q.pings)
+		q.npings--
 		dropped = true
 	}
-	q.buf[(q.head+q.count)%len(q.buf)] = b
-	q.count++
+	q.pings[(q.ping+q.npings)%len(q.pings)] = b
+	q.npings++
 	q.mu.Unlock()
+	q.signal()
+	return dropped
+}
+
+func (q *datagramQueue) signal() {
 	select {
 	case q.ready <- struct{}{}:
 	default:
 	}
-	return dropped
 }
 
-// len returns how many datagrams wait.
+// pop takes the next datagram to send: the oldest ping echo, else the next
+// datagram of the update being sent, else the first of the one waiting. It
+// reports false when there is none or the queue is closed.
+func (q *datagramQueue) pop() (d outDatagram, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch {
+	case q.closed:
+		return d, false
+	case q.npings > 0:
+		d.echo = q.pings[q.ping]
+		q.pings[q.ping] = nil
+		q.ping = (q.ping + 1) % len(q.pings)
+		q.npings--
+		return d, true
+	case q.next == q.sending.datagrams:
+		if q.waiting.datagrams == 0 {
+			return d, false
+		}
+		q.sending, q.waiting, q.next = q.waiting, poseUpdate{}, 0
+	}
+	u := &q.sending
+	d.seq, d.part, d.parts = u.seq, uint8(q.next), uint8(len(u.parts))
+	if len(u.parts) > 0 {
+		d.runs = u.parts[q.next]
+	}
+	q.next++
+	if q.next == u.datagrams {
+		*u, q.next = poseUpdate{}, 0 // let the room's buffers go
+	}
+	return d, true
+}
+
+// len returns how many datagrams wait: ping echoes, the rest of the update
+// being sent and the update waiting.
 func (q *datagramQueue) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.count
+	return q.npings + q.sending.datagrams - q.next + q.waiting.datagrams
 }
 
-// pop takes the oldest datagram, or nil when the queue is empty.
-func (q *datagramQueue) pop() []byte {
+// close drops what waits, cutting the update being sent, and makes later
+// pushes and pops do nothing.
+func (q *datagramQueue) close() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.count == 0 {
-		return nil
-	}
-	b := q.buf[q.head]
-	q.buf[q.head] = nil
-	q.head = (q.head + 1) % len(q.buf)
-	q.count--
-	return b
+	q.closed = true
+	q.sending, q.waiting, q.next = poseUpdate{}, poseUpdate{}, 0
+	clear(q.pings[:])
+	q.npings = 0
 }
 
 // frameQueue is a session's queue of outbound control frames, bounded in

@@ -58,10 +58,6 @@ type Config struct {
 	// MaxBacklog bounds the control bytes queued for one session; a session
 	// that falls further behind is closed as a slow consumer. Defaults to 4 MiB.
 	MaxBacklog int
-	// DatagramQueue is how many outbound datagrams a session may have queued;
-	// the oldest are dropped first. Defaults to 32: a few ticks of the
-	// largest room, and no more, since older poses only delay fresher ones.
-	DatagramQueue int
 	// MaxDatagram is the largest datagram sent to a session, lowered per
 	// session when its path allows less. Defaults to codec.MaxDatagramSize.
 	MaxDatagram int
@@ -160,9 +156,6 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxBacklog == 0 {
 		c.MaxBacklog = 4 << 20
 	}
-	if c.DatagramQueue == 0 {
-		c.DatagramQueue = 32
-	}
 	if c.MaxDatagram == 0 {
 		c.MaxDatagram = codec.MaxDatagramSize
 	}
@@ -206,7 +199,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.PresenceInterval < minPresenceInterval || c.PresenceInterval > maxPresenceInterval {
 		return c, fmt.Errorf("transport: presence interval %v not in %v..%v", c.PresenceInterval, minPresenceInterval, maxPresenceInterval)
 	}
-	if c.IdleTimeout < 100*time.Millisecond || c.HelloTimeout <= 0 || c.MaxMessage < 256 || c.MaxBacklog < c.MaxMessage || c.DatagramQueue < 1 {
+	if c.IdleTimeout < 100*time.Millisecond || c.HelloTimeout <= 0 || c.MaxMessage < 256 || c.MaxBacklog < c.MaxMessage {
 		return c, fmt.Errorf("transport: limits out of range in %+v", c)
 	}
 	return c, nil
@@ -240,6 +233,9 @@ type Server struct {
 	// and before the session records its membership: tests widen that
 	// window with it.
 	testHookJoined atomic.Pointer[func()]
+	// testHookSent, when set, runs after each datagram a session handed to
+	// quic-go.
+	testHookSent atomic.Pointer[func(*session, *outDatagram)]
 	// joinSecret signs and checks join tokens: Config.AuthSecret, or in
 	// development mode a random secret of this process.
 	joinSecret []byte
@@ -728,7 +724,7 @@ func (s *Server) pendingBytes() int {
 	return s.sumSessions(func(ss *session) int { return ss.fq.pendingBytes() })
 }
 
-// pendingDatagrams sums the datagrams queued for every session.
+// pendingDatagrams sums the datagrams waiting to be sent to every session.
 func (s *Server) pendingDatagrams() int {
 	return s.sumSessions(func(ss *session) int { return ss.dq.len() })
 }

@@ -74,7 +74,7 @@ func newSession(srv *Server, wt *webtransport.Session, conn *quic.Conn) *session
 		conn:    conn,
 		remote:  wt.RemoteAddr(),
 		log:     srv.log.With("session", id, "remote", wt.RemoteAddr().String()),
-		dq:      newDatagramQueue(srv.cfg.DatagramQueue),
+		dq:      newDatagramQueue(),
 		fq:      newFrameQueue(srv.cfg.MaxBacklog),
 		failed:  make(chan struct{}),
 		flushed: make(chan struct{}),
@@ -86,20 +86,11 @@ func newSession(srv *Server, wt *webtransport.Session, conn *quic.Conn) *session
 	return ss
 }
 
-// SendPoses implements rooms.Member.
+// SendPoses implements rooms.Member. The update waits whole for sendLoop;
+// one that still waited unsent is dropped and counted.
 func (ss *session) SendPoses(seq uint32, parts [][][]byte) {
-	if len(parts) == 0 {
-		ss.sendDatagram(codec.AppendPoseUpdate(nil, seq, 0, 0, nil))
-	}
-	for p, runs := range parts {
-		ss.sendDatagram(codec.AppendPoseUpdate(nil, seq, uint8(p), uint8(len(parts)), runs))
-	}
-}
-
-// sendDatagram queues b to be sent as it is.
-func (ss *session) sendDatagram(b []byte) {
-	if ss.dq.push(b) {
-		ss.srv.metrics.dropQueueFull.Inc()
+	if ss.dq.push(seq, parts) {
+		ss.srv.metrics.dropSuperseded.Inc()
 	}
 }
 
@@ -150,6 +141,7 @@ func (ss *session) fail(reason CloseReason, detail string) {
 	ss.failOnce.Do(func() {
 		ss.reason, ss.detail = reason, detail
 		ss.fq.close()
+		ss.dq.close()
 		close(ss.failed)
 	})
 }
@@ -772,7 +764,9 @@ func (ss *session) datagramLoop() {
 				m.rejBadDatagram.Inc()
 				continue
 			}
-			ss.sendDatagram(b)
+			if ss.dq.pushPing(b) {
+				m.dropPingQueueFull.Inc()
+			}
 		default:
 			m.rejBadDatagram.Inc()
 		}
@@ -796,12 +790,15 @@ func (ss *session) datagramRefused(err error) bool {
 	return false
 }
 
-// sendLoop sends queued datagrams. quic-go's SendDatagram blocks when its
-// own queue is full; that stalls only this loop while the queue in front
-// of it drops the oldest. Runs in its own goroutine.
+// sendLoop sends queued datagrams, an update's in a row, each assembled in
+// one scratch buffer: quic-go copies what it is given. quic-go's
+// SendDatagram blocks while its own queue is full, and drops nothing for
+// it; that stalls only this loop, mid-update if need be, while newer
+// updates replace the one that waits. Runs in its own goroutine.
 func (ss *session) sendLoop() {
 	ctx := ss.wt.Context()
 	m := ss.srv.metrics
+	var buf []byte
 	for {
 		select {
 		case <-ss.dq.ready:
@@ -810,19 +807,23 @@ func (ss *session) sendLoop() {
 		case <-ctx.Done():
 			return
 		}
-		for b := ss.dq.pop(); b != nil; b = ss.dq.pop() {
-			if len(b) > ss.MaxDatagramSize() {
+		for d, ok := ss.dq.pop(); ok; d, ok = ss.dq.pop() {
+			buf = d.appendTo(buf[:0])
+			if len(buf) > ss.MaxDatagramSize() {
 				m.dropTooLarge.Inc()
 				continue
 			}
-			if err := ss.wt.SendDatagram(b); err != nil {
+			if err := ss.wt.SendDatagram(buf); err != nil {
 				if !ss.datagramRefused(err) {
 					return
 				}
 				continue
 			}
 			ss.traffic.datagramsOut.Add(1)
-			ss.traffic.bytesOut.Add(uint64(len(b)))
+			ss.traffic.bytesOut.Add(uint64(len(buf)))
+			if hook := ss.srv.testHookSent.Load(); hook != nil {
+				(*hook)(ss, &d)
+			}
 		}
 	}
 }

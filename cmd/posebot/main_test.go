@@ -180,6 +180,41 @@ func TestSlowReceiversAreReportedApart(t *testing.T) {
 	}
 }
 
+// Pairs are near or far by the interest the room said it manages in
+// joined, and all near when it said none.
+func TestPairsFollowTheRoomsInterest(t *testing.T) {
+	tests := []struct {
+		name     string
+		interest rooms.Interest
+		want     *interest
+	}{
+		{"interest managed", rooms.Interest{Radius: 2, Nearest: 1, FarEvery: 4}, &interest{RadiusM: 2, Nearest: 1, FarEvery: 4, CellM: 1}},
+		{"everything to everyone", rooms.Interest{Disabled: true}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			server, _ := startServerWith(t, "", func(_ *transport.Config, r *rooms.Config) { r.Interest = tt.interest })
+			out := filepath.Join(t.TempDir(), "run.json")
+			err := run(context.Background(), []string{
+				"--server", server, "--rooms", "1", "--per-room", "6", "--walk", "100",
+				"--duration", "3s", "--ramp", "200ms", "--json", out,
+			}, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := readReport(t, out)
+			if (r.Interest == nil) != (tt.want == nil) || r.Interest != nil && *r.Interest != *tt.want {
+				t.Errorf("interest %+v, want %+v", r.Interest, tt.want)
+			}
+			// Six bots in a square of 100 m are mostly further apart than
+			// 2 m, and each has one nearest.
+			if r.Near.Samples == 0 || (r.Far.Samples == 0) != (tt.want == nil) {
+				t.Errorf("near samples %d, far %d", r.Near.Samples, r.Far.Samples)
+			}
+		})
+	}
+}
+
 // By default the bots send one pose per tick of the room, whatever its
 // period, and say so. When the poses go within the tick is the pacer's
 // (transport/client's table tests); how young that makes them is measured

@@ -1,5 +1,7 @@
-// Builds the page into dist/: app.js (the sources and three.js, bundled and
-// minified by esbuild) and index.html. Nothing is fetched at run time.
+// Builds the page into dist/: app.js (the main thread's sources and
+// three.js, bundled and minified by esbuild), worker.js (the session's, run
+// as the page's module worker) and index.html. Nothing is fetched at run
+// time.
 import { build } from 'esbuild';
 import { copyFile, mkdir, readdir, rm } from 'node:fs/promises';
 
@@ -9,8 +11,11 @@ for (const f of await readdir(dist)) {
   if (f !== '.gitkeep') await rm(new URL(f, dist), { recursive: true });
 }
 await build({
-  entryPoints: [new URL('./src/main.js', import.meta.url).pathname],
-  outfile: new URL('app.js', dist).pathname,
+  entryPoints: {
+    app: new URL('./src/main.js', import.meta.url).pathname,
+    worker: new URL('./src/worker.js', import.meta.url).pathname,
+  },
+  outdir: dist.pathname,
   bundle: true,
   format: 'esm',
   minify: true,

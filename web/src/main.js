@@ -2,19 +2,21 @@
 // the mouse and keys or in VR. window.posecast.state() tells what the page
 // knows, for tests and for the curious.
 //
-// The page sends its newest pose once per tick of the room, timed to reach
-// the server just before the tick reads it (pacer.js).
+// The session runs in a worker (session.js; what the two say to each other
+// is in channel.js), so that this thread, which draws, delays neither the
+// pose schedule nor what arrives. Each frame posts the newest pose to it;
+// the worker sends the newest it holds once per tick of the room, timed to
+// reach the server just before the tick reads it (pacer.js).
 //
 // URL parameters: room, name, rate (poses sent a second, 1 to 90, whatever
 // the tick, instead of one per tick), copies (2: two poses per tick, for a
 // lossy link), token (a join token), wt (a WebTransport URL to use instead
 // of the one /cert-hash names; a room that moves to another node is
 // followed there all the same).
-import { Connection } from './connection.js';
+import { packPose } from './channel.js';
 import { DesktopControls } from './desktop.js';
-import { PoseSender, TickPacer } from './pacer.js';
-import { DATAGRAM_POSES, datagramKind, parsePoseUpdate, poseTime } from './pose.js';
-import { RoomView } from './roomview.js';
+import { poseTime } from './pose.js';
+import { RemoteRoom } from './remote.js';
 import { RoomScene } from './scene.js';
 import { roomSpace, sampleXRPose } from './xr.js';
 
@@ -40,7 +42,7 @@ const controls = new DesktopControls(canvas);
 // with the tick.
 const rate = params.has('rate') ? Math.max(1, Math.min(90, Number(params.get('rate')) || 30)) : 0;
 const copies = params.get('copies') === '2' ? 2 : 1;
-const view = new RoomView();
+const view = new RemoteRoom();
 // The device, and the token a server in development mode hands back, live
 // as long as the tab: a reconnect resumes the avatar, and a reload (which
 // leaves, and joins again) comes back as the same user; two tabs are two
@@ -52,13 +54,10 @@ const join = {
   token: undefined,
 };
 const tokenKey = (room) => `posecast.token.${room}`;
-let conn = null;
+let worker = null;
 let placed = false; // the camera has been put where the server placed us
 let selfPose = controls.pose(0);
 let xr = { supported: false, presenting: false };
-
-const pacer = new TickPacer({ hz: rate, copies });
-const sender = new PoseSender(pacer, (datagram) => conn?.sendDatagram(datagram));
 
 function start(room, name) {
   join.room = room;
@@ -76,47 +75,35 @@ function start(room, name) {
   $('hud').hidden = false;
   $('room-name').textContent = room;
   document.title = `${room} · posecast`;
-  conn = new Connection({
-    base: location.href,
-    join,
-    wtURL: params.get('wt') || undefined,
-    onMessage(m) {
-      view.apply(m, performance.now());
-      if (m.type === 'welcome') {
-        view.welcome(m);
-        pacer.welcome(m.tick_ms);
-      }
-      if (m.type === 'joined') pacer.joined(m.tick_ms, m.slot);
-      if (m.type === 'joined' && m.token) {
-        sessionStorage.setItem(tokenKey(join.room), m.token);
-        // Development mode: the link that opens this user on another device.
-        const url = new URL(location.href);
-        url.searchParams.set('room', join.room);
-        url.searchParams.set('token', m.token);
-        $('same-user').href = url.href;
-        $('same-user').hidden = false;
-      }
-      if (m.type === 'joined' && !placed) {
-        placed = true;
-        controls.place(m.position, m.rotation);
-      }
-    },
-    onDatagram(b) {
-      if (datagramKind(b) !== DATAGRAM_POSES) return;
-      let u;
-      try {
-        u = parsePoseUpdate(b);
-      } catch {
-        return; // not ours to fix: the next update will do
-      }
-      const now = performance.now();
-      pacer.arrived(u, now);
-      // With a ref, so that a resync the server drops is answered, and asked again.
-      if (view.applyPoses(u, now)) view.resyncRef = conn.ask({ type: 'resync' });
-    },
+  worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  worker.addEventListener('message', (e) => {
+    const m = e.data;
+    view.receive(m, performance.now());
+    if (m.type === 'joined') joined(m.msg);
   });
-  conn.run();
-  addEventListener('pagehide', () => conn.send({ type: 'leave' }).catch(() => {}));
+  worker.addEventListener('error', (e) => {
+    view.status = { ...view.status, state: 'failed', detail: `worker: ${e.message || 'did not start'}` };
+  });
+  worker.postMessage({ type: 'start', base: location.href, join, wtURL: params.get('wt') || undefined, hz: rate, copies, origin: performance.timeOrigin });
+  addEventListener('pagehide', () => worker.postMessage({ type: 'leave' }));
+}
+
+// joined takes the server's joined message: the token, and the first time
+// where the server placed us.
+function joined(m) {
+  if (m.token) {
+    sessionStorage.setItem(tokenKey(join.room), m.token);
+    // Development mode: the link that opens this user on another device.
+    const url = new URL(location.href);
+    url.searchParams.set('room', join.room);
+    url.searchParams.set('token', m.token);
+    $('same-user').href = url.href;
+    $('same-user').hidden = false;
+  }
+  if (!placed) {
+    placed = true;
+    controls.place(m.position, m.rotation);
+  }
 }
 
 async function showLobby(problem) {
@@ -194,39 +181,39 @@ function frame(_, xrFrame) {
   const now = performance.now();
   const dt = Math.min(0.1, (now - last) / 1000);
   last = now;
-  const connected = conn?.state === 'connected';
+  let pose = null;
   if (xrFrame && scene.renderer.xr.isPresenting) {
-    if (connected) {
-      sender.offer(now, () => {
-        const p = sampleXRPose(xrFrame, scene.renderer.xr.getReferenceSpace(), poseTime(Date.now()));
-        if (p) selfPose = p;
-        return p;
-      }, conn.minRtt);
-    }
+    pose = sampleXRPose(xrFrame, scene.renderer.xr.getReferenceSpace(), poseTime(Date.now()));
+    if (pose) selfPose = pose;
   } else {
     controls.step(dt);
     scene.camera.position.fromArray(controls.position);
     scene.camera.quaternion.fromArray(controls.rotation());
-    selfPose = controls.pose(poseTime(Date.now()));
-    if (connected) sender.offer(now, () => selfPose, conn.minRtt);
+    selfPose = pose = controls.pose(poseTime(Date.now()));
+  }
+  if (pose && worker) {
+    const packed = packPose(pose);
+    worker.postMessage({ type: 'pose', pose: packed }, [packed.buffer]);
   }
   scene.update(view, now);
   scene.render();
   if (now - hudAt > 250) {
     hudAt = now;
-    drawHud(now);
+    drawHud();
   }
 }
 
 const sending = rate ? `sending ${rate}/s` : `sending ${copies === 2 ? '2 ' : ''}per tick`;
 
-function drawHud(now) {
-  if (!conn) return;
-  $('dot').className = conn.state;
+// drawHud shows the panel, with the figures the worker last reported.
+function drawHud() {
+  if (!worker) return;
+  const { state, detail } = view.status;
+  $('dot').className = state;
   // Connected has a detail only after a move: where the room went.
-  $('status').textContent = `${conn.state}${conn.detail ? ': ' + conn.detail : ''}`;
-  const rtt = conn.rtt === null ? '–' : `${conn.rtt.toFixed(1)} ms`;
-  $('stats').textContent = `rtt ${rtt} · tick ${view.tickMs} ms · ${view.updateRate(now).toFixed(1)} updates/s · ${sending}`;
+  $('status').textContent = `${state}${detail ? ': ' + detail : ''}`;
+  const { rtt, updateRate } = view.stats;
+  $('stats').textContent = `rtt ${rtt === null ? '–' : `${rtt.toFixed(1)} ms`} · tick ${view.tickMs} ms · ${updateRate.toFixed(1)} updates/s · ${sending}`;
   const items = [...(view.presence || [])].map(([user, metas]) => {
     const li = document.createElement('li');
     const name = metas[0]?.name || user;
@@ -245,8 +232,8 @@ function resize() {
 function state() {
   const now = performance.now();
   const avatars = {};
-  for (const [id, c, buffer] of view.avatars()) {
-    const p = buffer.sample(now);
+  for (const [id, c, playback] of view.avatars()) {
+    const p = playback.sample(now);
     if (!p) continue;
     avatars[id] = {
       name: String(c.name ?? id),
@@ -263,11 +250,11 @@ function state() {
     presence[user] = { name: metas[0]?.name || user, devices: metas.length, stale: metas.every((m) => m.stale) };
   }
   return {
-    connected: conn?.state === 'connected',
-    connection: conn?.state || 'idle',
-    detail: conn?.detail || '',
-    url: conn?.url || '',
-    sessions: conn?.sessions || 0,
+    connected: view.status.state === 'connected',
+    connection: view.status.state,
+    detail: view.status.detail,
+    url: view.status.url,
+    sessions: view.status.sessions,
     room: view.room,
     self: {
       id: view.user,
@@ -279,14 +266,14 @@ function state() {
     avatars,
     presence,
     entities: view.entities?.size || 0,
-    rtt: conn?.rtt ?? null,
+    rtt: view.stats.rtt,
     tickMs: view.tickMs,
-    updateRate: view.updateRate(now),
+    updateRate: view.stats.updateRate,
     schedule: rate ? 'free' : 'tick',
-    posesSent: sender.sent,
-    margin: pacer.margin,
-    minRtt: conn?.minRtt ?? 0,
-    resyncs: view.resyncs,
+    posesSent: view.stats.posesSent,
+    margin: view.stats.margin,
+    minRtt: view.stats.minRtt,
+    resyncs: view.stats.resyncs,
     xr: { ...xr },
   };
 }

@@ -124,8 +124,8 @@ export class TickPacer {
       this.last = Math.max(now, after + this.period / this.copies);
       return this.last;
     }
-    // The round trip's floor: what the path adds beyond it (the page's
-    // frames among it), the margin learns.
+    // The round trip's floor: what the path adds beyond it (the worker's
+    // timer among it), the margin learns.
     const due = nextDue({
       phase: arrival - minRtt - this.margin,
       period: this.period,
@@ -199,10 +199,10 @@ export function nextDue({ phase, period, copies, after, now, lateness }) {
   }
 }
 
-// PoseSender sends the page's poses as its pacer says, from a render loop
-// at any frame rate: a pose due goes out on the first frame at or after the
-// time it is due, 11 to 16 ms later at most at 60 to 90 frames a second (the
-// margin learns that lateness with the network's).
+// PoseSender sends the page's poses as its pacer says: a pose due goes out
+// when offered at or after the time it is due. The page's worker offers it
+// on a timer set for that time (session.js), whatever the main thread is
+// doing; the margin learns the timer's lateness with the network's.
 export class PoseSender {
   // pacer is a TickPacer; send(datagram) sends a pose datagram.
   constructor(pacer, send) {
@@ -214,8 +214,8 @@ export class PoseSender {
   }
 
   // offer sends pose() if one is due at local time now (ms); pose may
-  // return null (nothing tracked), and nothing is sent until a frame has
-  // one. minRtt is the session's least round trip (0 while unknown).
+  // return null (nothing tracked), and nothing is sent until it gives one.
+  // minRtt is the session's least round trip (0 while unknown).
   offer(now, pose, minRtt = 0) {
     if (now < this.due) return false;
     const p = pose();

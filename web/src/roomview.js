@@ -1,7 +1,9 @@
-// RoomView is what the page knows of its room, folded from the server's
-// messages and pose updates as transport/client.go folds them: entities,
-// presence, the slot of each avatar, and a jitter buffer per remote avatar.
-import { PoseBuffer } from './jitter.js';
+// RoomView is what the page's session knows of its room, folded from the
+// server's messages and pose updates as transport/client.go folds them:
+// entities, presence, the slot of each avatar, and the intake of a jitter
+// buffer per remote avatar, whose points it collects for the page to play
+// out (channel.js).
+import { PoseIntake } from './jitter.js';
 
 const MAX_EVENTS = 20;
 const RATE_WINDOW = 2000; // ms over which the pose update rate is counted
@@ -21,7 +23,8 @@ export class RoomView {
     this.entities = null; // Map id -> components, once the state has come
     this.presence = null; // Map user -> metas
     this.slots = new Map(); // slot -> avatar id
-    this.buffers = new Map(); // avatar id -> PoseBuffer
+    this.intakes = new Map(); // avatar id -> PoseIntake
+    this.points = []; // [avatar id, point] taken since the last drain
     this.poseSeq = new Map(); // avatar id -> seq of the update that carried its pose
     this.seq = 0; // the newest pose update received whole
     this.parts = new Map(); // seq -> {got: Set of parts, parts}
@@ -61,8 +64,8 @@ export class RoomView {
         this.entities = new Map(Object.entries(m.entities || {}));
         this.slots.clear();
         for (const [id, c] of this.entities) this.trackAvatar(id, c, m.seq, now);
-        for (const id of this.buffers.keys()) {
-          if (!this.isAvatar(id)) this.buffers.delete(id);
+        for (const id of this.intakes.keys()) {
+          if (!this.isAvatar(id)) this.intakes.delete(id);
         }
         if (newer(m.seq, this.seq)) this.seq = m.seq;
         for (const s of this.parts.keys()) if (!newer(s, this.seq)) this.parts.delete(s);
@@ -131,22 +134,34 @@ export class RoomView {
     for (const [s, e] of this.slots) if (e === id) this.slots.delete(s);
     this.slots.set(c.slot, id);
     if (id === this.user) return;
-    let b = this.buffers.get(id);
+    let b = this.intakes.get(id);
     if (!b) {
-      b = new PoseBuffer({ tickMs: this.tickMs, maxInterval: this.tickMs * this.farEvery });
-      this.buffers.set(id, b);
+      b = new PoseIntake({ tickMs: this.tickMs, maxInterval: this.tickMs * this.farEvery });
+      this.intakes.set(id, b);
     }
     if (Array.isArray(c.position) && c.position.length === 3) {
       const rotation = Array.isArray(c.rotation) && c.rotation.length === 4 ? c.rotation : [0, 0, 0, 1];
-      b.push({ time: c.pose_time >>> 0, head: { position: c.position, rotation }, left: null, right: null }, now, true);
+      this.take(id, b.push({ time: c.pose_time >>> 0, head: { position: c.position, rotation }, left: null, right: null }, now, true));
       this.poseSeq.set(id, seq);
     }
   }
 
   untrackAvatar(id) {
     for (const [s, e] of this.slots) if (e === id) this.slots.delete(s);
-    this.buffers.delete(id);
+    this.intakes.delete(id);
     this.poseSeq.delete(id);
+  }
+
+  // take notes a point of an avatar's intake, if there is one.
+  take(id, point) {
+    if (point) this.points.push([id, point]);
+  }
+
+  // drain returns the points taken since the last drain.
+  drain() {
+    const p = this.points;
+    this.points = [];
+    return p;
   }
 
   // applyPoses folds a pose update in, received at local time now, and
@@ -166,7 +181,8 @@ export class RoomView {
         const prev = this.poseSeq.get(id);
         if (prev !== undefined && newer(prev, u.seq)) continue; // reordered: keep the newer
         this.poseSeq.set(id, u.seq);
-        this.buffers.get(id)?.push(pose, now);
+        const b = this.intakes.get(id);
+        if (b) this.take(id, b.push(pose, now));
       }
       let p = this.parts.get(u.seq);
       if (!p) {
@@ -195,20 +211,5 @@ export class RoomView {
   updateRate(now) {
     const recent = this.updateTimes.filter((t) => t >= now - RATE_WINDOW);
     return recent.length / (RATE_WINDOW / 1000);
-  }
-
-  // avatars returns the remote avatars: [id, components, buffer].
-  *avatars() {
-    if (!this.entities) return;
-    for (const [id, b] of this.buffers) {
-      const c = this.entities.get(id);
-      if (c) yield [id, c, b];
-    }
-  }
-
-  // isStale reports whether every device of a user has stopped sending.
-  isStale(user) {
-    const metas = this.presence?.get(user);
-    return !!metas && metas.length > 0 && metas.every((m) => m.stale);
   }
 }

@@ -73,8 +73,8 @@ type room struct {
 	members []*botClient
 }
 
-// centre returns the middle of the room's walk, which at, where a bot was
-// placed, becomes when it is the first.
+// centre returns the middle of the room's walk: where its first bot was
+// placed, which is at for the first to ask.
 func (r *room) centre(at [3]float64) [3]float64 {
 	r.center.CompareAndSwap(nil, &at)
 	return *r.center.Load()

@@ -9,8 +9,8 @@ const seqWindow = 16
 
 // updateLog follows which parts of each pose update (seq) a bot received,
 // to count the updates it got torn (some parts but not all) and those it
-// never saw at all (skipped whole). Each session is followed on its own: a
-// session's seqs are numbered by its room. Only the session's datagram
+// never saw at all (skipped whole). Each session is followed on its own:
+// the room numbers each member's updates. Only the session's datagram
 // goroutine uses it while the session runs.
 type updateLog struct {
 	// The session's, since its first update.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
+	"math/rand/v2"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -48,7 +50,13 @@ func (c *countingMember) reset() {
 // whose tick runs only when the caller calls it: no goroutines run.
 func newQuietRoom(tb testing.TB, n int) (*Room, []*Membership, []*countingMember) {
 	tb.Helper()
-	reg, err := NewRegistry(&MemoryStore{}, Config{MaxMembers: max(n, 256), Logger: slog.New(slog.DiscardHandler)})
+	return newQuietRoomOf(tb, n, Interest{})
+}
+
+// newQuietRoomOf is newQuietRoom with its interest management.
+func newQuietRoomOf(tb testing.TB, n int, interest Interest) (*Room, []*Membership, []*countingMember) {
+	tb.Helper()
+	reg, err := NewRegistry(&MemoryStore{}, Config{MaxMembers: max(n, 256), Interest: interest, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -73,14 +81,15 @@ func newQuietRoom(tb testing.TB, n int) (*Room, []*Membership, []*countingMember
 }
 
 // BenchmarkTick measures a tick of a room in which every member moved since
-// the last: collecting the poses, encoding them once and handing the
-// datagrams to every member. Each op writes a fresh pose to every slot, as
-// the sessions would, then runs the tick: ns/op covers both, ns/tick the
-// tick alone. The writes do not allocate, so allocs/op are the tick's.
+// the last and every member gets every avatar (no interest management):
+// collecting the poses, encoding them once and handing the datagrams to
+// every member. Each op writes a fresh pose to every slot, as the sessions
+// would, then runs the tick: ns/op covers both, ns/tick the tick alone. The
+// writes do not allocate, so allocs/op are the tick's.
 func BenchmarkTick(b *testing.B) {
 	for _, n := range []int{10, 50, 200} {
 		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
-			r, ms, cms := newQuietRoom(b, n)
+			r, ms, cms := newQuietRoomOf(b, n, Interest{Disabled: true})
 			// Two head poses per member, a step apart, so that each tick
 			// sees every avatar move.
 			recs := make([][2][]byte, n)
@@ -110,6 +119,58 @@ func BenchmarkTick(b *testing.B) {
 				b.Errorf("a tick of moving avatars sent %d frames", f)
 			}
 		})
+	}
+}
+
+// BenchmarkTickBigRoom measures a tick of a big room whose members all
+// moved since the last, standing at random on a floor of 4 m² a member (a
+// dense crowd in places, gaps in others), with every member getting every
+// avatar ("everyone") and with interest management's defaults ("interest":
+// near avatars at every tick, far ones every 4th). Per tick: the room's
+// work (ns/tick, and per member), and what a member gets on average.
+func BenchmarkTickBigRoom(b *testing.B) {
+	for _, n := range []int{200, 1000, 4000} {
+		for _, mode := range []struct {
+			name     string
+			interest Interest
+		}{{"everyone", Interest{Disabled: true}}, {"interest", Interest{}}} {
+			b.Run(fmt.Sprintf("members=%d/%s", n, mode.name), func(b *testing.B) {
+				r, ms, cms := newQuietRoomOf(b, n, mode.interest)
+				side := math.Sqrt(4 * float64(n))
+				rng := rand.New(rand.NewPCG(uint64(n), 1))
+				recs := make([][2][]byte, n)
+				for i := range recs {
+					x, z := rng.Float64()*side, rng.Float64()*side
+					for k := range 2 {
+						recs[i][k] = poseRecord(uint32(k), x, 1.6+float64(k)/100, z, false)
+					}
+				}
+				b.ReportAllocs()
+				ticks := 0
+				var inTick time.Duration
+				for b.Loop() {
+					for i, m := range ms {
+						if moved, err := m.UpdatePose(recs[i][ticks&1]); err != nil || !moved {
+							b.Fatalf("UpdatePose = %v, %v", moved, err)
+						}
+					}
+					start := time.Now()
+					r.tick(start, 0)
+					inTick += time.Since(start)
+					ticks++
+				}
+				var bytes, datagrams int64
+				for _, c := range cms {
+					bytes += c.bytes.Load()
+					datagrams += c.datagrams.Load()
+				}
+				perTick := float64(inTick.Nanoseconds()) / float64(ticks)
+				b.ReportMetric(perTick, "ns/tick")
+				b.ReportMetric(perTick/float64(n), "ns/tick/member")
+				b.ReportMetric(float64(bytes)/float64(ticks*n), "bytes/member/tick")
+				b.ReportMetric(float64(datagrams)/float64(ticks*n), "datagrams/member/tick")
+			})
+		}
 	}
 }
 

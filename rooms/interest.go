@@ -152,16 +152,25 @@ type span struct{ from, to int }
 type tickGrid struct {
 	occupants []occupant
 	cells     []gridCell
-	index     map[[2]int32]int32 // cell coordinates to index in cells
-	bounds    []int              // offsets of record starts in records, and its end
-	records   []byte             // shared with members: made anew each tick
-	total     int                // avatars in the grid
-	stamp     uint32
+	// The cell at given coordinates: in dense, row by row over the
+	// cells' bounds, when they are not much more than the cells; in
+	// index otherwise. -1 where no cell is.
+	dense   []int32
+	index   map[[2]int32]int32
+	bounds  []int  // offsets of record starts in records, and its end
+	records []byte // shared with members: made anew each tick
+	// Arenas of the members' updates: made anew each tick.
+	runs  [][]byte
+	parts [][][]byte
+	total int // avatars in the grid
+	// The cells' bounds.
+	minX, maxX, minZ, maxZ int32
+	stamp                  uint32
 
 	// Scratch for one member's choice.
 	near   []int32
 	cands  []cellDistance
-	dists  []int64
+	best   smallest
 	spans  []span
 	shared map[int][][][]byte // parts of the everything-near update by payload size
 }
@@ -223,21 +232,23 @@ func (g *tickGrid) build(r *Room, ro *roster, tick uint64, rule *interestRule, e
 		return cmp.Or(cmp.Compare(a.z, b.z), cmp.Compare(a.x, b.x), cmp.Compare(a.class, b.class), cmp.Compare(a.slot, b.slot))
 	})
 
-	if g.index == nil {
-		g.index = make(map[[2]int32]int32)
-	}
-	clear(g.index)
 	g.cells = g.cells[:0]
 	g.bounds = g.bounds[:0]
 	g.records = make([]byte, 0, len(g.occupants)*(codec.SlotSize+codec.MaxPoseSize))
+	g.runs = make([][]byte, 0, 4*len(ro.members))
+	g.parts = make([][][]byte, 0, 2*len(ro.members))
 	clear(g.shared)
 	for i, o := range g.occupants {
 		if i == 0 || o.x != g.occupants[i-1].x || o.z != g.occupants[i-1].z {
-			g.index[[2]int32{o.x, o.z}] = int32(len(g.cells))
 			g.cells = append(g.cells, gridCell{x: o.x, z: o.z, first: i, start: len(g.records), nearEnd: len(g.records)})
 		}
 		c := &g.cells[len(g.cells)-1]
 		c.last = i
+		if i == 0 {
+			g.minX, g.maxX, g.minZ, g.maxZ = o.x, o.x, o.z, o.z
+		}
+		g.minX, g.maxX = min(g.minX, o.x), max(g.maxX, o.x)
+		g.minZ, g.maxZ = min(g.minZ, o.z), max(g.maxZ, o.z)
 		if o.class != toNone {
 			st := &r.slotTicks[o.slot]
 			g.bounds = append(g.bounds, len(g.records))
@@ -249,6 +260,43 @@ func (g *tickGrid) build(r *Room, ro *roster, tick uint64, rule *interestRule, e
 		c.end = len(g.records)
 	}
 	g.bounds = append(g.bounds, len(g.records))
+	g.indexCells()
+}
+
+// indexCells makes the index of the cells by their coordinates.
+func (g *tickGrid) indexCells() {
+	g.dense, g.index = g.dense[:0], nil
+	if len(g.cells) == 0 {
+		return
+	}
+	width, height := int64(g.maxX-g.minX)+1, int64(g.maxZ-g.minZ)+1
+	if width*height <= 8*int64(len(g.cells))+4096 {
+		g.dense = slices.Grow(g.dense, int(width*height))[:width*height]
+		for i := range g.dense {
+			g.dense[i] = -1
+		}
+		for i, c := range g.cells {
+			g.dense[int64(c.z-g.minZ)*width+int64(c.x-g.minX)] = int32(i)
+		}
+		return
+	}
+	g.index = make(map[[2]int32]int32, len(g.cells))
+	for i, c := range g.cells {
+		g.index[[2]int32{c.x, c.z}] = int32(i)
+	}
+}
+
+// lookup returns the index of the cell at (x, z), if one holds avatars.
+func (g *tickGrid) lookup(x, z int32) (int32, bool) {
+	if g.index != nil {
+		idx, ok := g.index[[2]int32{x, z}]
+		return idx, ok
+	}
+	if x < g.minX || x > g.maxX || z < g.minZ || z > g.maxZ || len(g.dense) == 0 {
+		return -1, false
+	}
+	idx := g.dense[int64(z-g.minZ)*(int64(g.maxX-g.minX)+1)+int64(x-g.minX)]
+	return idx, idx >= 0
 }
 
 // headFloor returns the head's position on the floor, x and z in
@@ -351,7 +399,7 @@ func (g *tickGrid) nearCells(r *Room, rule *interestRule, slot int) []int32 {
 	if (x1-x0+1)*(z1-z0+1) <= int64(len(g.cells)) {
 		for z := z0; z <= z1; z++ {
 			for x := x0; x <= x1; x++ {
-				if idx, ok := g.index[[2]int32{int32(x), int32(z)}]; ok {
+				if idx, ok := g.lookup(int32(x), int32(z)); ok {
 					consider(idx)
 				}
 			}
@@ -371,46 +419,139 @@ func (g *tickGrid) nearCells(r *Room, rule *interestRule, slot int) []int32 {
 }
 
 // addNearest adds to the near cells those that hold avatars nearer than
-// the Nearest-th nearest other avatar of the one in slot: it takes cells
-// in the order of their distance until they hold Nearest others, then
-// every cell nearer than the Nearest-th of those.
+// the Nearest-th nearest other avatar of the one in slot. It looks at the
+// rings of cells around the avatar's own, nearest first, taking every
+// cell until they hold Nearest others, then those nearer than the
+// Nearest-th of them, and stops at the first ring that cannot hold a
+// nearer one. A sparse grid, whose rings would cost more than its cells,
+// is searched whole instead.
 func (g *tickGrid) addNearest(r *Room, rule *interestRule, slot int) {
 	st := &r.slotTicks[slot]
 	px, pz := int64(st.x), int64(st.z)
-	g.dists = g.dists[:0]
-	distances := func(idx int32) {
-		c := &g.cells[idx]
-		for _, o := range g.occupants[c.first : c.last+1] {
-			if int(o.slot) != slot {
-				ot := &r.slotTicks[o.slot]
-				dx, dz := int64(ot.x)-px, int64(ot.z)-pz
-				g.dists = append(g.dists, dx*dx+dz*dz)
+	g.best.reset(rule.Nearest)
+	for _, idx := range g.near {
+		g.addDistances(r, idx, slot, px, pz)
+	}
+	cx, cz := int32(floorDiv(px, rule.cell)), int32(floorDiv(pz, rule.cell))
+	looked := 0
+	for k := int32(1); ; k++ {
+		if reach := int64(k-1) * rule.cell; reach*reach >= g.best.nth() {
+			return // no cell of this ring or beyond holds a nearer avatar
+		}
+		if cx-k < g.minX && cx+k > g.maxX && cz-k < g.minZ && cz+k > g.maxZ {
+			return // past every cell
+		}
+		if looked += 8 * int(k); looked > len(g.cells) {
+			g.addNearestOfAll(r, rule, slot)
+			return
+		}
+		consider := func(x, z int32) {
+			idx, ok := g.lookup(x, z)
+			if !ok || g.cells[idx].mark == g.stamp {
+				return
+			}
+			if d2, _ := g.distance2(idx, px, pz, rule.cell); d2 < g.best.nth() {
+				g.cells[idx].mark = g.stamp
+				g.near = append(g.near, idx)
+				g.addDistances(r, idx, slot, px, pz)
 			}
 		}
+		for x := cx - k; x <= cx+k; x++ {
+			consider(x, cz-k)
+			consider(x, cz+k)
+		}
+		for z := cz - k + 1; z < cz+k; z++ {
+			consider(cx-k, z)
+			consider(cx+k, z)
+		}
 	}
-	for _, idx := range g.near {
-		distances(idx)
-	}
+}
+
+// addNearestOfAll is addNearest over every cell: cells in the order of
+// their distance, each taken while it may hold one of the Nearest nearest.
+func (g *tickGrid) addNearestOfAll(r *Room, rule *interestRule, slot int) {
+	st := &r.slotTicks[slot]
+	px, pz := int64(st.x), int64(st.z)
 	g.cands = g.cands[:0]
 	for idx := range g.cells {
 		if g.cells[idx].mark != g.stamp {
-			d2, _ := g.distance2(int32(idx), px, pz, rule.cell)
-			g.cands = append(g.cands, cellDistance{d2, int32(idx)})
+			if d2, _ := g.distance2(int32(idx), px, pz, rule.cell); d2 < g.best.nth() {
+				g.cands = append(g.cands, cellDistance{d2, int32(idx)})
+			}
 		}
 	}
 	slices.SortFunc(g.cands, func(a, b cellDistance) int { return cmp.Compare(a.d2, b.d2) })
-	i := 0
-	for ; i < len(g.cands) && len(g.dists) < rule.Nearest; i++ {
-		g.near = append(g.near, g.cands[i].idx)
-		distances(g.cands[i].idx)
+	for _, c := range g.cands {
+		if c.d2 >= g.best.nth() {
+			return
+		}
+		g.near = append(g.near, c.idx)
+		g.addDistances(r, c.idx, slot, px, pz)
 	}
-	if len(g.dists) < rule.Nearest {
-		return // every cell is near
+}
+
+// addDistances offers g.best the squared distances from (px, pz) of the
+// avatars of cell idx but the one in slot.
+func (g *tickGrid) addDistances(r *Room, idx int32, slot int, px, pz int64) {
+	c := &g.cells[idx]
+	for _, o := range g.occupants[c.first : c.last+1] {
+		if int(o.slot) != slot {
+			ot := &r.slotTicks[o.slot]
+			dx, dz := int64(ot.x)-px, int64(ot.z)-pz
+			g.best.add(dx*dx + dz*dz)
+		}
 	}
-	slices.Sort(g.dists)
-	nth := g.dists[rule.Nearest-1]
-	for ; i < len(g.cands) && g.cands[i].d2 < nth; i++ {
-		g.near = append(g.near, g.cands[i].idx)
+}
+
+// smallest keeps the n smallest of the values it is given, in a max-heap.
+type smallest struct {
+	n    int
+	heap []int64
+}
+
+func (h *smallest) reset(n int) {
+	h.n, h.heap = n, h.heap[:0]
+}
+
+// nth returns the n-th smallest value given so far, or MaxInt64 while
+// fewer than n were given.
+func (h *smallest) nth() int64 {
+	if len(h.heap) < h.n || h.n == 0 {
+		return math.MaxInt64
+	}
+	return h.heap[0]
+}
+
+func (h *smallest) add(v int64) {
+	if len(h.heap) < h.n {
+		h.heap = append(h.heap, v)
+		for i := len(h.heap) - 1; i > 0; {
+			p := (i - 1) / 2
+			if h.heap[p] >= h.heap[i] {
+				break
+			}
+			h.heap[p], h.heap[i] = h.heap[i], h.heap[p]
+			i = p
+		}
+		return
+	}
+	if h.n == 0 || v >= h.heap[0] {
+		return
+	}
+	h.heap[0] = v
+	for i := 0; ; {
+		big, l, r := i, 2*i+1, 2*i+2
+		if l < len(h.heap) && h.heap[l] > h.heap[big] {
+			big = l
+		}
+		if r < len(h.heap) && h.heap[r] > h.heap[big] {
+			big = r
+		}
+		if big == i {
+			return
+		}
+		h.heap[i], h.heap[big] = h.heap[big], h.heap[i]
+		i = big
 	}
 }
 
@@ -441,8 +582,13 @@ func (g *tickGrid) distance2(idx int32, px, pz, cell int64) (near, far int64) {
 // datagrams. A tick numbers at most 255 datagrams; the room's size and
 // codec.MinDatagramSize keep it under that.
 func (g *tickGrid) pack(spans []span, room int) [][][]byte {
-	var parts [][][]byte
-	var runs [][]byte
+	// Runs and parts are cut from arenas that only grow in a tick: what
+	// members hold is never written again.
+	firstPart, firstRun := len(g.parts), len(g.runs)
+	closePart := func() {
+		g.parts = append(g.parts, g.runs[firstRun:len(g.runs):len(g.runs)])
+		firstRun = len(g.runs)
+	}
 	used := 0
 	for _, s := range spans {
 		for from := s.from; from < s.to; {
@@ -455,20 +601,18 @@ func (g *tickGrid) pack(spans []span, room int) [][][]byte {
 				}
 			}
 			if cut <= from {
-				parts = append(parts, runs)
-				runs, used = nil, 0
+				closePart()
+				used = 0
 				continue
 			}
-			runs = append(runs, g.records[from:cut:cut])
+			g.runs = append(g.runs, g.records[from:cut:cut])
 			used += cut - from
 			from = cut
 		}
 	}
 	if used > 0 {
-		parts = append(parts, runs)
+		closePart()
 	}
-	if len(parts) > 255 {
-		parts = parts[:255]
-	}
-	return parts
+	parts := g.parts[firstPart:len(g.parts):len(g.parts)]
+	return parts[:min(len(parts), 255)]
 }

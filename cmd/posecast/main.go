@@ -89,7 +89,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.reconnectGrace, "reconnect-grace", 15*time.Second, "how long a dropped user's avatar waits for a reconnect, counted from when it was last heard")
 	fs.DurationVar(&o.emptyGrace, "empty-grace", 30*time.Second, "how long an empty room lives on before it stops")
 	fs.DurationVar(&o.staleAfter, "stale-after", time.Second, "how long poses may stop before an avatar is marked stale (marked at the first tick at or after it)")
-	fs.DurationVar(&o.heartbeat, "heartbeat", time.Second, "how often an idle room tells its members the latest pose update number")
+	fs.DurationVar(&o.heartbeat, "heartbeat", time.Second, "how often a member sent no pose update is told the number of its latest")
 	fs.IntVar(&o.repeat, "repeat", 3, "how many more ticks an avatar that stopped moving is sent again")
 	fs.IntVar(&o.maxMembers, "max-members", 256, fmt.Sprintf("avatars a room holds (at most %d)", rooms.MaxRoomSize))
 	fs.Float64Var(&o.interest.Radius, "interest-radius", 5, "metres on the floor within which avatars are near: a member gets the near ones at every tick, the others every --interest-far-every ticks (0: every member gets every avatar at every tick)")

@@ -106,6 +106,7 @@ export class PosePlayback {
     this.lag0 = 0;
     this.lagAt = 0;
     this.target = 0;
+    this.delay = 0; // the newest point's delay, ms
   }
 
   // lag returns the lag at local time now.
@@ -119,6 +120,7 @@ export class PosePlayback {
   add(point, now) {
     const lag = point.offset + point.delay;
     const s = this.points;
+    this.delay = point.delay;
     if (point.kind === START || s.length === 0) {
       this.points = [{ t: point.t, pose: point.pose }];
       this.lag0 = this.target = lag;

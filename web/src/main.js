@@ -243,6 +243,7 @@ function state() {
       left: p.left ? [...p.left.position] : null,
       right: p.right ? [...p.right.position] : null,
       stale: view.isStale(id),
+      delay: playback.delay,
     };
   }
   const presence = {};

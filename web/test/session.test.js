@@ -124,9 +124,10 @@ test('points pack with their avatar ids into one buffer and back', () => {
   assert.deepEqual(unpackPoints(structuredClone(m, { transfer: [m.data.buffer] })), points);
 });
 
-test('the worker sends the newest pose the page posted once per tick, with no frames in between', async () => {
+test('the worker sends the newest pose the page posted once per tick, with no frames in between', async (t) => {
   const room = fakeRoom(50);
   const { session, of } = start(room);
+  t.after(() => session.stop());
   await until('connected', () => of('status').some((s) => s.state === 'connected'));
   postPose(session, head(1, 0.5));
   await until('a pose', () => room.poses.length >= 1);
@@ -150,12 +151,12 @@ test('the worker sends the newest pose the page posted once per tick, with no fr
   const stats = of('stats').at(-1);
   assert.ok(stats.posesSent >= stopped, `stats count ${stats.posesSent} poses of ${stopped}`);
   assert.ok(stats.rtt !== null && stats.minRtt > 0, `round trip ${stats.rtt}`);
-  session.stop();
 });
 
-test('the room and its avatars reach the page, pose updates as points in a transferred buffer', async () => {
+test('the room and its avatars reach the page, pose updates as points in a transferred buffer', async (t) => {
   const room = fakeRoom(200);
   const { session, posted, of } = start(room);
+  t.after(() => session.stop());
   await until('the room state', () => of('room').some((m) => m.presence));
   const [joined] = of('joined');
   assert.equal(joined.msg.token, 'dev-me');
@@ -181,7 +182,6 @@ test('the room and its avatars reach the page, pose updates as points in a trans
   assert.equal(playback.sample(performance.now()).head.position[0], 2);
   assert.equal(page.status.state, 'connected');
   assert.deepEqual([...page.presence.keys()], ['ada']);
-  session.stop();
 });
 
 test('the page forgets the playback of an avatar that left, and tells who is stale', () => {

@@ -486,30 +486,48 @@ func TestAChangeIsToldWhenItIsStored(t *testing.T) {
 	})
 }
 
-func TestResyncsComeOnceASecondMerged(t *testing.T) {
-	inBubble(t, testConfig(), nil, func(t *testing.T, w *world) {
-		alice := newMember(t, "alice")
-		m := w.join("lobby", "alice", alice)
-		alice.clear()
-		states := func() int { return len(only[*codec.EntitiesState](alice.takeFrames())) }
-		if err := m.Resync(); err != nil {
-			t.Fatal(err)
-		}
-		if n := states(); n != 1 {
-			t.Fatalf("a first resync brought %d states, want 1 at once", n)
-		}
-		for range 5 {
-			if err := m.Resync(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		w.ticks(2)
-		if n := states(); n != 0 {
-			t.Fatalf("five resyncs within the second brought %d states before it ended", n)
-		}
-		w.ticks(int(time.Second/w.cfg.Tick) + 1)
-		if n := states(); n != 1 {
-			t.Errorf("five resyncs within a second brought %d states after it, want 1", n)
-		}
-	})
+func TestResyncsComeOnceAnIntervalMerged(t *testing.T) {
+	tests := []struct {
+		users    int
+		interval time.Duration
+	}{
+		{1, time.Second},
+		{100, time.Second},
+		{250, 2500 * time.Millisecond}, // a state of a big room costs more
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%d users", tt.users), func(t *testing.T) {
+			cfg := testConfig()
+			cfg.MaxMembers = tt.users
+			inBubble(t, cfg, nil, func(t *testing.T, w *world) {
+				alice := newMember(t, "alice")
+				m := w.join("lobby", "alice", alice)
+				for i := 1; i < tt.users; i++ {
+					w.join("lobby", fmt.Sprintf("u%d", i), newMember(t, fmt.Sprintf("m%d", i)))
+				}
+				alice.clear()
+				states := func() int { return len(only[*codec.EntitiesState](alice.takeFrames())) }
+				if err := m.Resync(); err != nil {
+					t.Fatal(err)
+				}
+				if n := states(); n != 1 {
+					t.Fatalf("a first resync brought %d states, want 1 at once", n)
+				}
+				for range 5 {
+					if err := m.Resync(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				ticks := int(tt.interval / w.cfg.Tick)
+				w.ticks(ticks - 1)
+				if n := states(); n != 0 {
+					t.Fatalf("five resyncs within the interval brought %d states before it ended", n)
+				}
+				w.ticks(2)
+				if n := states(); n != 1 {
+					t.Errorf("five resyncs within the interval brought %d states after it, want 1", n)
+				}
+			})
+		})
+	}
 }

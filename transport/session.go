@@ -694,28 +694,59 @@ func (ss *session) writeLoop() {
 		}
 		frames = ss.fq.takeAll(frames[:0])
 		if len(frames) > 0 {
-			out = out[:0]
-			for _, f := range frames {
-				out = append(out, f...)
-			}
-			clear(frames)
-			_, err := ss.ctl.Write(out)
-			ss.fq.written(len(out))
-			if err != nil {
+			if err := ss.writeFrames(frames, &out); err != nil {
 				ss.fail(ss.endReason(), "write: "+err.Error())
 				return
 			}
 			ss.srv.metrics.messagesOut.Add(float64(len(frames)))
-			ss.traffic.bytesOut.Add(uint64(len(out)))
-			if cap(out) > 64<<10 {
-				out = nil // do not keep a burst's buffer for the session's life
-			}
+			clear(frames)
 		}
 		if stopping {
 			ss.ctl.Close() // FIN after the last message
 			return
 		}
 	}
+}
+
+// writeBatch is how many bytes of small frames writeLoop gathers into one
+// write, so that a tick's messages leave in as few packets as they fill; a
+// frame as big is written as it is, without a copy.
+const writeBatch = 16 << 10
+
+// writeFrames writes frames to the control stream, small ones gathered in
+// out, and releases their bytes from the frame queue as they are written.
+func (ss *session) writeFrames(frames [][]byte, out *[]byte) error {
+	flush := func() error {
+		if len(*out) == 0 {
+			return nil
+		}
+		_, err := ss.ctl.Write(*out)
+		ss.fq.written(len(*out))
+		ss.traffic.bytesOut.Add(uint64(len(*out)))
+		*out = (*out)[:0]
+		return err
+	}
+	for _, f := range frames {
+		if len(f) >= writeBatch {
+			if err := flush(); err != nil {
+				return err
+			}
+			_, err := ss.ctl.Write(f)
+			ss.fq.written(len(f))
+			ss.traffic.bytesOut.Add(uint64(len(f)))
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if len(*out)+len(f) > writeBatch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		*out = append(*out, f...)
+	}
+	return flush()
 }
 
 // datagramLoop reads datagrams: poses go to the pose table, pings are

@@ -116,6 +116,8 @@ type Client struct {
 	mu    sync.Mutex // guards the following
 	view  View
 	slots map[uint16]string // slot -> avatar entity
+	// avatarSlots is slots backwards: avatar entity -> slot.
+	avatarSlots map[string]uint16
 	// changed is closed on the next change, for WaitFor; nil while no one
 	// waits, so that a change costs nothing then.
 	changed   chan struct{}
@@ -303,11 +305,12 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		cfg.IdleTimeout = 5 * time.Second
 	}
 	c := &Client{
-		cfg:     cfg,
-		tr:      cfg.Transport,
-		waiters: make(map[uint32]chan codec.Message),
-		slots:   make(map[uint16]string),
-		seqs:    make(map[uint32]*partSet),
+		cfg:         cfg,
+		tr:          cfg.Transport,
+		waiters:     make(map[uint32]chan codec.Message),
+		slots:       make(map[uint16]string),
+		avatarSlots: make(map[string]uint16),
+		seqs:        make(map[uint32]*partSet),
 	}
 	c.ownSlot.Store(-1)
 	if c.tr == nil {
@@ -501,6 +504,7 @@ func (c *Client) Leave(ctx context.Context) error {
 		c.view.Room, c.view.Entities, c.view.Presence, c.view.Poses = "", nil, nil, nil
 		c.view.User, c.view.Slot, c.view.Token = "", 0, ""
 		clear(c.slots)
+		clear(c.avatarSlots)
 		c.notifyLocked()
 		c.mu.Unlock()
 	}
@@ -760,8 +764,9 @@ func (c *Client) apply(msg codec.Message) (goodbye bool) {
 		c.ownSlot.Store(int32(m.Slot))
 		c.margin.Store(c.tickPeriod.Load() / 10)
 		v.Entities, v.Presence, v.Poses = nil, nil, nil
-		v.Seq = 0      // pose updates are numbered per room
-		clear(c.slots) // the room's entities_state comes next
+		v.Seq = 0 // pose updates are numbered per member of a room
+		clear(c.slots)
+		clear(c.avatarSlots) // the room's entities_state comes next
 		clear(c.seqs)
 	case *codec.EntitiesState:
 		// Pose updates newer than the state may have come first: keep them.
@@ -769,6 +774,7 @@ func (c *Client) apply(msg codec.Message) (goodbye bool) {
 		v.Entities = m.Entities
 		v.Poses = make(map[string]RemotePose)
 		clear(c.slots)
+		clear(c.avatarSlots)
 		for id, comp := range m.Entities {
 			c.trackAvatarLocked(id, comp, m.Seq)
 			if p, ok := old[id]; ok && int32(p.Seq-m.Seq) > 0 {
@@ -929,12 +935,12 @@ func (c *Client) trackAvatarLocked(id string, comp codec.Components, seq uint32)
 	if !ok {
 		return
 	}
-	for s, e := range c.slots {
-		if e == id {
-			delete(c.slots, s)
-		}
+	c.forgetSlotLocked(id)
+	if old, ok := c.slots[uint16(slot)]; ok {
+		delete(c.avatarSlots, old) // the slot went to another avatar
 	}
 	c.slots[uint16(slot)] = id
+	c.avatarSlots[id] = uint16(slot)
 	if c.view.Poses == nil {
 		c.view.Poses = make(map[string]RemotePose)
 	}
@@ -957,12 +963,18 @@ func (c *Client) trackAvatarLocked(id string, comp codec.Components, seq uint32)
 }
 
 func (c *Client) untrackAvatarLocked(id string) {
-	for s, e := range c.slots {
-		if e == id {
+	c.forgetSlotLocked(id)
+	delete(c.view.Poses, id)
+}
+
+// forgetSlotLocked forgets which slot avatar id had.
+func (c *Client) forgetSlotLocked(id string) {
+	if s, ok := c.avatarSlots[id]; ok {
+		delete(c.avatarSlots, id)
+		if c.slots[s] == id {
 			delete(c.slots, s)
 		}
 	}
-	delete(c.view.Poses, id)
 }
 
 func asInt(v any) (int64, bool) {

@@ -9,11 +9,12 @@ import (
 
 func newOfflineClient() *Client {
 	return &Client{
-		changed: make(chan struct{}),
-		waiters: make(map[uint32]chan codec.Message),
-		slots:   make(map[uint16]string),
-		seqs:    make(map[uint32]*partSet),
-		repeat:  3,
+		changed:     make(chan struct{}),
+		waiters:     make(map[uint32]chan codec.Message),
+		slots:       make(map[uint16]string),
+		avatarSlots: make(map[string]uint16),
+		seqs:        make(map[uint32]*partSet),
+		repeat:      3,
 	}
 }
 

@@ -51,6 +51,10 @@ bench: ## Benchmarks with allocation counts (BENCHTIME=1s).
 bench-load: ## Capacity of one node: posecast and posebot on loopback for 100..3000 clients (SIZES=...).
 	bash scripts/bench-load.sh
 
+.PHONY: bench-bigroom
+bench-bigroom: ## One big room of walking bots, with interest management and without (SIZES=..., AREA=...).
+	bash scripts/bench-bigroom.sh
+
 .PHONY: bench-floor
 bench-floor: ## The transport's own cost for the same traffic, without posecast: bare QUIC and WebTransport (SIZES=...).
 	bash scripts/bench-floor.sh

@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -363,6 +364,10 @@ func table(paths []string, out io.Writer) error {
 		}
 		reports = append(reports, &r)
 	}
-	_, err := io.WriteString(out, markdownTable(reports))
+	table := markdownTable
+	if slices.ContainsFunc(reports, func(r *report) bool { return r.WalkM > 0 }) {
+		table = bigRoomTable
+	}
+	_, err := io.WriteString(out, table(reports))
 	return err
 }

@@ -380,6 +380,37 @@ func TestTableRendersReports(t *testing.T) {
 	}
 }
 
+func TestTableRendersBigRoomReports(t *testing.T) {
+	dir := t.TempDir()
+	everyone := report{Clients: 500, Joined: 500, Rooms: 1, PerRoom: 500, WalkM: 40, DurationS: 10, ServerCPUS: ptr(5), ServerRSSMB: ptr(300), LoadCPUS: ptr(8),
+		MemberBytesPerS: 50000, MemberDatagramsPerS: 45, Near: pairs{StalenessMS: quantiles{P50: 200, P99: 400}, Samples: 10}, Resyncs: 3}
+	managed := everyone
+	managed.Interest = &interest{RadiusM: 5, Nearest: 24, FarEvery: 4}
+	managed.MemberBytesPerS, managed.MemberDatagramsPerS = 20000, 15
+	managed.Far = pairs{StalenessMS: quantiles{P50: 500, P99: 900}, Samples: 10}
+	managed.Slow = &receivers{Clients: 2, RateBytesPerS: 16000, StalenessMS: quantiles{P99: 3000}, TornFraction: 0.05, Skipped: 40}
+	managed.Others = receivers{TornFraction: 0.001, Skipped: 2}
+	var paths []string
+	for i, r := range []*report{&everyone, &managed} {
+		paths = append(paths, filepath.Join(dir, fmt.Sprintf("%d.json", i)))
+		if err := writeJSON(paths[i], r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), append([]string{"table"}, paths...), &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| 500 / 500 | none: every avatar every tick | 0.50 | 1.00 ms/s | 300 MB | 0.80 | 50.0 KB/s | 45.0 /s | 200 / 400 ms | – | 3 | – | 0.0 %, 0 | 0 |",
+		"| 500 / 500 | 5 m, 24 nearest, far every 4 | 0.50 | 1.00 ms/s | 300 MB | 0.80 | 20.0 KB/s | 15.0 /s | 200 / 400 ms | 500 / 900 ms | 3 | 2 at 16000 B/s: 3000 ms, 5.0 %, 40 | 0.1 %, 2 | 0 |",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table:\n%s\nwant a row %s", out.String(), want)
+		}
+	}
+}
+
 func TestHistogramQuantiles(t *testing.T) {
 	var h histogram
 	for v := range int64(1000) {

@@ -213,6 +213,43 @@ func writeJSON(path string, r *report) error {
 	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
+// bigRoomTable renders reports of bots walking in big rooms as the big-room
+// table of docs/BENCHMARKS.md: what interest management costs and saves.
+func bigRoomTable(reports []*report) string {
+	var b strings.Builder
+	b.WriteString("| members joined | interest | server CPU (cores) | server CPU per member | server RSS | posebot CPU (cores) | received per member | datagrams per member | near staleness p50 / p99 | far staleness p50 / p99 | resyncs | slow bots: staleness p99, torn, skipped | others: torn, skipped | errors |\n")
+	b.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|\n")
+	for _, r := range reports {
+		cpu, perMember, rss, load := "–", "–", "–", "–"
+		if r.ServerCPUS != nil {
+			cpu = fmt.Sprintf("%.2f", *r.ServerCPUS/r.DurationS)
+			perMember = fmt.Sprintf("%.2f ms/s", *r.ServerCPUS/r.DurationS/float64(max(1, r.Joined))*1000)
+			rss = fmt.Sprintf("%.0f MB", *r.ServerRSSMB)
+		}
+		if r.LoadCPUS != nil {
+			load = fmt.Sprintf("%.2f", *r.LoadCPUS/r.DurationS)
+		}
+		mode := "none: every avatar every tick"
+		if in := r.Interest; in != nil {
+			mode = fmt.Sprintf("%g m, %d nearest, far every %d", in.RadiusM, in.Nearest, in.FarEvery)
+		}
+		slow := "–"
+		if s := r.Slow; s != nil {
+			slow = fmt.Sprintf("%d at %.0f B/s: %.0f ms, %.1f %%, %d", s.Clients, s.RateBytesPerS, s.StalenessMS.P99, 100*s.TornFraction, s.Skipped)
+		}
+		far := "–"
+		if r.Far.Samples > 0 {
+			far = fmt.Sprintf("%.0f / %.0f ms", r.Far.StalenessMS.P50, r.Far.StalenessMS.P99)
+		}
+		fmt.Fprintf(&b, "| %d / %d | %s | %s | %s | %s | %s | %.1f KB/s | %.1f /s | %.0f / %.0f ms | %s | %d | %s | %.1f %%, %d | %s |\n",
+			r.Joined, r.Clients, mode, cpu, perMember, rss, load,
+			r.MemberBytesPerS/1000, r.MemberDatagramsPerS,
+			r.Near.StalenessMS.P50, r.Near.StalenessMS.P99, far, r.Resyncs, slow,
+			100*r.Others.TornFraction, r.Others.Skipped, errorSummary(r.Errors))
+	}
+	return b.String()
+}
+
 // markdownTable renders reports as the load table of docs/BENCHMARKS.md.
 func markdownTable(reports []*report) string {
 	var b strings.Builder

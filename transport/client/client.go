@@ -733,7 +733,7 @@ func (c *Client) readLoop() {
 			c.mu.Unlock()
 			return
 		}
-		if c.apply(msg) {
+		if goodbye, _ := c.apply(msg); goodbye {
 			// The server is done with us: close our side now.
 			c.sess.CloseWithError(0, "goodbye")
 		}
@@ -741,8 +741,9 @@ func (c *Client) readLoop() {
 }
 
 // apply folds one message from the server into the view. It reports a
-// goodbye.
-func (c *Client) apply(msg codec.Message) (goodbye bool) {
+// goodbye, and whether it knew the message's type (a client of this
+// version knows every type the server sends).
+func (c *Client) apply(msg codec.Message) (goodbye, known bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	defer c.notifyLocked()
@@ -857,6 +858,8 @@ func (c *Client) apply(msg codec.Message) (goodbye bool) {
 	case *codec.Goodbye:
 		v.Goodbye = m
 		goodbye = true
+	default:
+		return false, false
 	}
 	if ref != 0 {
 		if ch, ok := c.waiters[ref]; ok {
@@ -864,7 +867,7 @@ func (c *Client) apply(msg codec.Message) (goodbye bool) {
 			delete(c.waiters, ref)
 		}
 	}
-	return goodbye
+	return goodbye, true
 }
 
 // applyCollectionLocked folds a presence_collection into its view: a state

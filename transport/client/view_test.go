@@ -67,3 +67,20 @@ func TestALateEntitiesStateKeepsNewerPoses(t *testing.T) {
 		t.Errorf("b shown at x=%v for good (true x=5) and no resync asked", got[0])
 	}
 }
+
+// Every type the table says the server sends is one the client applies:
+// a type added to the table and not to the client fails here.
+func TestTheClientAppliesEveryTypeTheServerSends(t *testing.T) {
+	for typ, from := range codec.Types() {
+		if from&codec.FromServer == 0 {
+			continue
+		}
+		c := newOfflineClient()
+		if _, known := c.apply(codec.New(typ)); !known {
+			t.Errorf("%s: not applied", typ)
+		}
+	}
+	if _, known := newOfflineClient().apply(codec.New(codec.TypeJoin)); known {
+		t.Error("a join, which only a client sends, was applied")
+	}
+}

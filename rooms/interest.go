@@ -235,8 +235,9 @@ func (g *tickGrid) build(r *Room, ro *roster, tick uint64, rule *interestRule, e
 	g.cells = g.cells[:0]
 	g.bounds = g.bounds[:0]
 	g.records = make([]byte, 0, len(g.occupants)*(codec.SlotSize+codec.MaxPoseSize))
-	g.runs = make([][]byte, 0, 4*len(ro.members))
-	g.parts = make([][][]byte, 0, 2*len(ro.members))
+	// As much as the last tick took, so that the arenas seldom grow.
+	g.runs = make([][]byte, 0, max(4*len(ro.members), len(g.runs)+len(g.runs)/8))
+	g.parts = make([][][]byte, 0, max(2*len(ro.members), len(g.parts)+len(g.parts)/8))
 	clear(g.shared)
 	for i, o := range g.occupants {
 		if i == 0 || o.x != g.occupants[i-1].x || o.z != g.occupants[i-1].z {

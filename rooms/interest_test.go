@@ -331,3 +331,68 @@ func TestAResyncCarriesTheMembersOwnSeq(t *testing.T) {
 		}
 	})
 }
+
+func TestARoomsInterestIsSetPerRoom(t *testing.T) {
+	cfg := testConfig()
+	cfg.Interest = rooms.Interest{Radius: 5, Nearest: 1, FarEvery: 4}
+	inBubble(t, cfg, nil, func(t *testing.T, w *world) {
+		stop := w.reg.OnRoomStart(func(r *rooms.Room) {
+			var in rooms.Interest
+			switch r.ID() {
+			case "hall":
+				in = rooms.Interest{Radius: 2, Nearest: 1, FarEvery: 2}
+			case "salon":
+				in = rooms.Interest{Disabled: true}
+			default:
+				return
+			}
+			if err := r.SetInterest(in); err != nil {
+				t.Error(err)
+			}
+		})
+		defer stop()
+		joinedOf := func(room string) *codec.Joined {
+			m := newMember(t, "m-"+room)
+			w.join(room, "u-"+room, m)
+			joined := only[*codec.Joined](m.takeFrames())
+			if len(joined) != 1 {
+				t.Fatalf("%s: %d joined", room, len(joined))
+			}
+			return joined[0]
+		}
+		tests := []struct {
+			room string
+			want *codec.Interest
+		}{
+			{"lobby", &codec.Interest{Radius: 5, Nearest: 1, FarEvery: 4, Cell: 2.5}},
+			{"hall", &codec.Interest{Radius: 2, Nearest: 1, FarEvery: 2, Cell: 1}},
+			{"salon", nil},
+		}
+		for _, tt := range tests {
+			got := joinedOf(tt.room).Interest
+			if (got == nil) != (tt.want == nil) || (got != nil && *got != *tt.want) {
+				t.Errorf("%s: joined.interest %+v, want %+v", tt.room, got, tt.want)
+			}
+		}
+		// A room's interest changes from its next tick on.
+		c := newCrowd(t, w, [][2]float64{{0, 0}, {50, 0}, {-50, 0}})
+		if got := c.run(t, 4)[0][1]; !isFarSchedule(got, 2, 4) {
+			t.Errorf("far member came at %v, want every other tick", got)
+		}
+		r := w.reg.Room("hall")
+		if r == nil {
+			t.Fatal("hall is not running")
+		}
+		if err := r.SetInterest(rooms.Interest{Radius: 100}); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.run(t, 4)[0][1]; !slices.Equal(got, everyTick(4)) {
+			t.Errorf("member within the new radius came at %v, want every tick", got)
+		}
+		for _, bad := range []rooms.Interest{{Radius: -1}, {FarEvery: 1000}, {Cell: 0.01}, {Nearest: -2}} {
+			if err := r.SetInterest(bad); err == nil {
+				t.Errorf("SetInterest(%+v) took it", bad)
+			}
+		}
+	})
+}

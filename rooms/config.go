@@ -10,7 +10,7 @@ import (
 
 // MaxRoomSize is the most avatars a room can be configured for. Their poses
 // fit in the 255 datagrams a tick can number: 4096 records of at most 46
-// bytes need at most 192 datagrams of codec.MinDatagramSize.
+// bytes, 21 to a datagram of codec.MinDatagramSize, need 196.
 const MaxRoomSize = 4096
 
 // Config tunes every room of a Registry. The zero value of each field means

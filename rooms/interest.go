@@ -14,7 +14,8 @@ import (
 // tick: those near the member's own avatar at every tick, the others (far)
 // every FarEvery ticks. The room sorts avatars into square cells of the
 // floor and sends whole cells, so the records of a tick are encoded once
-// for the room and members share them.
+// for the room and members share them. A zero field takes its default
+// (so Nearest is at least 1); Disabled turns interest management off.
 type Interest struct {
 	// Disabled sends every member every avatar at every tick.
 	Disabled bool
@@ -58,8 +59,8 @@ func (in Interest) withDefaults() (Interest, error) {
 		return in, fmt.Errorf("rooms: interest radius %v m not in (0, 1000]", in.Radius)
 	case !(in.Cell >= 0.1 && in.Cell <= 1000):
 		return in, fmt.Errorf("rooms: interest cell %v m not in [0.1, 1000]", in.Cell)
-	case in.Nearest < 0 || in.Nearest > MaxRoomSize:
-		return in, fmt.Errorf("rooms: interest nearest %d not in 0..%d", in.Nearest, MaxRoomSize)
+	case in.Nearest < 1 || in.Nearest > MaxRoomSize:
+		return in, fmt.Errorf("rooms: interest nearest %d not in 1..%d", in.Nearest, MaxRoomSize)
 	case in.FarEvery < 1 || in.FarEvery > 100:
 		return in, fmt.Errorf("rooms: interest far_every %d not in 1..100", in.FarEvery)
 	case in.Refresh < 0:
@@ -78,6 +79,8 @@ type interestRule struct {
 	refresh   uint64 // ticks; a multiple of farEvery
 }
 
+// newInterestRule fills in's defaults, checks it and converts it for a
+// registry of cfg.
 func newInterestRule(in Interest, cfg *Config) (*interestRule, error) {
 	in, err := in.withDefaults()
 	if err != nil {
@@ -141,7 +144,7 @@ type gridCell struct {
 	x, z                int32
 	first, last         int // its occupants, in tickGrid.occupants
 	start, nearEnd, end int
-	mark                uint32 // the member whose near set holds it
+	mark                uint64 // == tickGrid.stamp: in the near set being chosen
 }
 
 // span is a range of the tick's record buffer.
@@ -165,14 +168,15 @@ type tickGrid struct {
 	total int // avatars in the grid
 	// The cells' bounds.
 	minX, maxX, minZ, maxZ int32
-	stamp                  uint32
+	stamp                  uint64 // one per member's choice
 
 	// Scratch for one member's choice.
-	near   []int32
-	cands  []cellDistance
-	best   smallest
-	spans  []span
-	shared map[int][][][]byte // parts of the everything-near update by payload size
+	near  []int32
+	cands []cellDistance
+	best  smallest
+	spans []span
+	// sharedParts are the updates every member may get (shared).
+	sharedParts map[sharedKey][][][]byte
 }
 
 type cellDistance struct {
@@ -234,11 +238,17 @@ func (g *tickGrid) build(r *Room, ro *roster, tick uint64, rule *interestRule, e
 
 	g.cells = g.cells[:0]
 	g.bounds = g.bounds[:0]
-	g.records = make([]byte, 0, len(g.occupants)*(codec.SlotSize+codec.MaxPoseSize))
+	sent := 0
+	for _, o := range g.occupants {
+		if o.class != toNone {
+			sent++
+		}
+	}
+	g.records = make([]byte, 0, sent*(codec.SlotSize+codec.MaxPoseSize))
 	// As much as the last tick took, so that the arenas seldom grow.
 	g.runs = make([][]byte, 0, max(4*len(ro.members), len(g.runs)+len(g.runs)/8))
 	g.parts = make([][][]byte, 0, max(2*len(ro.members), len(g.parts)+len(g.parts)/8))
-	clear(g.shared)
+	clear(g.sharedParts)
 	for i, o := range g.occupants {
 		if i == 0 || o.x != g.occupants[i-1].x || o.z != g.occupants[i-1].z {
 			g.cells = append(g.cells, gridCell{x: o.x, z: o.z, first: i, start: len(g.records), nearEnd: len(g.records)})
@@ -308,51 +318,55 @@ func headFloor(rec []byte) (x, z int32) {
 	return int24(rec[head:]), int24(rec[head+6:])
 }
 
-// everything returns the update that carries every near record, packed
-// for payloads of room bytes; members with the same room share it.
-func (g *tickGrid) everything(room int) [][][]byte {
-	if parts, ok := g.shared[room]; ok {
+// shared returns an update every member with payloads of that many bytes
+// may get: every cell's near records, or with far the whole tick's records.
+// It is built once a tick for each.
+func (g *tickGrid) shared(payload int, far bool) [][][]byte {
+	key := sharedKey{payload, far}
+	if parts, ok := g.sharedParts[key]; ok {
 		return parts
 	}
 	g.spans = g.spans[:0]
-	for _, c := range g.cells {
-		g.spans = appendSpan(g.spans, span{c.start, c.nearEnd})
-	}
-	parts := g.pack(g.spans, room)
-	if g.shared == nil {
-		g.shared = make(map[int][][][]byte)
-	}
-	g.shared[room] = parts
-	return parts
-}
-
-// update returns what a member whose avatar stands in slot gets this tick:
-// its near cells' near records and, when far is set, every other cell's
-// records, in datagrams of payloads of at most room bytes.
-func (g *tickGrid) update(r *Room, rule *interestRule, slot int, far bool, room int) [][][]byte {
-	st := &r.slotTicks[slot]
-	if st.version == 0 {
-		return g.everything(room)
-	}
-	near := g.nearCells(r, rule, slot)
-	if len(near) == len(g.cells) {
-		return g.everything(room)
-	}
-	g.spans = g.spans[:0]
-	prev := 0
-	for _, idx := range near {
-		c := &g.cells[idx]
-		if far {
-			g.spans = appendSpan(g.spans, span{prev, c.nearEnd})
-			prev = c.end
-		} else {
+	if far {
+		g.spans = appendSpan(g.spans, span{0, len(g.records)})
+	} else {
+		for _, c := range g.cells {
 			g.spans = appendSpan(g.spans, span{c.start, c.nearEnd})
 		}
 	}
-	if far {
-		g.spans = appendSpan(g.spans, span{prev, len(g.records)})
+	parts := g.pack(g.spans, payload)
+	if g.sharedParts == nil {
+		g.sharedParts = make(map[sharedKey][][][]byte)
 	}
-	return g.pack(g.spans, room)
+	g.sharedParts[key] = parts
+	return parts
+}
+
+// sharedKey names an update of tickGrid.shared.
+type sharedKey struct {
+	payload int
+	far     bool
+}
+
+// update returns what a member whose avatar stands in slot gets this tick,
+// in datagrams of payloads of at most payload bytes: on its far tick every
+// record of the tick (a cell near it now may hold an avatar still in its
+// far window, sent while the cell was far); on the others its near cells'
+// near records.
+func (g *tickGrid) update(r *Room, rule *interestRule, slot int, far bool, payload int) [][][]byte {
+	if far || r.slotTicks[slot].version == 0 {
+		return g.shared(payload, true)
+	}
+	near := g.nearCells(r, rule, slot)
+	if len(near) == len(g.cells) {
+		return g.shared(payload, false)
+	}
+	g.spans = g.spans[:0]
+	for _, idx := range near {
+		c := &g.cells[idx]
+		g.spans = appendSpan(g.spans, span{c.start, c.nearEnd})
+	}
+	return g.pack(g.spans, payload)
 }
 
 // appendSpan appends s to spans, joined to the last one when they meet.
@@ -371,7 +385,7 @@ func appendSpan(spans []span, s span) []span {
 // slot: those that reach into the radius, and those that hold its Nearest
 // nearest other avatars.
 func (g *tickGrid) nearCells(r *Room, rule *interestRule, slot int) []int32 {
-	g.stamp++
+	g.stamp++ // 64 bits: never back to the 0 new cells are marked with
 	st := &r.slotTicks[slot]
 	px, pz := int64(st.x), int64(st.z)
 	g.near = g.near[:0]
@@ -395,8 +409,9 @@ func (g *tickGrid) nearCells(r *Room, rule *interestRule, slot int) []int32 {
 		}
 	}
 	radius := int64(math.Sqrt(float64(rule.radius2)))
-	x0, x1 := floorDiv(px-radius, rule.cell), floorDiv(px+radius, rule.cell)
-	z0, z1 := floorDiv(pz-radius, rule.cell), floorDiv(pz+radius, rule.cell)
+	// A cell whose edge lies at exactly the radius reaches into it.
+	x0, x1 := floorDiv(px-radius-1, rule.cell), floorDiv(px+radius, rule.cell)
+	z0, z1 := floorDiv(pz-radius-1, rule.cell), floorDiv(pz+radius, rule.cell)
 	if (x1-x0+1)*(z1-z0+1) <= int64(len(g.cells)) {
 		for z := z0; z <= z1; z++ {
 			for x := x0; x <= x1; x++ {
@@ -413,7 +428,7 @@ func (g *tickGrid) nearCells(r *Room, rule *interestRule, slot int) []int32 {
 	// When fewer than Nearest others are surely within the radius, the
 	// nearest may lie in cells that do not reach into it.
 	if within < rule.Nearest && count < g.total {
-		g.addNearest(r, rule, slot)
+		g.addNearest(r, rule, slot, ownX, ownZ)
 	}
 	slices.Sort(g.near)
 	return g.near
@@ -426,14 +441,13 @@ func (g *tickGrid) nearCells(r *Room, rule *interestRule, slot int) []int32 {
 // Nearest-th of them, and stops at the first ring that cannot hold a
 // nearer one. A sparse grid, whose rings would cost more than its cells,
 // is searched whole instead.
-func (g *tickGrid) addNearest(r *Room, rule *interestRule, slot int) {
+func (g *tickGrid) addNearest(r *Room, rule *interestRule, slot int, cx, cz int32) {
 	st := &r.slotTicks[slot]
 	px, pz := int64(st.x), int64(st.z)
 	g.best.reset(rule.Nearest)
 	for _, idx := range g.near {
 		g.addDistances(r, idx, slot, px, pz)
 	}
-	cx, cz := int32(floorDiv(px, rule.cell)), int32(floorDiv(pz, rule.cell))
 	looked := 0
 	for k := int32(1); ; k++ {
 		if reach := int64(k-1) * rule.cell; reach*reach >= g.best.nth() {
@@ -504,12 +518,14 @@ func (g *tickGrid) addDistances(r *Room, idx int32, slot int, px, pz int64) {
 	}
 }
 
-// smallest keeps the n smallest of the values it is given, in a max-heap.
+// smallest keeps the n smallest (n at least 1) of the values it is given,
+// in a max-heap.
 type smallest struct {
 	n    int
 	heap []int64
 }
 
+// reset forgets every value, and keeps the n smallest from now on.
 func (h *smallest) reset(n int) {
 	h.n, h.heap = n, h.heap[:0]
 }
@@ -517,12 +533,13 @@ func (h *smallest) reset(n int) {
 // nth returns the n-th smallest value given so far, or MaxInt64 while
 // fewer than n were given.
 func (h *smallest) nth() int64 {
-	if len(h.heap) < h.n || h.n == 0 {
+	if len(h.heap) < h.n {
 		return math.MaxInt64
 	}
 	return h.heap[0]
 }
 
+// add offers v: it is kept while among the n smallest given.
 func (h *smallest) add(v int64) {
 	if len(h.heap) < h.n {
 		h.heap = append(h.heap, v)
@@ -536,7 +553,7 @@ func (h *smallest) add(v int64) {
 		}
 		return
 	}
-	if h.n == 0 || v >= h.heap[0] {
+	if v >= h.heap[0] {
 		return
 	}
 	h.heap[0] = v
@@ -579,10 +596,10 @@ func (g *tickGrid) distance2(idx int32, px, pz, cell int64) (near, far int64) {
 }
 
 // pack cuts spans of the tick's records, at record boundaries, into runs
-// that fill datagrams of payloads of at most room bytes, and returns the
-// datagrams. A tick numbers at most 255 datagrams; the room's size and
-// codec.MinDatagramSize keep it under that.
-func (g *tickGrid) pack(spans []span, room int) [][][]byte {
+// that fill datagrams of payloads of at most payload bytes, and returns the
+// datagrams. An update numbers at most 255 datagrams: MaxRoomSize records
+// of at most 46 bytes, 21 to a payload of codec.MinDatagramSize, need 196.
+func (g *tickGrid) pack(spans []span, payload int) [][][]byte {
 	// Runs and parts are cut from arenas that only grow in a tick: what
 	// members hold is never written again.
 	firstPart, firstRun := len(g.parts), len(g.runs)
@@ -593,7 +610,7 @@ func (g *tickGrid) pack(spans []span, room int) [][][]byte {
 	used := 0
 	for _, s := range spans {
 		for from := s.from; from < s.to; {
-			cut := min(s.to, from+room-used)
+			cut := min(s.to, from+payload-used)
 			if cut < s.to {
 				// The last record boundary at or before cut.
 				i, found := slices.BinarySearch(g.bounds, cut)
@@ -614,6 +631,5 @@ func (g *tickGrid) pack(spans []span, room int) [][][]byte {
 	if used > 0 {
 		closePart()
 	}
-	parts := g.parts[firstPart:len(g.parts):len(g.parts)]
-	return parts[:min(len(parts), 255)]
+	return g.parts[firstPart:len(g.parts):len(g.parts)]
 }

@@ -20,7 +20,9 @@ type Member interface {
 	// len(parts) is codec.AppendPoseUpdate(seq, p, len(parts), parts[p]).
 	// No parts is a heartbeat. parts and the record runs in them are shared
 	// with other members and must not be modified. A member that falls
-	// behind drops whole updates, never a part of one.
+	// behind drops whole updates, never a part of one (unless its path's
+	// datagram limit falls while it sends one: the parts that no longer
+	// fit are dropped).
 	SendPoses(seq uint32, parts [][][]byte)
 	// SendFrame queues a framed control message (see codec.AppendFrame) on
 	// the member's reliable stream. frame is shared and must not be

@@ -121,13 +121,13 @@ func (r *Room) sendPoses(ro *roster, tick uint64) {
 	g.build(r, ro, tick, rule, everyone)
 	heartbeat := r.cfg.ticks(r.cfg.Heartbeat)
 	for _, m := range ro.members {
-		room := maxDatagram(m.member.MaxDatagramSize()) - codec.PosesHeaderSize
+		payload := maxDatagram(m.member.MaxDatagramSize()) - codec.PosesHeaderSize
 		var parts [][][]byte
 		if everyone {
-			parts = g.everything(room)
+			parts = g.shared(payload, false)
 		} else {
 			far := (tick+m.farPhase)%rule.farEvery == 0
-			parts = g.update(r, rule, m.slot, far, room)
+			parts = g.update(r, rule, m.slot, far, payload)
 		}
 		switch {
 		case len(parts) > 0:

@@ -674,8 +674,8 @@ func (ss *session) send(m codec.Message) {
 	ss.SendFrame(frame)
 }
 
-// writeLoop writes queued control frames to the stream, coalescing what
-// is queued into one write. When the session fails it writes what is left
+// writeLoop writes queued control frames to the stream, taking all that
+// is queued at once (writeFrames). When the session fails it writes what is left
 // and stops. Runs in its own goroutine.
 func (ss *session) writeLoop() {
 	defer close(ss.flushed)
@@ -714,39 +714,42 @@ func (ss *session) writeLoop() {
 const writeBatch = 16 << 10
 
 // writeFrames writes frames to the control stream, small ones gathered in
-// out, and releases their bytes from the frame queue as they are written.
+// out. The frames' bytes are released from the frame queue, written or
+// not: after an error the session ends.
 func (ss *session) writeFrames(frames [][]byte, out *[]byte) error {
-	flush := func() error {
-		if len(*out) == 0 {
+	taken := 0
+	for _, f := range frames {
+		taken += len(f)
+	}
+	defer ss.fq.written(taken)
+	write := func(b []byte) error {
+		if len(b) == 0 {
 			return nil
 		}
-		_, err := ss.ctl.Write(*out)
-		ss.fq.written(len(*out))
-		ss.traffic.bytesOut.Add(uint64(len(*out)))
-		*out = (*out)[:0]
-		return err
+		if _, err := ss.ctl.Write(b); err != nil {
+			return err
+		}
+		ss.traffic.bytesOut.Add(uint64(len(b)))
+		return nil
 	}
 	for _, f := range frames {
-		if len(f) >= writeBatch {
-			if err := flush(); err != nil {
+		if len(*out) > 0 && len(*out)+len(f) > writeBatch {
+			if err := write(*out); err != nil {
 				return err
 			}
-			_, err := ss.ctl.Write(f)
-			ss.fq.written(len(f))
-			ss.traffic.bytesOut.Add(uint64(len(f)))
-			if err != nil {
+			*out = (*out)[:0]
+		}
+		if len(f) >= writeBatch {
+			if err := write(f); err != nil {
 				return err
 			}
 			continue
 		}
-		if len(*out)+len(f) > writeBatch {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
 		*out = append(*out, f...)
 	}
-	return flush()
+	err := write(*out)
+	*out = (*out)[:0]
+	return err
 }
 
 // datagramLoop reads datagrams: poses go to the pose table, pings are

@@ -23,6 +23,7 @@ export class RoomView {
     this.entities = null; // Map id -> components, once the state has come
     this.presence = null; // Map user -> metas
     this.slots = new Map(); // slot -> avatar id
+    this.avatarSlots = new Map(); // avatar id -> slot: slots backwards
     this.intakes = new Map(); // avatar id -> PoseIntake
     this.points = []; // [avatar id, point] taken since the last drain
     this.poseSeq = new Map(); // avatar id -> seq of the update that carried its pose
@@ -55,14 +56,16 @@ export class RoomView {
         this.farEvery = Math.max(1, m.interest?.far_every || 1);
         this.entities = null;
         this.presence = null;
-        this.seq = 0; // pose updates are numbered per room
+        this.seq = 0; // pose updates are numbered per member of a room
         this.slots.clear();
+        this.avatarSlots.clear();
         this.parts.clear();
         this.poseSeq.clear();
         break;
       case 'entities_state':
         this.entities = new Map(Object.entries(m.entities || {}));
         this.slots.clear();
+        this.avatarSlots.clear();
         for (const [id, c] of this.entities) this.trackAvatar(id, c, m.seq, now);
         for (const id of this.intakes.keys()) {
           if (!this.isAvatar(id)) this.intakes.delete(id);
@@ -131,8 +134,11 @@ export class RoomView {
   // trackAvatar notes an avatar's slot and the pose its components carry.
   trackAvatar(id, c, seq, now) {
     if (c.avatar !== true || typeof c.slot !== 'number') return;
-    for (const [s, e] of this.slots) if (e === id) this.slots.delete(s);
+    this.forgetSlot(id);
+    const old = this.slots.get(c.slot);
+    if (old !== undefined) this.avatarSlots.delete(old); // the slot went to another avatar
     this.slots.set(c.slot, id);
+    this.avatarSlots.set(id, c.slot);
     if (id === this.user) return;
     let b = this.intakes.get(id);
     if (!b) {
@@ -147,9 +153,17 @@ export class RoomView {
   }
 
   untrackAvatar(id) {
-    for (const [s, e] of this.slots) if (e === id) this.slots.delete(s);
+    this.forgetSlot(id);
     this.intakes.delete(id);
     this.poseSeq.delete(id);
+  }
+
+  // forgetSlot forgets which slot avatar id had.
+  forgetSlot(id) {
+    const s = this.avatarSlots.get(id);
+    if (s === undefined) return;
+    this.avatarSlots.delete(id);
+    if (this.slots.get(s) === id) this.slots.delete(s);
   }
 
   // take notes a point of an avatar's intake, if there is one.

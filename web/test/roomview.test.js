@@ -153,3 +153,21 @@ test('under interest management far avatars may come far_every ticks apart, and 
   v.apply({ type: 'entities_state', seq: 1, entities: { bob: avatar(1, 'Bob') } }, 0);
   assert.equal(v.intakes.get('bob').maxInterval, 100);
 });
+
+test('slots follow their avatars: a slot taken over, an avatar made again elsewhere, one deleted', () => {
+  const v = joinedView();
+  v.apply({ type: 'entities_diff', creates: { bo: avatar(2, 'Bo') } }, 0);
+  // Ada leaves and Cy gets her slot; Bo is made again (a new join) at another slot.
+  v.apply({ type: 'entities_diff', deletes: ['ada'], creates: { cy: avatar(1, 'Cy'), bo: avatar(5, 'Bo') } }, 0);
+  assert.deepEqual([...v.slots].sort((a, b) => a[0] - b[0]), [[0, 'me'], [1, 'cy'], [5, 'bo']]);
+  assert.equal(v.avatarSlots.get('ada'), undefined);
+  v.apply({ type: 'entities_diff', deletes: ['cy'] }, 0);
+  assert.deepEqual([...v.slots].sort((a, b) => a[0] - b[0]), [[0, 'me'], [5, 'bo']]);
+  // A state of a thousand avatars maps each slot to its own.
+  const entities = {};
+  for (let i = 0; i < 1000; i++) entities[`u${i}`] = avatar(i, `u${i}`);
+  v.apply({ type: 'entities_state', seq: 20, entities }, 0);
+  assert.equal(v.slots.size, 1000);
+  assert.equal(v.slots.get(999), 'u999');
+  assert.equal(v.avatarSlots.get('u999'), 999);
+});

@@ -142,7 +142,7 @@ func BenchmarkTickBigRoom(b *testing.B) {
 				for i := range recs {
 					x, z := rng.Float64()*side, rng.Float64()*side
 					for k := range 2 {
-						recs[i][k] = poseRecord(uint32(k), x, 1.6+float64(k)/100, z, false)
+						recs[i][k] = poseRecord(uint32(k), x, 1.6+float64(k)/5, z, false) // 20 cm: far members get it too
 					}
 				}
 				b.ReportAllocs()

@@ -2,6 +2,7 @@ package rooms
 
 import (
 	"cmp"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
@@ -35,6 +36,12 @@ type Interest struct {
 	// every member, so that a receiver that lost every copy of an avatar's
 	// last move is put right even where it cannot tell. Defaults to 30s.
 	Refresh time.Duration
+	// FarMove and FarTurn are how far, in metres, and how much, in
+	// degrees, a head or a hand must have moved or turned since far
+	// members were last sent an avatar before they are sent it again: a
+	// standing crowd whose heads sway is not sent at the far rate. They
+	// default to 0.1 m and 10°.
+	FarMove, FarTurn float64
 }
 
 // withDefaults fills in Interest's defaults, or says what makes no sense.
@@ -54,6 +61,12 @@ func (in Interest) withDefaults() (Interest, error) {
 	if in.Refresh == 0 {
 		in.Refresh = 30 * time.Second
 	}
+	if in.FarMove == 0 {
+		in.FarMove = 0.1
+	}
+	if in.FarTurn == 0 {
+		in.FarTurn = 10
+	}
 	switch {
 	case !(in.Radius > 0 && in.Radius <= 1000):
 		return in, fmt.Errorf("rooms: interest radius %v m not in (0, 1000]", in.Radius)
@@ -65,6 +78,8 @@ func (in Interest) withDefaults() (Interest, error) {
 		return in, fmt.Errorf("rooms: interest far_every %d not in 1..100", in.FarEvery)
 	case in.Refresh < 0:
 		return in, fmt.Errorf("rooms: negative interest refresh %v", in.Refresh)
+	case !(in.FarMove > 0 && in.FarMove <= 100) || !(in.FarTurn > 0 && in.FarTurn <= 180):
+		return in, fmt.Errorf("rooms: interest far move %v m or far turn %v° not in (0, 100] and (0, 180]", in.FarMove, in.FarTurn)
 	}
 	return in, nil
 }
@@ -72,11 +87,13 @@ func (in Interest) withDefaults() (Interest, error) {
 // interestRule is an Interest in the units the tick works in.
 type interestRule struct {
 	Interest
-	radius2   int64  // squared radius, mm²
-	cell      int64  // cell side, mm
-	farEvery  uint64 // ticks
-	farWindow uint64 // ticks after a change during which far members get it
-	refresh   uint64 // ticks; a multiple of farEvery
+	radius2   int64   // squared radius, mm²
+	cell      int64   // cell side, mm
+	farEvery  uint64  // ticks
+	farWindow uint64  // ticks after a change during which far members get it
+	refresh   uint64  // ticks; a multiple of farEvery
+	farMove2  int64   // squared FarMove, mm²
+	farTurn   float64 // cosine of half FarTurn: |dot| of quaternions under it is a turn past it
 }
 
 // newInterestRule fills in's defaults, checks it and converts it for a
@@ -96,6 +113,8 @@ func newInterestRule(in Interest, cfg *Config) (*interestRule, error) {
 		farEvery:  far,
 		farWindow: far * uint64(cfg.RepeatTicks+1),
 		refresh:   refresh - refresh%far,
+		farMove2:  int64(math.Round(in.FarMove*1000)) * int64(math.Round(in.FarMove*1000)),
+		farTurn:   math.Cos(in.FarTurn * math.Pi / 360),
 	}, nil
 }
 
@@ -123,10 +142,13 @@ func (r *Room) SetInterest(in Interest) error {
 // filled in.
 func (r *Room) Interest() Interest { return r.interest.Load().Interest }
 
-// An avatar's class in a tick: what its record goes to.
+// An avatar's class in a tick: what its record goes to. A cell's records
+// lie in this order, so that near members get a run of them (nearOnly and
+// near) and so do far ones (near and far).
 const (
-	toNear = iota // to every member that has its cell near (and far)
-	toFar         // to members that have its cell far, on their far tick
+	toNearOnly = iota // to members that have its cell near: it moved, but little since far members got it
+	toNear            // to every member that has its cell near, and far ones on their far tick
+	toFar             // to members that have its cell far, on their far tick
 	toNone
 )
 
@@ -138,13 +160,13 @@ type occupant struct {
 }
 
 // gridCell is a cell of the tick's grid that holds avatars. Its records
-// lie in the tick's buffer at start..end, those for near members first
-// (start..nearEnd).
+// lie in the tick's buffer at start..end: near members get start..nearEnd,
+// far ones farStart..end.
 type gridCell struct {
-	x, z                int32
-	first, last         int // its occupants, in tickGrid.occupants
-	start, nearEnd, end int
-	mark                uint64 // == tickGrid.stamp: in the near set being chosen
+	x, z                          int32
+	first, last                   int // its occupants, in tickGrid.occupants
+	start, farStart, nearEnd, end int
+	mark                          uint64 // == tickGrid.stamp: in the near set being chosen
 }
 
 // span is a range of the tick's record buffer.
@@ -212,17 +234,23 @@ func (g *tickGrid) build(r *Room, ro *roster, tick uint64, rule *interestRule, e
 			st.version, st.changed, st.recLen = v, tick, len(rec)
 			if v != 0 {
 				st.x, st.z = headFloor(rec)
+				if rule != nil && (st.farLen == 0 || farApart(rule, st.farRec[:st.farLen], rec)) {
+					st.farChanged, st.farLen = tick, copy(st.farRec[:], rec)
+				}
 			}
 		}
 		if st.version == 0 {
 			continue
 		}
-		age := tick - st.changed
+		near := tick-st.changed <= repeat || (refresh > 0 && (tick+uint64(slot))%refresh == 0)
+		far := !everyone && (tick-st.farChanged <= farWindow || (tick+uint64(slot))%refresh < farEvery)
 		class := int8(toNone)
 		switch {
-		case age <= repeat || (refresh > 0 && (tick+uint64(slot))%refresh == 0):
+		case near && far:
 			class = toNear
-		case !everyone && (age <= farWindow || (tick+uint64(slot))%refresh < farEvery):
+		case near:
+			class = toNearOnly
+		case far:
 			class = toFar
 		}
 		o := occupant{class: class, slot: int32(slot)}
@@ -251,7 +279,8 @@ func (g *tickGrid) build(r *Room, ro *roster, tick uint64, rule *interestRule, e
 	clear(g.sharedParts)
 	for i, o := range g.occupants {
 		if i == 0 || o.x != g.occupants[i-1].x || o.z != g.occupants[i-1].z {
-			g.cells = append(g.cells, gridCell{x: o.x, z: o.z, first: i, start: len(g.records), nearEnd: len(g.records)})
+			at := len(g.records)
+			g.cells = append(g.cells, gridCell{x: o.x, z: o.z, first: i, start: at, farStart: at, nearEnd: at})
 		}
 		c := &g.cells[len(g.cells)-1]
 		c.last = i
@@ -264,7 +293,10 @@ func (g *tickGrid) build(r *Room, ro *roster, tick uint64, rule *interestRule, e
 			st := &r.slotTicks[o.slot]
 			g.bounds = append(g.bounds, len(g.records))
 			g.records = codec.AppendSlotRecord(g.records, uint16(o.slot), st.rec[:st.recLen])
-			if o.class == toNear {
+			switch o.class {
+			case toNearOnly:
+				c.farStart, c.nearEnd = len(g.records), len(g.records)
+			case toNear:
 				c.nearEnd = len(g.records)
 			}
 		}
@@ -310,27 +342,56 @@ func (g *tickGrid) lookup(x, z int32) (int32, bool) {
 	return idx, idx >= 0
 }
 
+// farApart reports whether a pose record moved or turned enough since the
+// one far members were last sent (at) for them to be sent it again: a head
+// or hand moved FarMove or turned FarTurn, or a hand came or went. Both
+// are checked records (codec.CheckPose).
+func farApart(rule *interestRule, at, rec []byte) bool {
+	if at[0] != rec[0] {
+		return true // a hand came or went
+	}
+	const head = 5 // flags and time
+	for off := head; off+codec.TransformSize <= len(rec); off += codec.TransformSize {
+		var d2 int64
+		for axis := range 3 {
+			d := int64(int24(rec[off+3*axis:]) - int24(at[off+3*axis:]))
+			d2 += d * d
+		}
+		if d2 >= rule.farMove2 {
+			return true
+		}
+		p := codec.UnpackRotation(binary.LittleEndian.Uint32(at[off+9:]))
+		q := codec.UnpackRotation(binary.LittleEndian.Uint32(rec[off+9:]))
+		if math.Abs(p[0]*q[0]+p[1]*q[1]+p[2]*q[2]+p[3]*q[3]) < rule.farTurn {
+			return true
+		}
+	}
+	return false
+}
+
+// int24 reads a signed 24-bit little-endian integer.
+func int24(b []byte) int32 { return int32(uint32(b[0])|uint32(b[1])<<8|uint32(b[2])<<16) << 8 >> 8 }
+
 // headFloor returns the head's position on the floor, x and z in
 // millimetres, from a pose record.
 func headFloor(rec []byte) (x, z int32) {
 	const head = 5 // flags and time
-	int24 := func(b []byte) int32 { return int32(uint32(b[0])|uint32(b[1])<<8|uint32(b[2])<<16) << 8 >> 8 }
 	return int24(rec[head:]), int24(rec[head+6:])
 }
 
 // shared returns an update every member with payloads of that many bytes
-// may get: every cell's near records, or with far the whole tick's records.
-// It is built once a tick for each.
+// may get: every cell's near records, or with far what far members get of
+// every cell. It is built once a tick for each.
 func (g *tickGrid) shared(payload int, far bool) [][][]byte {
 	key := sharedKey{payload, far}
 	if parts, ok := g.sharedParts[key]; ok {
 		return parts
 	}
 	g.spans = g.spans[:0]
-	if far {
-		g.spans = appendSpan(g.spans, span{0, len(g.records)})
-	} else {
-		for _, c := range g.cells {
+	for _, c := range g.cells {
+		if far {
+			g.spans = appendSpan(g.spans, span{c.farStart, c.end})
+		} else {
 			g.spans = appendSpan(g.spans, span{c.start, c.nearEnd})
 		}
 	}
@@ -349,24 +410,42 @@ type sharedKey struct {
 }
 
 // update returns what a member whose avatar stands in slot gets this tick,
-// in datagrams of payloads of at most payload bytes: on its far tick every
-// record of the tick (a cell near it now may hold an avatar still in its
-// far window, sent while the cell was far); on the others its near cells'
-// near records.
+// in datagrams of payloads of at most payload bytes: its near cells' near
+// records and, on its far tick, what far members get of every cell (a
+// cell near it now may hold an avatar still in its far window, sent while
+// the cell was far).
 func (g *tickGrid) update(r *Room, rule *interestRule, slot int, far bool, payload int) [][][]byte {
-	if far || r.slotTicks[slot].version == 0 {
-		return g.shared(payload, true)
+	if r.slotTicks[slot].version == 0 {
+		return g.shared(payload, far)
 	}
 	near := g.nearCells(r, rule, slot)
-	if len(near) == len(g.cells) {
+	if len(near) == len(g.cells) && !far {
 		return g.shared(payload, false)
+	}
+	var all [][][]byte
+	if far {
+		all = g.shared(payload, true) // before g.spans is filled: it uses them
 	}
 	g.spans = g.spans[:0]
 	for _, idx := range near {
 		c := &g.cells[idx]
-		g.spans = appendSpan(g.spans, span{c.start, c.nearEnd})
+		if far {
+			// The near records far members do not get.
+			g.spans = appendSpan(g.spans, span{c.start, c.farStart})
+		} else {
+			g.spans = appendSpan(g.spans, span{c.start, c.nearEnd})
+		}
 	}
-	return g.pack(g.spans, payload)
+	if !far {
+		return g.pack(g.spans, payload)
+	}
+	if len(g.spans) == 0 {
+		return all
+	}
+	own := g.pack(g.spans, payload)
+	first := len(g.parts)
+	g.parts = append(append(g.parts, all...), own...)
+	return g.parts[first:len(g.parts):len(g.parts)]
 }
 
 // appendSpan appends s to spans, joined to the last one when they meet.

@@ -448,3 +448,87 @@ func TestAMemberWalkingUpToAnAvatarThatStoppedGetsItsLastPose(t *testing.T) {
 		})
 	}
 }
+
+// A far avatar whose head only sways is not sent at the far rate; one that
+// steps or turns is, and near members get every sway.
+func TestAFarAvatarIsSentWhenItMovesOrTurnsEnough(t *testing.T) {
+	turned := func(time uint32, x float64, degrees float64) []byte {
+		half := degrees * math.Pi / 360
+		p := codec.Pose{Time: time, Head: codec.Transform{Position: [3]float64{x, 1.6, 0}, Rotation: [4]float64{0, math.Sin(half), 0, math.Cos(half)}}}
+		return codec.AppendPose(nil, &p)
+	}
+	tests := []struct {
+		name  string
+		x     float64 // where the swayer goes
+		turn  float64 // degrees it turns
+		wantR bool    // whether the far receiver gets it again
+	}{
+		{"a sway", 30.02, 2, false},
+		{"a step", 30.3, 0, true},
+		{"a turn", 30, 20, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.Interest = rooms.Interest{Radius: 5, Nearest: 1, FarEvery: 2, Refresh: time.Hour}
+			inBubble(t, cfg, nil, func(t *testing.T, w *world) {
+				// r and its neighbour, far from the swayer s and s's neighbour n.
+				c := newCrowd(t, w, [][2]float64{{0, 0}, {1, 0}, {30, 0}, {31, 0}})
+				sSlot := c.ms[2].Slot()
+				count := func(ticks int, move func(tick int)) (r, n int, last []byte) {
+					for tick := 1; tick <= ticks; tick++ {
+						for i := range c.ms {
+							if i != 2 {
+								if _, err := c.ms[i].UpdatePose(pose(uint32(tick), c.at[i][0]+float64(tick%2)/1000, 1.6, c.at[i][1])); err != nil {
+									t.Fatal(err)
+								}
+							}
+						}
+						move(tick)
+						w.ticks(1)
+						for i, to := range []*int{&r, nil, nil, &n} {
+							for _, d := range c.members[i].takeDatagrams() {
+								for _, rec := range d.records {
+									if rec.slot == sSlot && to != nil {
+										*to++
+										if i == 0 {
+											last = rec.rec
+										}
+									}
+								}
+							}
+						}
+					}
+					return r, n, last
+				}
+				sway := func(x, turn float64) func(int) {
+					return func(tick int) {
+						if _, err := c.ms[2].UpdatePose(turned(uint32(1000+tick), x+float64(tick%2)*0.02, turn+float64(tick%2)*2)); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				// Swaying at 30 m long enough for its far window to pass.
+				count(12, sway(30, 0))
+				r, n, _ := count(8, sway(30, 0))
+				if r != 0 || n != 8 {
+					t.Fatalf("swaying: the far receiver got it %d times, its near neighbour %d; want 0 and 8", r, n)
+				}
+				r, n, last := count(8, sway(tt.x, tt.turn))
+				switch {
+				case n != 8:
+					t.Errorf("its near neighbour got it %d times in 8 ticks, want 8", n)
+				case tt.wantR && r == 0:
+					t.Errorf("the far receiver never got it")
+				case !tt.wantR && r != 0:
+					t.Errorf("the far receiver got it %d times", r)
+				case tt.wantR:
+					var p codec.Pose
+					if err := codec.ParsePose(last, &p); err != nil || math.Abs(p.Head.Position[0]-tt.x) > 0.03 {
+						t.Errorf("the far receiver holds %+v (%v), want x near %v", p.Head, err, tt.x)
+					}
+				}
+			})
+		})
+	}
+}

@@ -89,6 +89,11 @@ type slotTick struct {
 	rec    [codec.MaxPoseSize]byte
 	recLen int
 	x, z   int32
+	// farRec is the record as far members were last sent it, as of tick
+	// farChanged (Interest.FarMove and FarTurn).
+	farRec     [codec.MaxPoseSize]byte
+	farLen     int
+	farChanged uint64
 }
 
 // Room is one live room: its world, members, presence, pose table and tick.

@@ -97,6 +97,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.interest.FarEvery, "interest-far-every", 4, "how many ticks apart a member gets the avatars that are not near it")
 	fs.Float64Var(&o.interest.Cell, "interest-cell", 0, "side in metres of the floor cells by which rooms sort avatars (default half of --interest-radius)")
 	fs.DurationVar(&o.interest.Refresh, "interest-refresh", 30*time.Second, "how often every avatar, moving or not, is sent again to every member")
+	fs.Float64Var(&o.interest.FarMove, "interest-far-move", 0.1, "metres a head or hand must move before the members it is far from are sent it again")
+	fs.Float64Var(&o.interest.FarTurn, "interest-far-turn", 10, "degrees a head or hand must turn before the members it is far from are sent it again")
 	fs.IntVar(&o.maxMessage, "max-message", 64<<10, "largest control message accepted from a client, in bytes")
 	fs.IntVar(&o.maxDatagram, "max-datagram", codec.MaxDatagramSize, fmt.Sprintf("largest datagram sent to a client, in bytes (%d to %d; lowered per session when its path takes less)", codec.MinDatagramSize, codec.MaxDatagramSize))
 	fs.DurationVar(&o.storeTimout, "store-timeout", 5*time.Second, "bound on each store call")
@@ -156,8 +158,8 @@ func parseFlags(args []string) (*options, error) {
 		return nil, fmt.Errorf("--max-datagram %d: must be %d to %d", o.maxDatagram, codec.MinDatagramSize, codec.MaxDatagramSize)
 	}
 	switch {
-	case o.interest.Radius < 0 || o.interest.Nearest < 1 || o.interest.FarEvery < 1 || o.interest.Cell < 0 || o.interest.Refresh <= 0:
-		return nil, fmt.Errorf("--interest-*: the radius and cell must not be negative, the nearest and far-every at least 1, the refresh positive")
+	case o.interest.Radius < 0 || o.interest.Nearest < 1 || o.interest.FarEvery < 1 || o.interest.Cell < 0 || o.interest.Refresh <= 0 || o.interest.FarMove <= 0 || o.interest.FarTurn <= 0:
+		return nil, fmt.Errorf("--interest-*: the radius and cell must not be negative, the nearest and far-every at least 1, the refresh, far move and far turn positive")
 	case o.interest.Radius == 0:
 		o.interest = rooms.Interest{Disabled: true}
 	}

@@ -66,9 +66,9 @@ func TestInterestFlags(t *testing.T) {
 		args []string
 		want rooms.Interest
 	}{
-		{nil, rooms.Interest{Radius: 5, Nearest: 24, FarEvery: 4, Refresh: 30 * time.Second}},
+		{nil, rooms.Interest{Radius: 5, Nearest: 24, FarEvery: 4, Refresh: 30 * time.Second, FarMove: 0.1, FarTurn: 10}},
 		{[]string{"--interest-radius", "0", "--interest-nearest", "3"}, rooms.Interest{Disabled: true}},
-		{[]string{"--interest-radius", "8", "--interest-cell", "2", "--interest-far-every", "2", "--interest-refresh", "10s"}, rooms.Interest{Radius: 8, Nearest: 24, FarEvery: 2, Cell: 2, Refresh: 10 * time.Second}},
+		{[]string{"--interest-radius", "8", "--interest-cell", "2", "--interest-far-every", "2", "--interest-refresh", "10s", "--interest-far-move", "0.5", "--interest-far-turn", "30"}, rooms.Interest{Radius: 8, Nearest: 24, FarEvery: 2, Cell: 2, Refresh: 10 * time.Second, FarMove: 0.5, FarTurn: 30}},
 	}
 	for _, tt := range tests {
 		o, err := parseFlags(tt.args)

@@ -70,7 +70,7 @@ func FuzzControlMessages(f *testing.F) {
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		ss := &session{
 			srv: srv, id: "fuzz", ctx: context.Background(), log: log, remote: &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 4433},
-			dq: newDatagramQueue(), fq: newFrameQueue(srv.cfg.MaxBacklog),
+			dq: newDatagramQueue(), fq: newFrameQueue(srv.cfg.MaxBacklog, nil),
 			failed: make(chan struct{}), flushed: make(chan struct{}), ended: make(chan struct{}),
 		}
 		ss.maxDatagram.Store(codec.MaxDatagramSize)

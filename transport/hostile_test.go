@@ -257,6 +257,10 @@ func TestASlowConsumerIsClosedAndTheRoomGoesOn(t *testing.T) {
 	if p := ts.pendingBytes(); p > 1<<20 {
 		t.Errorf("%d control bytes still queued after the slow consumer left", p)
 	}
+	// What the slow one's queue held left the node's count with it.
+	waitUntil(t, "the node's backlog back to what its sessions hold", func() bool {
+		return ts.backlog.total.Load() == int64(ts.pendingBytes())
+	})
 }
 
 // sessionOf returns the session joined as user, or nil.

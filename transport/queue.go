@@ -2,6 +2,7 @@ package transport
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/posecast/posecast/codec"
 )
@@ -163,6 +164,7 @@ func (q *datagramQueue) close() {
 type frameQueue struct {
 	ready chan struct{}
 	limit int
+	node  *nodeBacklog // the node's sessions' together; nil: unbounded
 
 	mu      sync.Mutex // guards the following
 	frames  [][]byte
@@ -171,22 +173,27 @@ type frameQueue struct {
 	held    bool // takeAll takes nothing until release
 }
 
-func newFrameQueue(limit int) *frameQueue {
-	return &frameQueue{ready: make(chan struct{}, 1), limit: limit}
+// newFrameQueue returns a queue of at most limit bytes, counted in node
+// too unless it is nil.
+func newFrameQueue(limit int, node *nodeBacklog) *frameQueue {
+	return &frameQueue{ready: make(chan struct{}, 1), limit: limit, node: node}
 }
 
 // push queues frame. It returns false, queueing nothing, when the backlog
-// would pass the limit or the queue is closed. A frame larger than the limit
-// (a big room's snapshot) goes through when nothing else is pending, so that
-// only a session that falls behind is refused.
+// would pass the limit, when the node's backlogs together are over theirs
+// and this one is among the big (nodeBacklog), or when the queue is closed.
+// A frame larger than the limit (a big room's snapshot) goes through when
+// nothing else is pending, so that only a session that falls behind is
+// refused.
 func (q *frameQueue) push(frame []byte) bool {
 	q.mu.Lock()
-	if q.closed || (q.pending > 0 && q.pending+len(frame) > q.limit) {
+	if q.closed || (q.pending > 0 && q.pending+len(frame) > q.limit) || q.node.refuses(q.pending, len(frame)) {
 		q.mu.Unlock()
 		return false
 	}
 	q.frames = append(q.frames, frame)
 	q.pending += len(frame)
+	q.node.add(len(frame))
 	q.mu.Unlock()
 	select {
 	case q.ready <- struct{}{}:
@@ -233,7 +240,38 @@ func (q *frameQueue) takeAll(dst [][]byte) [][]byte {
 func (q *frameQueue) written(n int) {
 	q.mu.Lock()
 	q.pending -= n
+	q.node.add(-n)
 	q.mu.Unlock()
+}
+
+// discard releases what is still queued, once the writer has stopped.
+func (q *frameQueue) discard() {
+	q.mu.Lock()
+	q.node.add(-q.pending)
+	q.pending = 0
+	clear(q.frames)
+	q.frames = nil
+	q.mu.Unlock()
+}
+
+// nodeBacklog is what a node's frame queues hold together. Past its limit a
+// queue that holds cut bytes or more takes nothing more: the sessions
+// furthest behind are closed as slow consumers before the node runs out of
+// memory, and those that keep up go on.
+type nodeBacklog struct {
+	limit, cut int
+	total      atomic.Int64
+}
+
+// refuses reports whether a queue holding pending bytes may not take n more.
+func (b *nodeBacklog) refuses(pending, n int) bool {
+	return b != nil && pending >= b.cut && b.total.Load()+int64(n) > int64(b.limit)
+}
+
+func (b *nodeBacklog) add(n int) {
+	if b != nil {
+		b.total.Add(int64(n))
+	}
 }
 
 // pendingBytes returns the bytes queued or being written.

@@ -236,7 +236,7 @@ func TestFrameQueueBoundsItsBacklogInBytes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := newFrameQueue(1000)
+			q := newFrameQueue(1000, nil)
 			for _, n := range tt.pending {
 				if !q.push(make([]byte, n)) {
 					t.Fatalf("setup push of %d refused", n)
@@ -250,7 +250,7 @@ func TestFrameQueueBoundsItsBacklogInBytes(t *testing.T) {
 }
 
 func TestFrameQueueCountsBytesUntilWritten(t *testing.T) {
-	q := newFrameQueue(1000)
+	q := newFrameQueue(1000, nil)
 	q.push(make([]byte, 700))
 	frames := q.takeAll(nil)
 	if len(frames) != 1 || q.pendingBytes() != 700 {
@@ -270,7 +270,7 @@ func TestFrameQueueCountsBytesUntilWritten(t *testing.T) {
 }
 
 func TestAHeldFrameQueueGivesNothingUntilReleased(t *testing.T) {
-	q := newFrameQueue(1 << 10)
+	q := newFrameQueue(1<<10, nil)
 	q.hold()
 	if !q.push([]byte("joined")) || !q.push([]byte("entities_state")) {
 		t.Fatal("a held queue refused a push")
@@ -290,5 +290,36 @@ func TestAHeldFrameQueueGivesNothingUntilReleased(t *testing.T) {
 	}
 	if got := q.takeAll(nil); len(got) != 2 || string(got[0]) != "joined" {
 		t.Errorf("took %q after release, want both frames in order", got)
+	}
+}
+
+// Past the node's bound, the queues furthest behind take nothing more, the
+// others go on, and what queues release leaves the node's count.
+func TestTheNodesBacklogRefusesTheFurthestBehind(t *testing.T) {
+	node := &nodeBacklog{limit: 3000, cut: 500}
+	a, b := newFrameQueue(5000, node), newFrameQueue(5000, node)
+	steps := []struct {
+		name  string
+		do    func() bool
+		want  bool
+		total int64
+	}{
+		{"a queues 600", func() bool { return a.push(make([]byte, 600)) }, true, 600},
+		{"b queues 300", func() bool { return b.push(make([]byte, 300)) }, true, 900},
+		{"a, behind, queues 2000: the node is still within", func() bool { return a.push(make([]byte, 2000)) }, true, 2900},
+		{"a, behind, may not pass the node's bound", func() bool { return a.push(make([]byte, 200)) }, false, 2900},
+		{"b, under the cut, may", func() bool { return b.push(make([]byte, 200)) }, true, 3100},
+		{"a's frames written", func() bool { a.takeAll(nil); a.written(2600); return true }, true, 500},
+		{"a queues again", func() bool { return a.push(make([]byte, 200)) }, true, 700},
+		{"b's session ends", func() bool { b.discard(); return true }, true, 200},
+		{"a's session ends", func() bool { a.discard(); return true }, true, 0},
+	}
+	for _, s := range steps {
+		if got := s.do(); got != s.want {
+			t.Errorf("%s: %v, want %v", s.name, got, s.want)
+		}
+		if got := node.total.Load(); got != s.total {
+			t.Errorf("%s: the node counts %d, want %d", s.name, got, s.total)
+		}
 	}
 }

@@ -58,6 +58,10 @@ type Config struct {
 	// MaxBacklog bounds the control bytes queued for one session; a session
 	// that falls further behind is closed as a slow consumer. Defaults to 4 MiB.
 	MaxBacklog int
+	// MaxBacklogTotal bounds the control bytes queued for all the sessions
+	// together: past it, a session with a quarter of MaxBacklog or more
+	// queued is closed as a slow consumer. Defaults to 1 GiB.
+	MaxBacklogTotal int
 	// MaxDatagram is the largest datagram sent to a session, lowered per
 	// session when its path allows less. Defaults to codec.MaxDatagramSize.
 	MaxDatagram int
@@ -156,6 +160,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxBacklog == 0 {
 		c.MaxBacklog = 4 << 20
 	}
+	if c.MaxBacklogTotal == 0 {
+		c.MaxBacklogTotal = 1 << 30
+	}
 	if c.MaxDatagram == 0 {
 		c.MaxDatagram = codec.MaxDatagramSize
 	}
@@ -199,7 +206,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.PresenceInterval < minPresenceInterval || c.PresenceInterval > maxPresenceInterval {
 		return c, fmt.Errorf("transport: presence interval %v not in %v..%v", c.PresenceInterval, minPresenceInterval, maxPresenceInterval)
 	}
-	if c.IdleTimeout < 100*time.Millisecond || c.HelloTimeout <= 0 || c.MaxMessage < 256 || c.MaxBacklog < c.MaxMessage {
+	if c.IdleTimeout < 100*time.Millisecond || c.HelloTimeout <= 0 || c.MaxMessage < 256 || c.MaxBacklog < c.MaxMessage || c.MaxBacklogTotal < c.MaxBacklog {
 		return c, fmt.Errorf("transport: limits out of range in %+v", c)
 	}
 	return c, nil
@@ -240,6 +247,8 @@ type Server struct {
 	// development mode a random secret of this process.
 	joinSecret []byte
 	presence   *rooms.Collector
+	// backlog is what the sessions' frame queues hold together.
+	backlog    nodeBacklog
 	roomStarts *roomStarts
 	// stopPresence stops feeding a collection the server made itself.
 	stopPresence func()
@@ -270,6 +279,7 @@ func NewServer(cfg Config) (*Server, error) {
 		hasSess:    make(map[*quic.Conn]bool),
 		joinSecret: cfg.AuthSecret,
 	}
+	s.backlog.limit, s.backlog.cut = cfg.MaxBacklogTotal, cfg.MaxBacklog/4
 	if s.devMode() {
 		s.joinSecret = make([]byte, 32)
 		rand.Read(s.joinSecret)

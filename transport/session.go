@@ -75,7 +75,7 @@ func newSession(srv *Server, wt *webtransport.Session, conn *quic.Conn) *session
 		remote:  wt.RemoteAddr(),
 		log:     srv.log.With("session", id, "remote", wt.RemoteAddr().String()),
 		dq:      newDatagramQueue(),
-		fq:      newFrameQueue(srv.cfg.MaxBacklog),
+		fq:      newFrameQueue(srv.cfg.MaxBacklog, &srv.backlog),
 		failed:  make(chan struct{}),
 		flushed: make(chan struct{}),
 		ended:   make(chan struct{}),
@@ -95,10 +95,11 @@ func (ss *session) SendPoses(seq uint32, parts [][][]byte) {
 }
 
 // SendFrame implements rooms.Member. A session whose backlog passes
-// Config.MaxBacklog is closed as a slow consumer.
+// Config.MaxBacklog, or a quarter of it while the node's passes
+// Config.MaxBacklogTotal, is closed as a slow consumer.
 func (ss *session) SendFrame(frame []byte) {
 	if !ss.fq.push(frame) {
-		ss.fail(CloseSlowConsumer, "control stream backlog over the limit")
+		ss.fail(CloseSlowConsumer, "control stream backlog over the limit, its own or the node's")
 	}
 }
 
@@ -215,6 +216,7 @@ func (ss *session) run() {
 		ss.conn.CloseWithError(0, "")
 	}
 	loops.Wait()
+	ss.fq.discard()
 	ss.stopPresence()
 	if m := ss.membership.Swap(nil); m != nil {
 		m.Disconnect(time.Unix(0, ss.lastHeard.Load()))

@@ -33,6 +33,9 @@ type Event struct {
 	// from is the membership that published an application event; relays
 	// skip it.
 	from *Membership
+	// self is the device a server event about its user came from (a
+	// join's), which is sent it at once; the others get it with the tick.
+	self *Membership
 }
 
 // Listener receives a room's events in order. It runs with the room's lock

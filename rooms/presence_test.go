@@ -2,6 +2,7 @@ package rooms_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -84,12 +85,14 @@ func TestAUserOnTwoDevices(t *testing.T) {
 
 		// The last device leaves: the user leaves.
 		d1.Leave()
-		got = bob.takeFrames()
-		if names := eventNames(got); !slices.Equal(names, []string{codec.EventUserLeft}) {
-			t.Errorf("bob got events %v at once, want user_left", names)
+		if got := bob.takeFrames(); len(got) != 0 {
+			t.Errorf("bob got %v before the tick", asJSON(t, got))
 		}
 		w.ticks(1)
 		got = bob.takeFrames()
+		if names := eventNames(got); !slices.Equal(names, []string{codec.EventUserLeft}) {
+			t.Errorf("bob got events %v with the tick, want user_left", names)
+		}
 		if diffs := only[*codec.PresenceDiff](got); len(diffs) != 1 || !slices.Equal(metaRefs(diffs[0].Leaves, "alice"), []string{ref1}) {
 			t.Errorf("bob got presence diffs %v, want the leave of alice's laptop", asJSON(t, diffs))
 		}
@@ -353,14 +356,14 @@ func TestADisconnectPastTheGraceLeavesAtOnce(t *testing.T) {
 		bob.clear()
 
 		ma.Disconnect(time.Now().Add(-w.cfg.ReconnectGrace))
-		if names := eventNames(bob.takeFrames()); !slices.Equal(names, []string{codec.EventUserLeft}) {
-			t.Errorf("bob got events %v at once, want user_left", names)
-		}
 		if s := w.reg.Room("lobby").Stats(); s.Users != 1 {
 			t.Errorf("%d users after the disconnect, want 1", s.Users)
 		}
 		w.ticks(1)
 		got := bob.takeFrames()
+		if names := eventNames(got); !slices.Equal(names, []string{codec.EventUserLeft}) {
+			t.Errorf("bob got events %v with the tick, want user_left", names)
+		}
 		if d := only[*codec.EntitiesDiff](got); len(d) != 1 || !slices.Equal(d[0].Deletes, []string{"alice"}) {
 			t.Errorf("bob got entities diffs %v, want alice's avatar deleted", asJSON(t, d))
 		}
@@ -374,6 +377,7 @@ func TestADisconnectPastTheGraceLeavesAtOnce(t *testing.T) {
 		if joinedOf(t, again).Resumed {
 			t.Errorf("a join after leaving was resumed")
 		}
+		w.ticks(1)
 		if names := eventNames(bob.takeFrames()); !slices.Equal(names, []string{codec.EventUserJoined}) {
 			t.Errorf("bob got events %v, want user_joined", names)
 		}
@@ -497,4 +501,33 @@ func TestStaleIsMarkedWithinATickAfterStaleAfter(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A burst of joins reaches the others with the tick, in one go after the
+// presence diff; each joiner hears of itself at once.
+func TestABurstOfJoinsIsAnnouncedWithTheTick(t *testing.T) {
+	inBubble(t, testConfig(), nil, func(t *testing.T, w *world) {
+		bob := newMember(t, "bob")
+		w.join("lobby", "bob", bob)
+		w.ticks(1)
+		bob.clear()
+		for i := range 10 {
+			m := newMember(t, fmt.Sprintf("m%d", i))
+			w.join("lobby", fmt.Sprintf("u%d", i), m)
+			if names := eventNames(m.takeFrames()); !slices.Equal(names, []string{codec.EventUserJoined}) {
+				t.Errorf("joiner %d got events %v at once, want its own user_joined", i, names)
+			}
+		}
+		if got := bob.takeFrames(); len(got) != 0 {
+			t.Errorf("bob got %d messages before the tick", len(got))
+		}
+		w.ticks(1)
+		got := bob.takeFrames()
+		if names := eventNames(got); len(names) != 10 {
+			t.Errorf("bob got events %v with the tick, want 10 user_joined", names)
+		}
+		if ts := types(got); len(ts) < 3 || ts[0] != "*codec.EntitiesDiff" || ts[1] != "*codec.PresenceDiff" || ts[2] != "*codec.Event" {
+			t.Errorf("bob got %v, want the diffs, then the events", ts)
+		}
+	})
 }

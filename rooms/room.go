@@ -134,6 +134,8 @@ type Room struct {
 	// encodedWorld is the environment as entities_state carries it; nil
 	// after a change, until the next state is built.
 	encodedWorld []byte
+	// heldEvents are the server's events about users, sent with the tick.
+	heldEvents []heldEvent
 	// resyncs are the members whose resync waits for its turn (one a
 	// second each), answered by the tick.
 	resyncs map[*Membership]struct{}
@@ -336,9 +338,9 @@ func (r *Room) join(member Member, req JoinRequest) (*Membership, error) {
 	r.sendLocked(member, state)
 	switch {
 	case newUser:
-		r.emitLocked(Event{Name: codec.EventUserJoined, User: u.id, Data: map[string]any{"name": u.name, "slot": u.slot}})
+		r.emitLocked(Event{Name: codec.EventUserJoined, User: u.id, Data: map[string]any{"name": u.name, "slot": u.slot}, self: m})
 	case wasStale:
-		r.emitLocked(Event{Name: codec.EventUserRecovered, User: u.id})
+		r.emitLocked(Event{Name: codec.EventUserRecovered, User: u.id, self: m})
 	}
 	if replaced != nil {
 		// The device is back on a new session before its old one was
@@ -554,13 +556,49 @@ func (r *Room) broadcastLocked(msg codec.Message, skip *Membership) {
 }
 
 // relay is the listener that sends user and application events to the
-// members; entity events reach them through the diff.
+// members; entity events reach them through the diff. The server's own
+// events about users go out with the tick's diffs, so that a burst of
+// joins costs each member one write a tick, not one a join; the device an
+// event is about gets it at once.
 func (r *Room) relay(ev Event) {
+	msg := &codec.Event{Name: ev.Name, Data: ev.Data, User: ev.User, At: ev.At.UnixMilli()}
 	switch ev.Name {
 	case EventEntityCreated, EventEntityUpdated, EventEntityDeleted:
 		return
+	case codec.EventUserJoined, codec.EventUserLeft, codec.EventUserStale, codec.EventUserRecovered:
+		frame, err := codec.EncodeFrame(msg)
+		if err != nil {
+			r.log.Error("encode", "err", err)
+			return
+		}
+		if ev.self != nil {
+			ev.self.member.SendFrame(frame)
+		}
+		r.heldEvents = append(r.heldEvents, heldEvent{frame: frame, to: r.roster.Load().members, skip: ev.self})
+		return
 	}
-	r.broadcastLocked(&codec.Event{Name: ev.Name, Data: ev.Data, User: ev.User, At: ev.At.UnixMilli()}, ev.from)
+	r.broadcastLocked(msg, ev.from)
+}
+
+// heldEvent is a server event about a user that waits for the tick.
+type heldEvent struct {
+	frame []byte
+	to    []*Membership // the room's members when it happened
+	skip  *Membership   // the device it is about, which has it already
+}
+
+// sendHeldEventsLocked sends the events held for the tick.
+// The room's lock must be held.
+func (r *Room) sendHeldEventsLocked() {
+	for i, e := range r.heldEvents {
+		for _, m := range e.to {
+			if m != e.skip && m.state == membershipActive {
+				m.member.SendFrame(e.frame)
+			}
+		}
+		r.heldEvents[i] = heldEvent{}
+	}
+	r.heldEvents = r.heldEvents[:0]
 }
 
 // Stats is a moment's view of a room.

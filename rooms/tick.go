@@ -53,6 +53,7 @@ func (r *Room) tick(now time.Time, late time.Duration) (retire bool) {
 		r.broadcastLocked(d, nil)
 		r.reg.hub.publish(r.id, d.Joins, d.Leaves, false)
 	}
+	r.sendHeldEventsLocked()
 	ro := r.roster.Load()
 	retire = len(r.users) == 0 && !r.emptySince.IsZero() && now.Sub(r.emptySince) >= r.cfg.EmptyGrace
 	r.mu.Unlock()

@@ -18,8 +18,26 @@ const POSE_MAX_AGE = 1000;
 
 const STATS_EVERY = 250; // ms between stats for the panel
 
-// Control messages after which the page is sent the room's state.
-const ROOM_MESSAGES = new Set(['joined', 'entities_state', 'entities_diff', 'presence_state', 'presence_diff']);
+// SERVER_MESSAGES is every control message type the server sends, and
+// what the worker does with it: the room's view folds in those marked
+// 'room' and the page is then sent the room's state; 'view' ones the view
+// keeps; 'connection' ones the connection answers (refs, goodbye); 'none'
+// the page has no use for. A type not here is dropped. The page's tests
+// check this against the server's table (web/test/message-types.json).
+export const SERVER_MESSAGES = Object.freeze({
+  welcome: 'view',
+  joined: 'room',
+  entities_state: 'room',
+  entities_diff: 'room',
+  presence_state: 'room',
+  presence_diff: 'room',
+  event: 'view',
+  error: 'view',
+  ok: 'connection',
+  pong: 'connection',
+  goodbye: 'connection',
+  presence_collection: 'none', // the page subscribes to no presence collection
+});
 
 export class Session {
   // post(msg, transfer) sends a message to the page; connection holds
@@ -92,6 +110,8 @@ export class Session {
   }
 
   message(m) {
+    const handling = SERVER_MESSAGES[m.type];
+    if (handling === undefined || handling === 'none') return;
     const now = this.now();
     this.view.apply(m, now);
     if (m.type === 'welcome') {
@@ -102,7 +122,7 @@ export class Session {
       this.pacer.joined(m.tick_ms, m.slot);
       this.post({ type: 'joined', msg: m });
     }
-    if (ROOM_MESSAGES.has(m.type)) this.postRoom();
+    if (handling === 'room') this.postRoom();
     this.postPoints();
   }
 

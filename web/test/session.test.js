@@ -199,3 +199,10 @@ test('the page forgets the playback of an avatar that left, and tells who is sta
   assert.deepEqual([...page.avatars()].map(([id]) => id), ['ada']);
   assert.equal(page.playbacks.has('bob'), false);
 });
+
+test('the worker has a way with every type the server sends, and only those', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const table = JSON.parse(await readFile(new URL('./message-types.json', import.meta.url), 'utf8'));
+  const { SERVER_MESSAGES } = await import('../src/session.js');
+  assert.deepEqual(Object.keys(SERVER_MESSAGES).sort(), table.server);
+});

@@ -187,7 +187,6 @@ type tickGrid struct {
 	// Arenas of the members' updates: made anew each tick.
 	runs  [][]byte
 	parts [][][]byte
-	total int // avatars in the grid
 	// The cells' bounds.
 	minX, maxX, minZ, maxZ int32
 	stamp                  uint64 // one per member's choice
@@ -259,7 +258,6 @@ func (g *tickGrid) build(r *Room, ro *roster, tick uint64, rule *interestRule, e
 		}
 		g.occupants = append(g.occupants, o)
 	}
-	g.total = len(g.occupants)
 	slices.SortFunc(g.occupants, func(a, b occupant) int {
 		return cmp.Or(cmp.Compare(a.z, b.z), cmp.Compare(a.x, b.x), cmp.Compare(a.class, b.class), cmp.Compare(a.slot, b.slot))
 	})
@@ -506,7 +504,7 @@ func (g *tickGrid) nearCells(r *Room, rule *interestRule, slot int) []int32 {
 	}
 	// When fewer than Nearest others are surely within the radius, the
 	// nearest may lie in cells that do not reach into it.
-	if within < rule.Nearest && count < g.total {
+	if within < rule.Nearest && count < len(g.occupants) {
 		g.addNearest(r, rule, slot, ownX, ownZ)
 	}
 	slices.Sort(g.near)

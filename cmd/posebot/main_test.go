@@ -353,14 +353,13 @@ func TestFlagsRefuseRoomsNoServerWouldTake(t *testing.T) {
 	}
 }
 
-func TestTableRendersReports(t *testing.T) {
+// renderTable writes reports as posebot's JSON and returns what posebot
+// table makes of them.
+func renderTable(t *testing.T, reports ...*report) string {
+	t.Helper()
 	dir := t.TempDir()
-	free := report{Clients: 100, Joined: 100, Rooms: 2, PerRoom: 50, Schedule: "free", Hz: 20, PosesSent: 20000, DatagramsReceived: 5000, BytesReceived: 5e6,
-		LatencyMS: quantiles{P50: 25, P99: 49}, StalenessMS: quantiles{P99: 250}, DurationS: 10, ServerCPUS: ptr(3), ServerRSSMB: ptr(40), LoadCPUS: ptr(1.5)}
-	tick := report{Clients: 100, Joined: 99, Rooms: 2, PerRoom: 50, Schedule: "tick", Copies: 2, PosesSent: 9900, DatagramsReceived: 5000, BytesReceived: 5e6,
-		LatencyMS: quantiles{P50: 6, P99: 20}, StalenessMS: quantiles{P99: 210}, DurationS: 10}
 	var paths []string
-	for i, r := range []*report{&free, &tick} {
+	for i, r := range reports {
 		paths = append(paths, filepath.Join(dir, fmt.Sprintf("%d.json", i)))
 		if err := writeJSON(paths[i], r); err != nil {
 			t.Fatal(err)
@@ -370,18 +369,26 @@ func TestTableRendersReports(t *testing.T) {
 	if err := run(context.Background(), append([]string{"table"}, paths...), &out); err != nil {
 		t.Fatal(err)
 	}
+	return out.String()
+}
+
+func TestTableRendersReports(t *testing.T) {
+	free := report{Clients: 100, Joined: 100, Rooms: 2, PerRoom: 50, Schedule: "free", Hz: 20, PosesSent: 20000, DatagramsReceived: 5000, BytesReceived: 5e6,
+		LatencyMS: quantiles{P50: 25, P99: 49}, StalenessMS: quantiles{P99: 250}, DurationS: 10, ServerCPUS: ptr(3), ServerRSSMB: ptr(40), LoadCPUS: ptr(1.5)}
+	tick := report{Clients: 100, Joined: 99, Rooms: 2, PerRoom: 50, Schedule: "tick", Copies: 2, PosesSent: 9900, DatagramsReceived: 5000, BytesReceived: 5e6,
+		LatencyMS: quantiles{P50: 6, P99: 20}, StalenessMS: quantiles{P99: 210}, DurationS: 10}
+	out := renderTable(t, &free, &tick)
 	for _, want := range []string{
 		"| 100 | 2 × 50 | 20 Hz | 0.30 | 40 MB | 0.15 | 2000 | 500 | 500000 | 25 / 49 ms | 250 ms | 0 |",
 		"| 99 | 2 × 50 | 2 per tick | – | – | – | 990 | 500 | 500000 | 6 / 20 ms | 210 ms | 0 |",
 	} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("table:\n%s\nwant a row %s", out.String(), want)
+		if !strings.Contains(out, want) {
+			t.Errorf("table:\n%s\nwant a row %s", out, want)
 		}
 	}
 }
 
 func TestTableRendersBigRoomReports(t *testing.T) {
-	dir := t.TempDir()
 	everyone := report{Clients: 500, Joined: 500, Rooms: 1, PerRoom: 500, WalkM: 40, DurationS: 10, ServerCPUS: ptr(5), ServerRSSMB: ptr(300), LoadCPUS: ptr(8),
 		MemberBytesPerS: 50000, MemberDatagramsPerS: 45, Near: pairs{StalenessMS: quantiles{P50: 200, P99: 400}, Samples: 10}, Resyncs: 3}
 	managed := everyone
@@ -390,23 +397,13 @@ func TestTableRendersBigRoomReports(t *testing.T) {
 	managed.Far = pairs{StalenessMS: quantiles{P50: 500, P99: 900}, Samples: 10}
 	managed.Slow = &receivers{Clients: 2, RateBytesPerS: 16000, StalenessMS: quantiles{P99: 3000}, TornFraction: 0.05, Skipped: 40}
 	managed.Others = receivers{TornFraction: 0.001, Skipped: 2}
-	var paths []string
-	for i, r := range []*report{&everyone, &managed} {
-		paths = append(paths, filepath.Join(dir, fmt.Sprintf("%d.json", i)))
-		if err := writeJSON(paths[i], r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var out bytes.Buffer
-	if err := run(context.Background(), append([]string{"table"}, paths...), &out); err != nil {
-		t.Fatal(err)
-	}
+	out := renderTable(t, &everyone, &managed)
 	for _, want := range []string{
 		"| 500 / 500 | none: every avatar every tick | 0.50 | 1.00 ms/s | 300 MB | 0.80 | 50.0 KB/s | 45.0 /s | 200 / 400 ms | – | 3 | – | 0.0 %, 0 | 0 |",
 		"| 500 / 500 | 5 m, 24 nearest, far every 4 | 0.50 | 1.00 ms/s | 300 MB | 0.80 | 20.0 KB/s | 15.0 /s | 200 / 400 ms | 500 / 900 ms | 3 | 2 at 16000 B/s: 3000 ms, 5.0 %, 40 | 0.1 %, 2 | 0 |",
 	} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("table:\n%s\nwant a row %s", out.String(), want)
+		if !strings.Contains(out, want) {
+			t.Errorf("table:\n%s\nwant a row %s", out, want)
 		}
 	}
 }
